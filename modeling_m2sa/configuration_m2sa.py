@@ -1,0 +1,115 @@
+"""Configuration of the M2SA multimodal (text + image) tweet sentiment model."""
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+LABEL_NAMES = ("negative", "neutral", "positive")
+"""The three sentiment classes, in label-id order, shared by the model, the dataset and the metrics."""
+
+POOLING_CHOICES = ("mean", "first_token", "pooler")
+FUSION_CHOICES = ("concat",)
+
+# Hub checkpoints of dual encoders (CLIP, SigLIP, ...) hold a text and a vision model; M2SA only uses
+# the vision half, so their configs are reduced to their `vision_config`.
+_DUAL_ENCODER_VISION_KEY = "vision_config"
+
+
+def _tower_config(config, role):
+    """Turn a tower config given as a `PretrainedConfig` or a dict (with `model_type`) into a config object."""
+    if config is None or isinstance(config, PretrainedConfig):
+        tower_config = config
+    elif isinstance(config, dict):
+        model_type = config.get("model_type")
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(
+                f"Unknown {role} tower model_type {model_type!r}. Use a transformers encoder type such as "
+                f"'xlm-roberta' or 'bert' for text and 'clip_vision_model', 'dinov2' or 'siglip_vision_model' "
+                f"for images, or build the model with `M2SAForSequenceClassification.from_towers(text_id, vision_id)`."
+            )
+        tower_config = CONFIG_MAPPING[model_type](**{k: v for k, v in config.items() if k != "model_type"})
+    else:
+        raise TypeError(f"`{role}_config` must be a PretrainedConfig, a dict or None, got {type(config).__name__}.")
+    if role == "vision" and tower_config is not None:
+        nested = getattr(tower_config, _DUAL_ENCODER_VISION_KEY, None)
+        if isinstance(nested, PretrainedConfig):
+            tower_config = nested
+        if not hasattr(tower_config, "num_channels"):
+            raise ValueError(
+                f"The vision tower config has model_type {tower_config.model_type!r}, which is not an image encoder. "
+                f"Pass a vision encoder such as CLIP ('clip_vision_model'), DINOv2 ('dinov2') or SigLIP."
+            )
+    return tower_config
+
+
+class M2SAConfig(PretrainedConfig):
+    r"""
+    Configuration of [`M2SAModel`] and [`M2SAForSequenceClassification`]: a text encoder and an optional image
+    encoder whose pooled features are concatenated and classified into negative / neutral / positive.
+
+    Args:
+        text_config (`PretrainedConfig` or `dict`, *optional*):
+            Config of the text tower (any transformers encoder: mBERT, XLM-R, XLMR-SM, ...). `None` gives an
+            image-only model.
+        vision_config (`PretrainedConfig` or `dict`, *optional*):
+            Config of the image tower (CLIP vision, DINOv2, SigLIP vision). A full CLIP/SigLIP config is reduced to
+            its vision part. `None` gives a text-only model.
+        text_pooling (`str`, *optional*, defaults to `"mean"`):
+            How a text is reduced to one vector: `"mean"` (mask-aware mean of the last hidden states),
+            `"first_token"` (the `<s>`/`[CLS]` state) or `"pooler"` (the tower's pooler; needs pooler weights, which
+            sequence-classification checkpoints such as XLMR-SM do not have).
+        vision_pooling (`str`, *optional*, defaults to `"pooler"`):
+            Same choices for the image tower; CLIP, DINOv2 and SigLIP vision checkpoints all carry their pooler.
+        fusion_type (`str`, *optional*, defaults to `"concat"`):
+            How the pooled text and image features are fused; `"concat"` is the paper's concatenation.
+        classifier_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout applied to the fused features before the classification layer.
+        freeze_text_model (`bool`, *optional*, defaults to `False`):
+            Keep the text tower's weights fixed (no gradients, always in eval mode).
+        freeze_vision_model (`bool`, *optional*, defaults to `False`):
+            Keep the image tower's weights fixed (no gradients, always in eval mode).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation for the fusion head and the learned "no image" embedding.
+    """
+
+    model_type = "m2sa"
+    sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
+
+    def __init__(
+        self,
+        text_config=None,
+        vision_config=None,
+        text_pooling="mean",
+        vision_pooling="pooler",
+        fusion_type="concat",
+        classifier_dropout=0.1,
+        freeze_text_model=False,
+        freeze_vision_model=False,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        for name, value, choices in (
+            ("text_pooling", text_pooling, POOLING_CHOICES),
+            ("vision_pooling", vision_pooling, POOLING_CHOICES),
+            ("fusion_type", fusion_type, FUSION_CHOICES),
+        ):
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+        self.text_config = _tower_config(text_config, "text")
+        self.vision_config = _tower_config(vision_config, "vision")
+        self.text_pooling = text_pooling
+        self.vision_pooling = vision_pooling
+        self.fusion_type = fusion_type
+        self.classifier_dropout = classifier_dropout
+        self.freeze_text_model = freeze_text_model
+        self.freeze_vision_model = freeze_vision_model
+        self.initializer_range = initializer_range
+        kwargs.setdefault("id2label", dict(enumerate(LABEL_NAMES)))
+        kwargs.setdefault("label2id", {name: index for index, name in enumerate(LABEL_NAMES)})
+        super().__init__(**kwargs)
+
+    def to_dict(self):
+        output = super().to_dict()
+        for key in ("text_config", "vision_config"):
+            value = getattr(self, key)
+            output[key] = value.to_dict() if value is not None else None
+        return output

@@ -1,0 +1,313 @@
+"""M2SA: a text tower and an optional image tower, pooled, fused and classified into three sentiment classes.
+
+Tweets without an image are encoded with a learned "no image" embedding in place of the image features, so a
+batch can mix tweets with and without images and every tweet gets a prediction.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+
+from .configuration_m2sa import M2SAConfig
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_m2sa.M2SAConfig",
+    "AutoModel": "modeling_m2sa.M2SAModel",
+    "AutoModelForSequenceClassification": "modeling_m2sa.M2SAForSequenceClassification",
+}
+
+
+@dataclass
+class M2SAModelOutput(ModelOutput):
+    r"""
+    fused_embeds (`torch.FloatTensor` of shape `(batch, text_hidden + vision_hidden)`):
+        The fused tweet representation the classification head reads (`text_hidden` for a text-only model).
+    text_embeds (`torch.FloatTensor` of shape `(batch, text_hidden)`):
+        Pooled text features.
+    image_embeds (`torch.FloatTensor` of shape `(batch, vision_hidden)`, *optional*):
+        Pooled image features, holding the learned "no image" embedding where `has_image` is False.
+        `None` for a text-only model.
+    """
+
+    fused_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+def pool_tower_output(tower_output, pooling, attention_mask=None):
+    """Reduce a tower's output to one vector per example: `(batch, hidden)`."""
+    if pooling == "pooler":
+        if getattr(tower_output, "pooler_output", None) is None:
+            raise ValueError(
+                "pooling='pooler' needs a tower that returns `pooler_output`; this one does not. "
+                "Use 'mean' or 'first_token' pooling in M2SAConfig."
+            )
+        return tower_output.pooler_output
+    hidden_states = tower_output.last_hidden_state
+    if pooling == "first_token":
+        return hidden_states[:, 0]
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def copy_tower_weights(target_tower, source_tower, name_or_path):
+    """Copy a pretrained tower's weights into the tower M2SA built from the same config.
+
+    Weights the target does not have (a pooler M2SA does not use) are ignored; weights the source lacks are an error.
+    """
+    missing, _unused = target_tower.load_state_dict(source_tower.state_dict(), strict=False)
+    if missing:
+        raise ValueError(
+            f"The checkpoint {name_or_path!r} lacks weights the tower needs ({', '.join(missing[:5])}...). "
+            f"Check that it is a {target_tower.config.model_type!r} encoder checkpoint."
+        )
+
+
+class M2SAPreTrainedModel(PreTrainedModel):
+    config_class = M2SAConfig
+    config: M2SAConfig
+    base_model_prefix = "m2sa"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, M2SAModel) and module.missing_image_embedding is not None:
+            nn.init.normal_(module.missing_image_embedding, mean=0.0, std=std)
+        elif isinstance(module, M2SAClassificationHead):
+            nn.init.normal_(module.classifier.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.classifier.bias)
+
+    @classmethod
+    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, **config_kwargs):
+        """Build an M2SA model around pretrained towers, each a Hub id or a local directory.
+
+        `vision_model_name_or_path=None` builds a text-only model. Full CLIP/SigLIP checkpoints contribute their vision
+        encoder. The fusion head and the "no image" embedding start from random weights; `config_kwargs` go to
+        [`M2SAConfig`] (pooling, dropout, freezing).
+        """
+        text_tower = AutoModel.from_pretrained(text_model_name_or_path)
+        vision_tower = None
+        if vision_model_name_or_path is not None:
+            vision_config = M2SAConfig(
+                text_config=text_tower.config, vision_config=AutoConfig.from_pretrained(vision_model_name_or_path)
+            ).vision_config
+            vision_tower = AutoModel.from_pretrained(vision_model_name_or_path, config=vision_config)
+        config = M2SAConfig(
+            text_config=text_tower.config,
+            vision_config=vision_tower.config if vision_tower is not None else None,
+            **config_kwargs,
+        )
+        model = cls(config)
+        copy_tower_weights(model.base_model.text_model, text_tower, text_model_name_or_path)
+        if vision_tower is not None:
+            copy_tower_weights(model.base_model.vision_model, vision_tower, vision_model_name_or_path)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
+        # Loading replaces the parameters, which resets `requires_grad`; re-apply the config's freezing.
+        model.base_model.set_tower_freezing()
+        return loaded
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Both Auto classes point at this code, so a saved classifier also loads as the base model with AutoModel.
+        self.config.auto_map = dict(AUTO_MAP)
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class M2SAModel(M2SAPreTrainedModel):
+    """The two towers and the fusion: returns the fused tweet representation (no classification head)."""
+
+    def __init__(self, config: M2SAConfig):
+        super().__init__(config)
+        self.text_model = AutoModel.from_config(config.text_config)
+        if config.text_pooling != "pooler" and getattr(self.text_model, "pooler", None) is not None:
+            # An unused pooler would get no gradient (which stalls DDP) and XLMR-SM checkpoints have no pooler weights.
+            self.text_model.pooler = None
+        if config.vision_config is None:
+            self.vision_model = None
+            self.missing_image_embedding = None
+        else:
+            self.vision_model = AutoModel.from_config(config.vision_config)
+            self.missing_image_embedding = nn.Parameter(torch.zeros(config.vision_config.hidden_size))
+        self.post_init()
+        self.set_tower_freezing()
+
+    def set_tower_freezing(self, freeze_text_model=None, freeze_vision_model=None):
+        """Freeze or unfreeze the towers; `None` keeps the current `config.freeze_*` value.
+
+        A frozen tower gets no gradients and stays in eval mode (no dropout), so its features are deterministic and
+        can be cached.
+        """
+        if freeze_text_model is not None:
+            self.config.freeze_text_model = freeze_text_model
+        if freeze_vision_model is not None:
+            self.config.freeze_vision_model = freeze_vision_model
+        self.text_model.requires_grad_(not self.config.freeze_text_model)
+        if self.vision_model is not None:
+            self.vision_model.requires_grad_(not self.config.freeze_vision_model)
+        self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.config.freeze_text_model:
+            self.text_model.eval()
+        if self.vision_model is not None and self.config.freeze_vision_model:
+            self.vision_model.eval()
+        return self
+
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Pooled text features `(batch, text_hidden)` from `input_ids` `(batch, seq_len)`."""
+        tower_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            tower_inputs["token_type_ids"] = token_type_ids
+        tower_output = self.text_model(**tower_inputs)
+        return pool_tower_output(tower_output, self.config.text_pooling, attention_mask)
+
+    def get_image_features(self, pixel_values):
+        """Pooled image features `(num_images, vision_hidden)` from `pixel_values` `(num_images, 3, H, W)`."""
+        if self.vision_model is None:
+            raise ValueError("This M2SA model is text-only (vision_config=None); it cannot encode images.")
+        return pool_tower_output(self.vision_model(pixel_values=pixel_values), self.config.vision_pooling)
+
+    def _image_embeds_with_missing(self, batch_size, has_image, pixel_values, image_embeds, dtype, device):
+        """Pooled image features for the whole batch, the learned "no image" embedding where `has_image` is False."""
+        missing = self.missing_image_embedding.to(device=device, dtype=dtype).expand(batch_size, -1)
+        if not has_image.any():
+            return missing
+        if image_embeds is None:
+            if pixel_values is None:
+                raise ValueError("`has_image` marks images but neither `pixel_values` nor `image_embeds` was given.")
+            present = self.get_image_features(pixel_values[has_image])
+        else:
+            present = image_embeds[has_image]
+        present = present.to(dtype)
+        scattered = present.new_zeros(batch_size, present.shape[-1]).index_copy(
+            0, has_image.nonzero(as_tuple=True)[0], present
+        )
+        return torch.where(has_image.unsqueeze(-1), scattered, missing)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        pixel_values=None,
+        has_image=None,
+        text_embeds=None,
+        image_embeds=None,
+        **kwargs,
+    ):
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): token ids of the tweets.
+        attention_mask (`torch.LongTensor` of shape `(batch, seq_len)`): 1 for tokens, 0 for padding.
+        pixel_values (`torch.FloatTensor` of shape `(batch, 3, H, W)`): images, one row per tweet; rows where
+            `has_image` is False are ignored (the processor fills them with zeros).
+        has_image (`torch.BoolTensor` of shape `(batch,)`): which tweets have an image. Defaults to all True when
+            `pixel_values` or `image_embeds` is given, else all False.
+        text_embeds (`torch.FloatTensor` of shape `(batch, text_hidden)`): precomputed `get_text_features` output,
+            used instead of running the text tower.
+        image_embeds (`torch.FloatTensor` of shape `(batch, vision_hidden)`): precomputed `get_image_features`
+            output, one row per tweet, used instead of running the image tower.
+        """
+        if text_embeds is None:
+            if input_ids is None:
+                raise ValueError("Pass `input_ids` (from M2SAProcessor) or precomputed `text_embeds`.")
+            text_embeds = self.get_text_features(input_ids, attention_mask, token_type_ids)
+        if self.vision_model is None:
+            if pixel_values is not None or image_embeds is not None or (has_image is not None and has_image.any()):
+                raise ValueError(
+                    "This M2SA model is text-only (vision_config=None) and cannot use images; pass text only, "
+                    "or train a model with a vision tower."
+                )
+            return M2SAModelOutput(fused_embeds=text_embeds, text_embeds=text_embeds)
+
+        batch_size = text_embeds.shape[0]
+        if has_image is None:
+            has_image_value = pixel_values is not None or image_embeds is not None
+            has_image = torch.full((batch_size,), has_image_value, dtype=torch.bool, device=text_embeds.device)
+        image_embeds = self._image_embeds_with_missing(
+            batch_size, has_image.to(torch.bool), pixel_values, image_embeds, text_embeds.dtype, text_embeds.device
+        )
+        fused_embeds = self.fuse(text_embeds, image_embeds)
+        return M2SAModelOutput(fused_embeds=fused_embeds, text_embeds=text_embeds, image_embeds=image_embeds)
+
+    def fuse(self, text_embeds, image_embeds):
+        """Combine pooled text `(batch, text_hidden)` and image `(batch, vision_hidden)` features (`config.fusion_type`)."""
+        if self.config.fusion_type == "concat":
+            return torch.cat([text_embeds, image_embeds], dim=-1)
+        raise ValueError(f"Unknown fusion_type {self.config.fusion_type!r}.")
+
+    @property
+    def fused_dim(self):
+        text_dim = self.config.text_config.hidden_size
+        if self.config.vision_config is None:
+            return text_dim
+        return text_dim + self.config.vision_config.hidden_size
+
+
+class M2SAClassificationHead(nn.Module):
+    """The paper's head: dropout on the fused features, then a linear layer to the classes."""
+
+    def __init__(self, config, fused_dim):
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(fused_dim, config.num_labels)
+
+    def forward(self, fused_embeds):
+        return self.classifier(self.dropout(fused_embeds))
+
+
+class M2SAForSequenceClassification(M2SAPreTrainedModel):
+    """M2SA with its classification head: logits over negative / neutral / positive."""
+
+    def __init__(self, config: M2SAConfig):
+        super().__init__(config)
+        self.m2sa = M2SAModel(config)
+        self.head = M2SAClassificationHead(config, self.m2sa.fused_dim)
+        self.post_init()
+
+    def set_tower_freezing(self, freeze_text_model=None, freeze_vision_model=None):
+        """See [`M2SAModel.set_tower_freezing`]."""
+        self.m2sa.set_tower_freezing(freeze_text_model, freeze_vision_model)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        pixel_values=None,
+        has_image=None,
+        text_embeds=None,
+        image_embeds=None,
+        labels=None,
+        **kwargs,
+    ):
+        r"""
+        Inputs as in [`M2SAModel.forward`]. `labels` (`torch.LongTensor` of shape `(batch,)`) in `[0, num_labels)`
+        adds the cross-entropy loss to the output.
+        """
+        outputs = self.m2sa(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            pixel_values=pixel_values,
+            has_image=has_image,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+        )
+        logits = self.head(outputs.fused_embeds)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
+        return SequenceClassifierOutput(loss=loss, logits=logits)

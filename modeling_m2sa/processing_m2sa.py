@@ -1,0 +1,189 @@
+"""Turns tweets (text + optional image) into M2SA model inputs: dynamically padded token ids and RGB pixel values."""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessorPil
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class InvalidImageError(ValueError):
+    """An image that cannot be used: missing file, undecodable or truncated bytes, or too large."""
+
+
+def _open_image(image, where):
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, dict):  # the `datasets.Image(decode=False)` form: {"bytes": ..., "path": ...}
+        if image.get("bytes") is not None:
+            return _open_image(image["bytes"], where)
+        if image.get("path") is not None:
+            return _open_image(image["path"], where)
+        raise InvalidImageError(f"{where} is a dict without 'bytes' or 'path'.")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return Image.open(io.BytesIO(bytes(image)))
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise InvalidImageError(f"{where}: no file at {str(path)!r}. Check the path, or pass None for no image.")
+        return Image.open(path)
+    raise InvalidImageError(
+        f"{where} has unsupported type {type(image).__name__}; pass a PIL image, a file path, bytes, a numpy array "
+        f"or None."
+    )
+
+
+def _to_rgb(image):
+    """Convert any PIL mode to 8-bit RGB: transparency over white, 16-bit and float images rescaled, CMYK converted."""
+    if image.mode in HIGH_BIT_DEPTH_MODES:
+        values = np.asarray(image, dtype=np.float32)
+        if values.max(initial=0.0) > 255:
+            values = values / 257.0  # 16-bit range 0..65535 to 0..255
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ALPHA_MODES:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(image, index=None):
+    """Open one tweet image and return it as an RGB PIL image, upright per its EXIF orientation.
+
+    Accepts a PIL image, a path, encoded bytes, a numpy array or a `datasets` image dict. Animated images use their
+    first frame. Raises `InvalidImageError` with the reason when the image cannot be used.
+    """
+    where = "image" if index is None else f"image {index}"
+    try:
+        opened = _open_image(image, where)
+        if getattr(opened, "is_animated", False):
+            opened.seek(0)
+        opened.load()
+        return _to_rgb(ImageOps.exif_transpose(opened))
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(f"{where} is too large to decode safely ({error}). Resize it first.") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, InvalidImageError):
+            raise
+        raise InvalidImageError(
+            f"{where} could not be decoded ({error}). Pass a complete JPEG/PNG/GIF/WebP image, or None to classify "
+            f"the tweet from its text alone."
+        ) from error
+
+
+def as_text_list(text):
+    texts = [text] if isinstance(text, str) or text is None else list(text)
+    for index, value in enumerate(texts):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"text {index} is a {type(value).__name__}; each tweet text must be a string or None.")
+    return ["" if value is None else value for value in texts]
+
+
+def as_image_list(images, num_texts, single_text):
+    if images is None:
+        return [None] * num_texts
+    if single_text and not isinstance(images, (list, tuple)):
+        images = [images]
+    images = list(images)
+    if len(images) != num_texts:
+        raise ValueError(
+            f"Got {num_texts} texts and {len(images)} images; pass one image (or None) per text, in the same order."
+        )
+    return images
+
+
+class M2SAProcessor(ProcessorMixin):
+    r"""
+    Wraps the text tower's tokenizer and the image tower's image processor.
+
+    Texts are truncated to `max_length` tokens and padded to the longest text in the batch (never to a fixed length).
+    Images are converted to RGB (see [`load_image`]); tweets without an image get a zero image and `has_image=False`.
+
+    Args:
+        image_processor: the image tower's image processor (unused by a text-only model).
+        tokenizer: the text tower's tokenizer.
+        max_length (`int`, *optional*, defaults to 128): maximum number of tokens per tweet.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, max_length=128, **kwargs):
+        self.max_length = max_length
+        super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128):
+        """Build the processor of the towers given to `M2SAForSequenceClassification.from_towers` (Hub ids or paths).
+
+        A text-only model (`vision_model_name_or_path=None`) still carries a default CLIP image processor, which it
+        never uses, because a processor holds both components.
+        """
+        tokenizer = AutoTokenizer.from_pretrained(text_model_name_or_path)
+        if vision_model_name_or_path is None:
+            image_processor = CLIPImageProcessorPil()
+        else:
+            image_processor = AutoImageProcessor.from_pretrained(vision_model_name_or_path)
+        return cls(image_processor=image_processor, tokenizer=tokenizer, max_length=max_length)
+
+    def tokenize(self, texts, max_length=None, padding=True, return_tensors="pt"):
+        """Token ids of `texts`, truncated to `max_length` (default `self.max_length`) and padded to the longest."""
+        return self.tokenizer(
+            as_text_list(texts),
+            padding=padding,
+            truncation=True,
+            max_length=max_length or self.max_length,
+            return_tensors=return_tensors,
+        )
+
+    def process_images(self, images):
+        """`pixel_values` `(batch, 3, H, W)` (zeros where an image is None) and `has_image` `(batch,)`.
+
+        `pixel_values` is None when no tweet in the batch has an image.
+        """
+        has_image = torch.tensor([image is not None for image in images], dtype=torch.bool)
+        present = [load_image(image, index) for index, image in enumerate(images) if image is not None]
+        if not present:
+            return None, has_image
+        present_pixels = self.image_processor(images=present, return_tensors="pt")["pixel_values"]
+        pixel_values = present_pixels.new_zeros((len(images), *present_pixels.shape[1:]))
+        pixel_values[has_image] = present_pixels
+        return pixel_values, has_image
+
+    def __call__(self, text=None, images=None, max_length=None, return_tensors="pt", **kwargs):
+        """Model inputs for a batch of tweets.
+
+        Args:
+            text: a tweet or a list of tweets (None or "" for a tweet that is only an image).
+            images: None, or one image (PIL, path, bytes, array) or None per tweet.
+            max_length: overrides `self.max_length` for this call.
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask`, `has_image` and, when any tweet has an image,
+            `pixel_values`.
+        """
+        if return_tensors != "pt":
+            raise ValueError("M2SAProcessor returns PyTorch tensors only; use return_tensors='pt'.")
+        if kwargs:
+            raise TypeError(f"Unexpected arguments {sorted(kwargs)}; M2SAProcessor takes text, images and max_length.")
+        texts = as_text_list(text)
+        image_list = as_image_list(images, len(texts), single_text=isinstance(text, str))
+        data = dict(self.tokenize(texts, max_length=max_length))
+        pixel_values, has_image = self.process_images(image_list)
+        data["has_image"] = has_image
+        if pixel_values is not None:
+            data["pixel_values"] = pixel_values
+        return BatchFeature(data=data)
+
+    @property
+    def model_input_names(self):
+        return list(self.tokenizer.model_input_names) + ["pixel_values", "has_image"]

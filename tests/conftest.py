@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny towers saved to temp dirs and loaded by path, like Hub ids, with the Hub switched off."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Remote code is cached under HF_HOME; keep it out of the user's cache and never touch the network.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="m2sa-hf-home-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(REPO_ROOT))
+
+TOKENIZER_TEXTS = [
+    "I love this so much, best day ever!",
+    "This is terrible, I hate waiting in line.",
+    "The meeting is at 10 am tomorrow.",
+    "Ich liebe dieses Wetter, wunderbar!",
+    "Das ist schrecklich und langweilig.",
+    "Der Zug kommt um acht Uhr.",
+    "Me encanta esta canción, qué bonita.",
+    "Odio los lunes, todo sale mal.",
+    "La reunión es el martes por la tarde.",
+    "J'adore ce film, il est génial !",
+    "C'est nul, je déteste ça.",
+    "Le train part à midi.",
+    "Adoro questa pizza, fantastica!",
+    "Che schifo, pessimo servizio.",
+    "Il negozio apre alle nove.",
+    "Eu amo o verão, que alegria!",
+    "Que horrível, estou muito triste.",
+    "A loja fecha às seis.",
+    "أحب هذا اليوم الجميل",
+    "هذا سيء جدا وحزين",
+    "我非常喜欢这个电影",
+    "这个服务太糟糕了",
+    "@user check this out http://t.co/abc #happy 😀",
+]
+
+
+def tiny_text_tower_texts():
+    """Enough text for a small tokenizer: the sentences above, repeated with small variations."""
+    return [f"{text} {index}" for index in range(8) for text in TOKENIZER_TEXTS]
+
+
+@pytest.fixture(scope="session")
+def tiny_towers(tmp_path_factory):
+    """Paths of small saved towers: `xlm-roberta`, `bert` text towers; `clip`, `clip-full`, `dinov2` vision towers."""
+    from m2sa_training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
+
+    root = tmp_path_factory.mktemp("towers")
+    texts = tiny_text_tower_texts()
+    paths = {}
+    for kind in ("xlm-roberta", "bert"):
+        paths[kind] = str(save_tiny_text_tower(root / kind, texts, kind=kind, vocab_size=300))
+    for kind in ("clip", "clip-full", "dinov2"):
+        paths[kind] = str(save_tiny_vision_tower(root / kind, kind=kind))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_model_and_processor(tiny_towers):
+    """An XLM-R + CLIP M2SA classifier and its processor, built from the tiny towers (eval mode)."""
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"]).eval()
+    processor = M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
+    return model, processor

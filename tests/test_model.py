@@ -1,0 +1,127 @@
+"""M2SA model: towers, missing images, precomputed features, freezing and config validation."""
+
+import pytest
+import torch
+from PIL import Image
+
+from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAModel, M2SAProcessor
+
+
+def images(*colors):
+    return [None if color is None else Image.new("RGB", (40, 40), color) for color in colors]
+
+
+@pytest.mark.parametrize(
+    "text_kind, vision_kind",
+    [("xlm-roberta", "clip"), ("xlm-roberta", "clip-full"), ("bert", "dinov2"), ("bert", None)],
+)
+def test_forward_on_text_only_image_only_and_mixed_batches(tiny_towers, text_kind, vision_kind):
+    vision_path = tiny_towers[vision_kind] if vision_kind else None
+    model = M2SAForSequenceClassification.from_towers(tiny_towers[text_kind], vision_path).eval()
+    processor = M2SAProcessor.from_towers(tiny_towers[text_kind], vision_path)
+    batches = [processor(text=["good day", "bad day"])]
+    if vision_kind:
+        batches.append(processor(text=["", ""], images=images("red", "green")))  # image-only tweets
+        batches.append(processor(text=["good", "bad", "meh"], images=images("red", None, "blue")))
+    for batch in batches:
+        output = model(**batch, labels=torch.zeros(len(batch["input_ids"]), dtype=torch.long))
+        assert output.logits.shape == (len(batch["input_ids"]), 3)
+        assert torch.isfinite(output.logits).all() and output.loss.item() > 0
+
+
+def test_missing_image_uses_the_learned_embedding(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    batch = processor(text=["one", "two"], images=images("red", None))
+    features = model.m2sa(**batch)
+    assert torch.equal(features.image_embeds[1], model.m2sa.missing_image_embedding.detach())
+    assert not torch.equal(features.image_embeds[0], model.m2sa.missing_image_embedding.detach())
+    # A tweet without an image gets the same prediction alone or next to tweets with images.
+    alone = model(**processor(text=["two"])).logits
+    assert torch.allclose(alone[0], model(**batch).logits[1], atol=1e-5)
+
+
+def test_precomputed_image_and_text_embeds_equal_the_full_path(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    batch = processor(text=["one", "two", "three"], images=images("red", None, "blue"))
+    with torch.no_grad():
+        full = model(**batch).logits
+        image_embeds = torch.zeros(3, model.config.vision_config.hidden_size)
+        image_embeds[batch["has_image"]] = model.m2sa.get_image_features(batch["pixel_values"][batch["has_image"]])
+        text_embeds = model.m2sa.get_text_features(batch["input_ids"], batch["attention_mask"])
+        cached_image = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             has_image=batch["has_image"], image_embeds=image_embeds).logits
+        cached_both = model(text_embeds=text_embeds, has_image=batch["has_image"], image_embeds=image_embeds).logits
+    assert torch.equal(full, cached_image)
+    assert torch.equal(full, cached_both)
+
+
+@pytest.mark.parametrize("via", ["config", "method"])
+def test_frozen_towers_do_not_change_after_an_optimizer_step(tiny_towers, via):
+    kwargs = {"freeze_vision_model": True} if via == "config" else {}
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"], **kwargs)
+    if via == "method":
+        model.set_tower_freezing(freeze_vision_model=True)
+    processor = M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
+    model.train()
+    assert not model.m2sa.vision_model.training and model.m2sa.text_model.training
+    before_vision = {k: v.clone() for k, v in model.m2sa.vision_model.state_dict().items()}
+    before_text = {k: v.clone() for k, v in model.m2sa.text_model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = processor(text=["good", "bad"], images=images("red", "blue"))
+    model(**batch, labels=torch.tensor([0, 2])).loss.backward()
+    optimizer.step()
+    assert all(torch.equal(before_vision[k], v) for k, v in model.m2sa.vision_model.state_dict().items())
+    assert any(not torch.equal(before_text[k], v) for k, v in model.m2sa.text_model.state_dict().items())
+
+
+def test_freezing_survives_save_and_load(tiny_towers, tmp_path):
+    model = M2SAForSequenceClassification.from_towers(
+        tiny_towers["xlm-roberta"], tiny_towers["clip"], freeze_text_model=True
+    )
+    model.save_pretrained(tmp_path)
+    loaded = M2SAForSequenceClassification.from_pretrained(tmp_path)
+    assert not any(p.requires_grad for p in loaded.m2sa.text_model.parameters())
+    assert all(p.requires_grad for p in loaded.m2sa.vision_model.parameters())
+    assert loaded.head.classifier.weight.requires_grad
+
+
+def test_default_text_pooling_needs_no_pooler_weights(tiny_towers):
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
+    assert model.config.text_pooling == "mean"
+    assert not any(name.startswith("m2sa.text_model.pooler") for name in model.state_dict())
+
+
+def test_text_only_model_refuses_images(tiny_towers):
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"])
+    processor = M2SAProcessor.from_towers(tiny_towers["bert"])
+    with pytest.raises(ValueError, match="text-only"):
+        model(**processor(text=["x"], images=images("red")))
+
+
+def test_unknown_tower_type_is_refused():
+    with pytest.raises(ValueError, match="Unknown text tower model_type 'not-a-model'"):
+        M2SAConfig(text_config={"model_type": "not-a-model"})
+    with pytest.raises(ValueError, match="Unknown vision tower model_type"):
+        M2SAConfig(text_config={"model_type": "bert"}, vision_config={"model_type": "nope"})
+
+
+def test_text_model_as_vision_tower_is_refused():
+    with pytest.raises(ValueError, match="not an image encoder"):
+        M2SAConfig(text_config={"model_type": "bert"}, vision_config={"model_type": "bert"})
+
+
+def test_bad_pooling_and_fusion_are_refused():
+    with pytest.raises(ValueError, match="text_pooling"):
+        M2SAConfig(text_config={"model_type": "bert"}, text_pooling="max")
+    with pytest.raises(ValueError, match="fusion_type"):
+        M2SAConfig(text_config={"model_type": "bert"}, fusion_type="attention")
+
+
+def test_full_clip_checkpoint_contributes_its_vision_weights(tiny_towers):
+    from transformers import CLIPModel
+
+    model = M2SAModel.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip-full"])
+    clip = CLIPModel.from_pretrained(tiny_towers["clip-full"])
+    assert model.config.vision_config.model_type == "clip_vision_model"
+    for name, value in clip.vision_model.state_dict().items():
+        assert torch.equal(model.vision_model.state_dict()[name], value)

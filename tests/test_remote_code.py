@@ -1,0 +1,119 @@
+"""Save, then load with the Auto classes and trust_remote_code in a fresh process that cannot import this package."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from PIL import Image
+
+from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["modeling_m2sa"] = None  # importing the package now fails: only the saved code can be used
+    sys.modules["m2sa_training"] = None
+    import torch
+    from PIL import Image
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoProcessor
+
+    model_dir, inputs_path, out_path = sys.argv[1:4]
+    spec = json.load(open(inputs_path))
+    images = [Image.open(path) if path else None for path in spec["images"]]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    base = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    batch = processor(text=spec["texts"], images=images if any(spec["images"]) else None)
+    with torch.no_grad():
+        torch.save(
+            {
+                "logits": model(**batch).logits,
+                "fused": base(**batch).fused_embeds,
+                "batch": dict(batch),
+                "classes": [type(model).__module__, type(base).__name__, type(processor).__module__],
+            },
+            out_path,
+        )
+    """
+)
+
+
+def run_child(model_dir, texts, image_paths, tmp_path):
+    inputs_path, out_path = tmp_path / "inputs.json", tmp_path / "out.pt"
+    inputs_path.write_text(json.dumps({"texts": texts, "images": image_paths}))
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_dir), str(inputs_path), str(out_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(out_path)
+
+
+@pytest.mark.parametrize(
+    "text_kind, vision_kind",
+    [("xlm-roberta", "clip-full"), ("bert", "dinov2"), ("xlm-roberta", None)],
+)
+def test_logits_are_bit_exact_after_loading_in_a_fresh_process(tiny_towers, tmp_path, text_kind, vision_kind):
+    vision_path = tiny_towers[vision_kind] if vision_kind else None
+    model = M2SAForSequenceClassification.from_towers(tiny_towers[text_kind], vision_path).eval()
+    processor = M2SAProcessor.from_towers(tiny_towers[text_kind], vision_path, max_length=48)
+    model_dir = tmp_path / "saved"
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+
+    texts = ["I love it", "Das ist schrecklich und langweilig", "", "Le train part à midi."]
+    image_paths = [""] * 4
+    if vision_kind:
+        for index, color in [(0, "red"), (2, "blue")]:
+            path = tmp_path / f"{index}.png"
+            Image.new("RGBA", (30, 50), color).save(path)
+            image_paths[index] = str(path)
+    else:
+        texts[2] = "neutral text"
+    child = run_child(model_dir, texts, image_paths, tmp_path)
+
+    assert child["classes"][0].startswith("transformers_modules")
+    assert child["classes"][1] == "M2SAModel"
+    assert child["classes"][2].startswith("transformers_modules")
+    images = [Image.open(path) if path else None for path in image_paths]
+    batch = processor(text=texts, images=images if vision_kind else None)
+    assert batch.keys() == child["batch"].keys()
+    for key, value in batch.items():
+        assert torch.equal(value, child["batch"][key]), key
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, child["logits"])
+        assert torch.equal(model.m2sa(**batch).fused_embeds, child["fused"])
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["auto_map"]["AutoModel"] == "modeling_m2sa.M2SAModel"
+    assert json.loads((model_dir / "processor_config.json").read_text())["max_length"] == 48
+
+
+def test_saved_code_is_flat_and_self_contained(tiny_model_and_processor, tmp_path):
+    model, processor = tiny_model_and_processor
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    code_files = sorted(path.name for path in tmp_path.glob("*.py"))
+    assert code_files == ["configuration_m2sa.py", "modeling_m2sa.py", "processing_m2sa.py"]
+    for path in tmp_path.glob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("import ", "from ")):
+                module = line.split()[1]
+                assert module.startswith((".", "torch", "transformers", "PIL", "numpy", "io", "os", "pathlib",
+                                          "dataclasses")), f"{path.name}: {line}"
+
+
+def test_loading_without_trust_remote_code_says_what_to_do(tiny_model_and_processor, tmp_path):
+    model, _ = tiny_model_and_processor
+    model.save_pretrained(tmp_path)
+    child = (
+        "import sys; sys.modules['modeling_m2sa'] = None\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        f"AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "trust_remote_code=True" in result.stderr
