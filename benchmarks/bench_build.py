@@ -1,0 +1,120 @@
+"""Build throughput and peak memory: MVSA sample (with images) and UMSAB (text), at 1x, 2x and 4x the rows.
+
+Each size is built in a fresh Python process (so peaks do not carry over), twice: once timed, reporting rows/s
+and peak RSS, and once under tracemalloc for the peak of Python allocations during the build. Inputs are
+repeated with new tweet ids (`<id>-copy<k>`), so every copy is a distinct row. Memory should stay flat for
+images (bytes are read one row group at a time) and grow only by the per-row id and text for text.
+
+    python benchmarks/bench_build.py                # writes benchmarks/results/bench_build.json, prints a table
+    python benchmarks/bench_build.py --sizes 1 2 4 8
+"""
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_build.json"
+INPUTS = {"mvsa (images)": "mvsa_sample", "umsab (text)": "umsab"}
+
+
+def _current_rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def _repeated_source(input_name: str, times: int):
+    from dataset_script.mvsa import mvsa_source
+    from dataset_script.schema import Source
+    from dataset_script.umsab import umsab_source
+
+    make_source = mvsa_source if INPUTS[input_name] == "mvsa_sample" else umsab_source
+    path = SHARED_DATA / INPUTS[input_name]
+    records = (
+        dataclasses.replace(record, tweet_id=f"{record.tweet_id}-copy{copy}")
+        for copy in range(times)
+        for record in make_source(path).records
+    )
+    return Source(make_source(path).info, records)
+
+
+def measure_once(input_name: str, times: int, traced: bool) -> dict:
+    """Build one size in this process; called in a child process by `main`."""
+    from dataset_script.builder import build_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_before = _current_rss_bytes()
+        if traced:
+            tracemalloc.start()
+        start = time.perf_counter()
+        report = build_dataset(Path(tmp) / "out", [_repeated_source(input_name, times)], show_progress=False)
+        seconds = time.perf_counter() - start
+        result = {"rows": report.rows_out, "seconds": seconds, "rss_before_mib": rss_before / 2**20}
+        if traced:
+            result["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+        result["output_mib"] = sum(p.stat().st_size for p in (Path(tmp) / "out").rglob("*") if p.is_file()) / 2**20
+    return result
+
+
+def _child(input_name: str, times: int, traced: bool) -> dict:
+    command = [sys.executable, __file__, "--child", input_name, str(times)] + (["--traced"] if traced else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4], help="input repetitions (default 1 2 4)")
+    parser.add_argument("--child", nargs=2, metavar=("INPUT", "TIMES"), help=argparse.SUPPRESS)
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure_once(args.child[0], int(args.child[1]), args.traced)))
+        return
+
+    missing = [name for name in INPUTS.values() if not (SHARED_DATA / name).is_dir()]
+    if missing:
+        sys.exit(f"Shared data {missing} not found under {SHARED_DATA}; the benchmark builds from it.")
+    results = []
+    for input_name in INPUTS:
+        for times in args.sizes:
+            timed, traced = _child(input_name, times, traced=False), _child(input_name, times, traced=True)
+            results.append(
+                {
+                    "input": input_name,
+                    "times": times,
+                    "rows": timed["rows"],
+                    "rows_per_s": timed["rows"] / timed["seconds"],
+                    "seconds": timed["seconds"],
+                    "peak_rss_mib": timed["peak_rss_mib"],
+                    "rss_growth_mib": timed["peak_rss_mib"] - timed["rss_before_mib"],
+                    "tracemalloc_peak_mib": traced["tracemalloc_peak_mib"],
+                    "output_mib": timed["output_mib"],
+                }
+            )
+            print(f"{input_name} x{times}: {results[-1]['rows_per_s']:.0f} rows/s", file=sys.stderr)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"python": sys.version.split()[0], "results": results}, indent=1) + "\n")
+    print("| input | rows | rows/s | peak RSS (MiB) | RSS growth during build (MiB) | tracemalloc peak (MiB) | output (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['input']} x{r['times']} | {r['rows']} | {r['rows_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['rss_growth_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} | {r['output_mib']:.1f} |"
+        )
+    print(f"\nResults: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The dataset card (`README.md`): YAML `configs:` that make `load_dataset(dir_or_repo, config)` work, plus
+description, languages, statistics, schema, split rules, provenance and citations."""
+
+from collections.abc import Sequence
+
+import yaml
+
+from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+
+from dataset_script.manifest import M2SA_CITATION
+from dataset_script.report import DROP_REASONS, WARNING_REASONS, BuildReport
+from dataset_script.schema import ALL_CONFIG, FEATURES, SPLITS, TRANSLATED_SUFFIX, SourceInfo
+
+ShardIndex = dict[str, dict[str, list[str]]]
+"""config -> split -> shard paths relative to the dataset root (only splits that have rows)."""
+
+_COLUMN_DESCRIPTIONS = {
+    "tweet_id": "string; the tweet id (ids exceed 2^53, so never a number)",
+    "text": "string; the tweet text (or its machine translation when `translated`)",
+    "image": "image, nullable; the tweet's image as its original encoded bytes, null when there is none",
+    "label": f"class label: {', '.join(f'{i} {name}' for i, name in enumerate(LABEL_NAMES))}",
+    "language": "string; ISO 639-1 code of the config language",
+    "source": "string; the original dataset the row comes from",
+    "translated": "bool; true for the machine-translated `*_mt` sets",
+}
+
+
+def with_all_config(shards: ShardIndex) -> ShardIndex:
+    """Add `all`: the union, per split, of every non-translated config (its shards are referenced, not copied)."""
+    united: dict[str, list[str]] = {}
+    for config in sorted(shards):
+        if config.endswith(TRANSLATED_SUFFIX):
+            continue
+        for split, paths in shards[config].items():
+            united.setdefault(split, []).extend(paths)
+    ordered = {split: united[split] for split in SPLITS if split in united}
+    return {ALL_CONFIG: ordered, **{config: shards[config] for config in sorted(shards)}}
+
+
+def _yaml_header(shards: ShardIndex, languages: Sequence[str], pretty_name: str) -> str:
+    features = FEATURES._to_yaml_list()
+    header = {
+        "pretty_name": pretty_name,
+        "license": "other",
+        "language": sorted(languages),
+        "task_categories": ["text-classification", "image-classification"],
+        "tags": ["sentiment-analysis", "multimodal", "multilingual", "twitter"],
+        "configs": [
+            {
+                "config_name": config,
+                "data_files": [{"split": split, "path": paths} for split, paths in splits.items()],
+                **({"default": True} if config == ALL_CONFIG else {}),
+            }
+            for config, splits in shards.items()
+        ],
+        "dataset_info": [{"config_name": config, "features": features} for config in shards],
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120) + "---\n"
+
+
+def _statistics_table(shards: ShardIndex, report: BuildReport) -> str:
+    lines = ["| config | split | rows | " + " | ".join(LABEL_NAMES) + " | with image |", "|---" * 7 + "|"]
+    members_of_all = [c for c in shards if c != ALL_CONFIG and not c.endswith(TRANSLATED_SUFFIX)]
+    for config, splits in shards.items():
+        counted = members_of_all if config == ALL_CONFIG else [config]
+        for split in splits:
+            labels = [sum(report.label_counts[c][split][name] for c in counted) for name in LABEL_NAMES]
+            images = sum(report.image_counts[c][split] for c in counted)
+            lines.append(f"| {config} | {split} | {sum(labels)} | " + " | ".join(map(str, labels)) + f" | {images} |")
+    return "\n".join(lines)
+
+
+def _report_summary(report: BuildReport) -> str:
+    summary = report.to_dict()
+    lines = [
+        f"Rows in: {summary['rows_in']}; rows written: {summary['rows_out']}; rows dropped: "
+        f"{summary['rows_dropped']} (rows in = rows written + rows dropped). Rows kept with a warning "
+        f"(counted in rows written): {summary['rows_kept_with_warning']}.",
+        "",
+        "| reason | rows | meaning |",
+        "|---|---|---|",
+    ]
+    for reason, meaning in DROP_REASONS.items():
+        lines.append(f"| {reason} (dropped) | {summary['dropped_by_reason'].get(reason, 0)} | {meaning} |")
+    for reason, meaning in WARNING_REASONS.items():
+        lines.append(f"| {reason} (kept) | {summary['warnings_by_reason'].get(reason, 0)} | {meaning} |")
+    lines += ["", "Every dropped or warned row is listed with its tweet id and detail in `build_report.json`."]
+    return "\n".join(lines)
+
+
+def render_card(
+    shards: ShardIndex,
+    report: BuildReport,
+    sources: Sequence[SourceInfo],
+    languages: Sequence[str],
+    pretty_name: str,
+    summary: str = "",
+) -> str:
+    """The full README.md of a built dataset; `shards` must already include `all` (see `with_all_config`)."""
+    example_config = next((c for c in shards if c != ALL_CONFIG), ALL_CONFIG)
+    schema_rows = "\n".join(f"| `{name}` | {_COLUMN_DESCRIPTIONS[name]} |" for name in FEATURES)
+    source_sections = "\n\n".join(
+        f"### {info.name}\n\n{info.description}\n\nLicence / terms: {info.license}\n\n```bibtex\n{info.citation}\n```"
+        for info in sources
+    )
+    return f"""{_yaml_header(shards, languages, pretty_name)}
+# {pretty_name}
+
+Multimodal (text + image), multilingual sentiment analysis of tweets, in the format of the M2SA project:
+every row is a tweet with its text, its image (when it has one) and a negative / neutral / positive label.
+
+{summary}
+
+## Loading
+
+```python
+from datasets import load_dataset
+
+ds = load_dataset("<this repo or directory>", "{example_config}")   # train / validation / test
+everything = load_dataset("<this repo or directory>", "all")         # every non-translated config
+streamed = load_dataset("<this repo or directory>", "{example_config}", streaming=True)
+```
+
+## Configs and languages
+
+Configs: {", ".join(f"`{c}`" for c in shards)}. A plain language code (`de`) is that language's set,
+`<lang>_mt` its machine-translated set, `umsab_<lang>` / `mvsa_en` the text-only UMSAB and the MVSA-Single
+inputs, and `all` unites every config that is not machine-translated. Languages: {", ".join(sorted(languages))}.
+
+## Schema
+
+| column | type and meaning |
+|---|---|
+{schema_rows}
+
+## Splits
+
+Splits are fixed and derived from the tweet id alone (no random seed): a split the source provides is kept;
+the splits it lacks are carved from its train rows per label, ordering rows by a BLAKE2b hash of the tweet id
+(10 % test, 10 % validation). A tweet id gets one split in the whole build, so translated copies of a tweet
+share its split. A split with no rows is left out of a config.
+
+## Statistics
+
+{_statistics_table(shards, report)}
+
+## Build report
+
+{_report_summary(report)}
+
+## Sources and licences
+
+{source_sections}
+
+## Citation
+
+```bibtex
+{M2SA_CITATION}
+```
+"""
