@@ -39,8 +39,13 @@ def train_xlmr_tokenizer(texts, vocab_size):
         vocab_size=vocab_size, special_tokens=XLMR_SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    vocab = [tuple(entry) for entry in json.loads(tokenizer.to_str())["model"]["vocab"]]
-    return XLMRobertaTokenizer(vocab=vocab + [("<mask>", 0.0)])
+    vocab = json.loads(tokenizer.to_str())["model"]["vocab"]
+    # The trainer's piece scores vary in their last digits from process to process; rounded and sorted, the same
+    # texts always give the same tokenizer (which resuming a run relies on).
+    pieces = sorted(((piece, round(score, 3)) for piece, score in vocab[len(XLMR_SPECIAL_TOKENS):]),
+                    key=lambda entry: (-entry[1], entry[0]))
+    specials = [tuple(entry) for entry in vocab[: len(XLMR_SPECIAL_TOKENS)]]
+    return XLMRobertaTokenizer(vocab=specials + pieces + [("<mask>", 0.0)])
 
 
 def train_bert_tokenizer(texts, vocab_size):

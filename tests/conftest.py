@@ -1,6 +1,7 @@
 """Shared fixtures: tiny towers saved to temp dirs and loaded by path, like Hub ids, with the Hub switched off."""
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +44,22 @@ TOKENIZER_TEXTS = [
 ]
 
 
+BLOCK_PACKAGE_IMPORTS = (
+    "import sys\n"
+    "sys.modules['modeling_m2sa'] = None  # importing the package now fails: only saved remote code can be used\n"
+    "sys.modules['m2sa_training'] = None\n"
+)
+
+
+def run_without_package(script, *args, cwd):
+    """Run a Python `script` in a fresh process where this package cannot be imported; fail with its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PACKAGE_IMPORTS + script, *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    return result
+
+
 def tiny_text_tower_texts():
     """Enough text for a small tokenizer: the sentences above, repeated with small variations."""
     return [f"{text} {index}" for index in range(8) for text in TOKENIZER_TEXTS]
@@ -71,3 +88,13 @@ def tiny_model_and_processor(tiny_towers):
     model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"]).eval()
     processor = M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
     return model, processor
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_model_dir(tiny_model_and_processor, tmp_path_factory):
+    """The tiny XLM-R + CLIP classifier and its processor saved together, loadable by path like a Hub id."""
+    model, processor = tiny_model_and_processor
+    directory = tmp_path_factory.mktemp("saved-tiny-model")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

@@ -1,21 +1,18 @@
 """Save, then load with the Auto classes and trust_remote_code in a fresh process that cannot import this package."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from PIL import Image
 
+from conftest import run_without_package
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
 CHILD = textwrap.dedent(
     """
     import json, sys
-    sys.modules["modeling_m2sa"] = None  # importing the package now fails: only the saved code can be used
-    sys.modules["m2sa_training"] = None
     import torch
     from PIL import Image
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoProcessor
@@ -44,10 +41,7 @@ CHILD = textwrap.dedent(
 def run_child(model_dir, texts, image_paths, tmp_path):
     inputs_path, out_path = tmp_path / "inputs.json", tmp_path / "out.pt"
     inputs_path.write_text(json.dumps({"texts": texts, "images": image_paths}))
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), str(inputs_path), str(out_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_package(CHILD, model_dir, inputs_path, out_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out_path)
 
@@ -109,11 +103,9 @@ def test_loading_without_trust_remote_code_says_what_to_do(tiny_model_and_proces
     model, _ = tiny_model_and_processor
     model.save_pretrained(tmp_path)
     child = (
-        "import sys; sys.modules['modeling_m2sa'] = None\n"
         "from transformers import AutoModelForSequenceClassification\n"
         f"AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r})\n"
     )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL)
+    result = run_without_package(child, cwd=tmp_path)
     assert result.returncode != 0
     assert "trust_remote_code=True" in result.stderr

@@ -1,0 +1,143 @@
+"""Training data: the chosen configs of an M2SA-format dataset, checked before any training time is spent, and batching."""
+
+from pathlib import Path
+
+import datasets
+import torch
+
+from dataset_script.schema import ALL_CONFIG, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
+from modeling_m2sa import InvalidImageError, load_image
+
+
+def demo_dataset_path(cache_dir):
+    """The embedded demo set under `cache_dir`, generated on first use (seconds)."""
+    from dataset_script.demo import ensure_demo_dataset
+
+    return str(ensure_demo_dataset(Path(cache_dir) / "demo-dataset"))
+
+
+def available_configs(dataset):
+    try:
+        return datasets.get_dataset_config_names(dataset)
+    except Exception as error:  # datasets raises several types for "not there"; all mean the same to the user
+        raise ValueError(
+            f"Could not open the dataset {dataset!r} ({type(error).__name__}: {error}). Pass a local directory built "
+            f"with `python dataset_script/build.py` or a Hub dataset id (needs network access)."
+        ) from error
+
+
+def resolve_configs(languages, include_translated, available):
+    """The dataset configs to load for `languages` ("all", ISO codes, `*_mt` sets or any config of the dataset),
+    checked against the `available` configs."""
+    configs = []
+    for language in languages:
+        if language not in available:
+            base = language.removesuffix(TRANSLATED_SUFFIX)
+            if language != ALL_CONFIG and base not in M2SA_LANGUAGES:
+                raise ValueError(
+                    f"Unknown language code {language!r}. Use 'all' or one of the M2SA languages: "
+                    f"{', '.join(M2SA_LANGUAGES)} (add '_mt' for a machine-translated set), or a config of the "
+                    f"dataset: {', '.join(sorted(available))}."
+                )
+            raise ValueError(f"The dataset has no config {language!r}. Its configs: {', '.join(sorted(available))}.")
+        configs.append(language)
+        translated = f"{language}{TRANSLATED_SUFFIX}"
+        if include_translated and language != ALL_CONFIG and translated in available:
+            configs.append(translated)
+    if include_translated and ALL_CONFIG in languages:
+        configs += [name for name in sorted(available) if name.endswith(TRANSLATED_SUFFIX) and name not in configs]
+    return configs
+
+
+def load_splits(dataset, configs, max_train_samples=None):
+    """train / validation / test of the configs concatenated; images left encoded (decoded per batch)."""
+    parts = {split: [] for split in SPLITS}
+    for config in configs:
+        loaded = datasets.load_dataset(dataset, config)
+        missing = [split for split in SPLITS if split not in loaded]
+        if missing:
+            raise ValueError(
+                f"Config {config!r} of {dataset!r} has no {', '.join(missing)} split (it has {', '.join(loaded)}). "
+                f"Rebuild the dataset with dataset_script/build.py, which writes train, validation and test."
+            )
+        for split in SPLITS:
+            part = loaded[split]
+            if "image" in part.features:
+                part = part.cast_column("image", datasets.Image(decode=False))
+            parts[split].append(part)
+    splits = datasets.DatasetDict({split: datasets.concatenate_datasets(parts[split]) for split in SPLITS})
+    if max_train_samples is not None:
+        splits["train"] = splits["train"].select(range(min(max_train_samples, len(splits["train"]))))
+    for split, part in splits.items():
+        if len(part) == 0:
+            raise ValueError(f"The {split} split of {', '.join(configs)} is empty; choose languages that have data.")
+    return splits
+
+
+def has_images(split):
+    """Whether any row of the split has an image."""
+    return "image" in split.features and split.data.column("image").null_count < len(split)
+
+
+class IndexedRows(torch.utils.data.Dataset):
+    """Rows of a `datasets.Dataset` with their position, so cached features can be looked up per row."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        row = self.dataset[index]
+        row["row_index"] = index
+        return row
+
+
+def load_row_images(rows, invalid_images):
+    """Decoded images of `rows` (None where absent); an unreadable image is recorded and treated as absent."""
+    images = []
+    for row in rows:
+        image = row.get("image")
+        if image is not None:
+            try:
+                image = load_image(image, row["row_index"])
+            except InvalidImageError as error:
+                invalid_images[row["row_index"]] = str(error)
+                image = None
+        images.append(image)
+    return images
+
+
+class TweetCollator:
+    """Turns rows into a model batch for one modality, using cached tower features where given.
+
+    `modality`: "multimodal", "text" (images ignored: the model has no image tower) or "image" (texts blanked).
+    `cached`: optional {"text_embeds": (N, D), "image_embeds": (N, D), "has_image": (N,)} indexed by row position.
+    """
+
+    def __init__(self, processor, modality, cached=None):
+        self.processor = processor
+        self.modality = modality
+        self.cached = cached or {}
+        self.invalid_images = {}
+
+    def __call__(self, rows):
+        indices = torch.tensor([row["row_index"] for row in rows])
+        batch = {"labels": torch.tensor([row["label"] for row in rows])}
+        if "text_embeds" in self.cached:
+            batch["text_embeds"] = self.cached["text_embeds"][indices]
+        else:
+            texts = [""] * len(rows) if self.modality == "image" else [row["text"] for row in rows]
+            batch.update(self.processor.tokenize(texts))
+        if self.modality == "text":
+            return batch
+        if "image_embeds" in self.cached:
+            batch["image_embeds"] = self.cached["image_embeds"][indices]
+            batch["has_image"] = self.cached["has_image"][indices]
+        else:
+            pixel_values, has_image = self.processor.process_images(load_row_images(rows, self.invalid_images))
+            batch["has_image"] = has_image
+            if pixel_values is not None:
+                batch["pixel_values"] = pixel_values
+        return batch

@@ -1,0 +1,272 @@
+"""Sentiment metrics (overall and per language), their aggregation over seeds, and evaluation reports.
+
+Every metric comes from scikit-learn with the three label ids fixed, so a class absent from a language's labels and
+predictions still counts (as 0) in that language's macro averages.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+
+LABEL_IDS = list(range(len(LABEL_NAMES)))
+SCALAR_METRICS = ("macro_precision", "macro_recall", "macro_f1", "accuracy")
+METRIC_TITLES = dict(zip(SCALAR_METRICS, ("macro-P", "macro-R", "macro-F1", "accuracy")))
+OVERALL = "overall"
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _check_inputs(labels, predictions, languages):
+    if not (len(labels) == len(predictions) == len(languages)):
+        raise ValueError(
+            f"labels, predictions and languages must have the same length, got {len(labels)}, {len(predictions)} "
+            f"and {len(languages)}: pass one label, one prediction and one language code per example."
+        )
+    if not labels:
+        raise ValueError("No examples to evaluate: labels, predictions and languages are empty.")
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        bad = [index for index, value in enumerate(values) if value not in LABEL_IDS]
+        if bad:
+            shown = ", ".join(f"{values[index]!r} (index {index})" for index in bad[:5])
+            raise ValueError(
+                f"{name} must be label ids in {LABEL_IDS} ({', '.join(LABEL_NAMES)}), got {shown}"
+                f"{'...' if len(bad) > 5 else ''}."
+            )
+    bad = [index for index, language in enumerate(languages) if not isinstance(language, str) or not language]
+    if bad:
+        raise ValueError(
+            f"languages must be non-empty ISO codes (str), got {languages[bad[0]]!r} at index {bad[0]}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}."
+        )
+
+
+def _metrics(labels, predictions):
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, labels=LABEL_IDS, average="macro", zero_division=0
+    )
+    return {
+        "macro_f1": float(f1),
+        "macro_precision": float(precision),
+        "macro_recall": float(recall),
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "support": len(labels),
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=LABEL_IDS).tolist(),
+    }
+
+
+def compute_metrics(labels, predictions, languages):
+    """Macro precision / recall / F1, accuracy, support and confusion matrix, overall and per language.
+
+    Args:
+        labels, predictions: label ids in `{0, 1, 2}` (`LABEL_NAMES` order), one per example.
+        languages: the ISO code of each example's language.
+
+    Returns:
+        `{"overall": M, "per_language": {language: M}}` with languages sorted, where `M` holds `macro_f1`,
+        `macro_precision`, `macro_recall`, `accuracy` (floats), `support` (int) and `confusion_matrix` (3 lists of
+        3 ints; rows are true labels, columns predictions, both in `LABEL_NAMES` order).
+    """
+    labels, predictions, languages = list(labels), list(predictions), list(languages)
+    _check_inputs(labels, predictions, languages)
+    labels = [int(label) for label in labels]
+    predictions = [int(prediction) for prediction in predictions]
+    per_language = {}
+    for language in sorted(set(languages)):
+        indices = [index for index, code in enumerate(languages) if code == language]
+        per_language[language] = _metrics([labels[i] for i in indices], [predictions[i] for i in indices])
+    return {OVERALL: _metrics(labels, predictions), "per_language": per_language}
+
+
+def majority_baseline_predictions(train_labels, num_examples):
+    """The most frequent label of `train_labels` (ties go to the lowest label id), repeated `num_examples` times."""
+    counts = [0] * len(LABEL_IDS)
+    for label in train_labels:
+        if label not in LABEL_IDS:
+            raise ValueError(f"train_labels must be label ids in {LABEL_IDS}, got {label!r}.")
+        counts[int(label)] += 1
+    if not any(counts):
+        raise ValueError("train_labels is empty: the majority baseline needs the training labels.")
+    return [counts.index(max(counts))] * num_examples
+
+
+def _aggregate(blocks):
+    aggregated = {}
+    for metric in SCALAR_METRICS:
+        values = [block[metric] for block in blocks]
+        aggregated[metric] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": values,
+        }
+    aggregated["support"] = sum(block["support"] for block in blocks)
+    aggregated["confusion_matrix"] = np.sum([block["confusion_matrix"] for block in blocks], axis=0).tolist()
+    aggregated["num_runs"] = len(blocks)
+    return aggregated
+
+
+def aggregate_runs(runs):
+    """Combine several `compute_metrics` results (e.g. one per seed) into mean and spread.
+
+    Each scalar metric becomes `{"mean", "std", "values"}`, where `std` is the sample standard deviation
+    (`ddof=1`) over the runs, or 0.0 for a single run. Confusion matrices are summed over the runs and `support`
+    is summed with them (so it stays the total of the matrix); `num_runs` says how many runs went into a block.
+    A language found in only some runs is aggregated over the runs that have it.
+    """
+    runs = list(runs)
+    if not runs:
+        raise ValueError("aggregate_runs needs at least one compute_metrics result, got none.")
+    languages = sorted({language for run in runs for language in run["per_language"]})
+    return {
+        OVERALL: _aggregate([run[OVERALL] for run in runs]),
+        "per_language": {
+            language: _aggregate([run["per_language"][language] for run in runs if language in run["per_language"]])
+            for language in languages
+        },
+    }
+
+
+def _is_aggregated(block):
+    return isinstance(block["macro_f1"], dict)
+
+
+def format_metric(value):
+    """`0.812` for a plain value, `0.812 ± 0.010` for an aggregated `{"mean", "std", ...}` value."""
+    if isinstance(value, dict):
+        return f"{value['mean']:.3f} ± {value['std']:.3f}"
+    return f"{value:.3f}"
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _blocks_by_row(result):
+    return [*result["per_language"].items(), (OVERALL, result[OVERALL])]
+
+
+def metrics_table(named_results, metric="macro_f1"):
+    """A Markdown table of one metric: a row per language (then `overall`), a column per named result.
+
+    Args:
+        named_results: column name -> `compute_metrics` or `aggregate_runs` result, e.g.
+            `{"multimodal": ..., "text-only": ..., "majority": ...}`.
+        metric: one of `SCALAR_METRICS`.
+
+    A language missing from a result shows as `–` in its column.
+    """
+    if metric not in SCALAR_METRICS:
+        raise ValueError(f"metric must be one of {SCALAR_METRICS}, got {metric!r}.")
+    if not named_results:
+        raise ValueError("metrics_table needs at least one named result, got none.")
+    languages = sorted({language for result in named_results.values() for language in result["per_language"]})
+    rows = []
+    for language in [*languages, OVERALL]:
+        cells = []
+        for result in named_results.values():
+            block = result[OVERALL] if language == OVERALL else result["per_language"].get(language)
+            cells.append("–" if block is None else format_metric(block[metric]))
+        rows.append([language, *cells])
+    return _markdown_table([f"language ({METRIC_TITLES[metric]})", *named_results], rows)
+
+
+def _split_markdown(split, result):
+    aggregated = _is_aggregated(result[OVERALL])
+    header = ["language", *(METRIC_TITLES[metric] for metric in SCALAR_METRICS), "support"]
+    rows = [
+        [name, *(format_metric(block[metric]) for metric in SCALAR_METRICS), str(block["support"])]
+        for name, block in _blocks_by_row(result)
+    ]
+    matrix = result[OVERALL]["confusion_matrix"]
+    matrix_rows = [[name, *map(str, counts)] for name, counts in zip(LABEL_NAMES, matrix)]
+    runs_note = ""
+    if aggregated:
+        runs_note = (
+            f"\n\nMetrics are mean ± sample std over {result[OVERALL]['num_runs']} runs; support and the confusion "
+            f"matrix are summed over the runs."
+        )
+    return (
+        f"## {split}{runs_note}\n\n{_markdown_table(header, rows)}\n\n"
+        f"Confusion matrix ({OVERALL}; rows: true label, columns: predicted label):\n\n"
+        f"{_markdown_table(['true / predicted', *LABEL_NAMES], matrix_rows)}\n"
+    )
+
+
+def _plot_per_language_f1(result, path, title):
+    blocks = result["per_language"]
+    aggregated = _is_aggregated(result[OVERALL])
+    means = [block["macro_f1"]["mean"] if aggregated else block["macro_f1"] for block in blocks.values()]
+    errors = [block["macro_f1"]["std"] for block in blocks.values()] if aggregated else None
+    overall = result[OVERALL]["macro_f1"]["mean"] if aggregated else result[OVERALL]["macro_f1"]
+
+    figure = Figure(figsize=(max(4.0, 0.5 * len(blocks) + 2.0), 3.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.bar(list(blocks), means, yerr=errors, capsize=3 if aggregated else 0, color="tab:blue")
+    axes.axhline(overall, color="tab:red", linestyle="--", label=f"{OVERALL} ({overall:.3f})")
+    axes.set_ylim(0, 1.15)  # headroom for the legend above bars that reach 1
+    axes.set_xlabel("language")
+    axes.set_ylabel("macro-F1")
+    axes.set_title(title)
+    axes.legend(loc="upper right")
+    figure.savefig(path, dpi=100)
+
+
+def _plot_confusion_matrix(result, path, title):
+    matrix = np.array(result[OVERALL]["confusion_matrix"])
+    figure = Figure(figsize=(4.5, 4.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    ticks = list(range(len(LABEL_NAMES)))
+    axes.set_xticks(ticks, LABEL_NAMES)
+    axes.set_yticks(ticks, LABEL_NAMES)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    threshold = matrix.max() / 2
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    figure.savefig(path, dpi=100)
+
+
+def write_evaluation_report(out_dir, results, title):
+    """Write the evaluation of each split to `out_dir` and return the paths written, by name.
+
+    Args:
+        out_dir: folder to write into (created if missing).
+        results: split name (`"validation"`, `"test"`, ...) -> `compute_metrics` or `aggregate_runs` result.
+        title: heading of the Markdown report and prefix of the plot titles.
+
+    Writes `evaluation.json` (all results), `evaluation.md` (per split: per-language macro-P/R/F1, accuracy and
+    support, then the overall confusion matrix), `per_language_f1_<split>.png` (bars per language, the overall
+    as a dashed line, sample-std error bars for aggregated results) and `confusion_matrix_<split>.png`. The keys
+    of the returned dict are `"json"`, `"markdown"`, `"per_language_f1_<split>"` and `"confusion_matrix_<split>"`.
+    """
+    if not results:
+        raise ValueError("write_evaluation_report needs the results of at least one split, got none.")
+    bad_splits = [split for split in results if not _SPLIT_NAME.match(split)]
+    if bad_splits:
+        raise ValueError(
+            f"Split names become file names and may only hold letters, digits, '_', '.' and '-': got {bad_splits}."
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "evaluation.json", "markdown": out_dir / "evaluation.md"}
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    sections = [_split_markdown(split, result) for split, result in results.items()]
+    paths["markdown"].write_text(f"# {title}\n\n" + "\n".join(sections), encoding="utf-8")
+    for split, result in results.items():
+        paths[f"per_language_f1_{split}"] = out_dir / f"per_language_f1_{split}.png"
+        _plot_per_language_f1(result, paths[f"per_language_f1_{split}"], f"{title}: macro-F1 per language ({split})")
+        paths[f"confusion_matrix_{split}"] = out_dir / f"confusion_matrix_{split}.png"
+        _plot_confusion_matrix(result, paths[f"confusion_matrix_{split}"], f"{title}: confusion matrix ({split})")
+    return paths

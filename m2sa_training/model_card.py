@@ -1,0 +1,189 @@
+"""The Hugging Face model card (README.md) of a trained M2SA model: YAML metadata with a model-index, then prose."""
+
+from pathlib import Path
+
+import yaml
+
+from dataset_script.manifest import M2SA_CITATION
+from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+
+from .evaluation import OVERALL, format_metric, metrics_table
+
+TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
+MACRO = {"average": "macro"}
+TASK = {"type": "text-classification", "name": "Multimodal (text + image) sentiment analysis"}
+
+
+def _is_hub_dataset_id(dataset):
+    return "/" in dataset and not Path(dataset).exists()
+
+
+def _mean(value):
+    """The number the Hub shows for a metric: the value itself, or the mean of an aggregated result."""
+    return round(value["mean"] if isinstance(value, dict) else value, 4)
+
+
+def _model_index(model_name, dataset, results):
+    dataset_type = dataset if _is_hub_dataset_id(dataset) else Path(dataset).name
+    entries = []
+    for split, result in results.items():
+        overall = result[OVERALL]
+        metrics = [
+            {"type": "f1", "name": f"macro-F1 ({name})", "value": _mean(block["macro_f1"]), "args": dict(MACRO)}
+            for name, block in [(OVERALL, overall), *result["per_language"].items()]
+        ]
+        metrics.append({"type": "accuracy", "name": f"accuracy ({OVERALL})", "value": _mean(overall["accuracy"])})
+        dataset_entry = {"name": dataset, "type": dataset_type, "split": split}
+        entries.append({"task": dict(TASK), "dataset": dataset_entry, "metrics": metrics})
+    return [{"name": model_name, "results": entries}]
+
+
+def _front_matter(model_name, dataset, languages, results, base_model):
+    metadata = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "license": "apache-2.0",
+        "language": list(languages),
+        "tags": list(TAGS),
+    }
+    if _is_hub_dataset_id(dataset):
+        metadata["datasets"] = [dataset]
+    if base_model:
+        metadata["base_model"] = base_model
+    if results:
+        metadata["model-index"] = _model_index(model_name, dataset, results)
+    return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+
+
+def _table_cell(value):
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _hyperparameter_table(training_args):
+    if not training_args:
+        return "Not recorded."
+    rows = [f"| {_table_cell(name)} | {_table_cell(value)} |" for name, value in training_args.items()]
+    return "\n".join(["| hyper-parameter | value |", "|---|---|", *rows])
+
+
+def _results_section(results):
+    if not results:
+        return "No evaluation results were recorded for this model."
+    aggregated = any(isinstance(result[OVERALL]["macro_f1"], dict) for result in results.values())
+    spread = ""
+    if aggregated:
+        spread = " Values are mean ± sample standard deviation over training runs with different seeds."
+    overall = ", ".join(f"{split} {format_metric(result[OVERALL]['macro_f1'])}" for split, result in results.items())
+    return (
+        f"Macro-F1 averages the F1 of the three classes, each counting equally even when absent from a language's "
+        f"test tweets.{spread} Overall macro-F1: {overall}.\n\n"
+        f"### Macro-F1 per language\n\n{metrics_table(results, metric='macro_f1')}\n\n"
+        f"### Accuracy per language\n\n{metrics_table(results, metric='accuracy')}"
+    )
+
+
+def render_model_card(
+    *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None
+):
+    """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
+
+    Args:
+        model_name: the model's Hub id (or name); used in the usage example and the model-index.
+        text_tower: Hub id or path of the text encoder the model was built from.
+        vision_tower: Hub id or path of the image encoder, or `None` for a text-only model.
+        dataset: Hub id (listed under `datasets:`) or local path of the training data.
+        languages: ISO codes of the training languages.
+        results: split name -> `compute_metrics` or `aggregate_runs` result; goes to the model-index (means) and to
+            the per-language tables (mean ± std for aggregated results).
+        training_args: hyper-parameter name -> value, shown as a table.
+        base_model: Hub id of the checkpoint fine-tuned, listed as `base_model:` when given.
+    """
+    if vision_tower:
+        towers = (
+            f"a text encoder (`{text_tower}`) and an image encoder (`{vision_tower}`). The pooled text features and "
+            f"the pooled image features are concatenated, then dropout and a linear layer give the three logits. "
+            f"A tweet without an image is never dropped: the model puts a learned \"no image\" embedding in place of "
+            f"the image features, so one batch may mix tweets with and without images."
+        )
+        modality = "text + image"
+        images_limitation = (
+            "- **Missing images**: many tweets have no image (deleted media or none posted); the model then relies on "
+            "the text\n  alone, and image-only tweets (empty text) depend entirely on the image encoder."
+        )
+    else:
+        towers = (
+            f"a text encoder (`{text_tower}`) only (a text-only M2SA model): the pooled text features go through "
+            f"dropout and a linear layer that gives the three logits."
+        )
+        modality = "text"
+        images_limitation = "- **Images**: this model reads the text only; images attached to tweets are ignored."
+    language_list = ", ".join(f"`{code}`" for code in languages) or "not recorded"
+    dataset_link = f"`{dataset}`"
+    if _is_hub_dataset_id(dataset):
+        dataset_link = f"[`{dataset}`](https://huggingface.co/datasets/{dataset})"
+    images_argument = '["beach.jpg", None]' if vision_tower else "None"
+    input_image = "with an optional image, " if vision_tower else ""
+    return f"""---
+{_front_matter(model_name, dataset, languages, results, base_model)}---
+
+# {model_name}
+
+M2SA classifies tweets as **{'**, **'.join(LABEL_NAMES)}** from their {modality}. It implements the model of
+"M2SA: Multimodal and Multilingual Model for Sentiment Analysis of Tweets" (Thakkar, Hakimov, Tadić,
+LREC-COLING 2024) and is built from {towers}
+
+The Hub lists the model under `text-classification`, the closest pipeline tag: the input is a tweet's text
+{input_image}and the output is one of three sentiment labels. The model is custom code, so load it with
+`trust_remote_code=True`.
+
+## How to use
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+from modeling_m2sa import predict  # from the M2SA package; or call the model on `processor(...)` outputs
+
+model = AutoModelForSequenceClassification.from_pretrained("{model_name}", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("{model_name}", trust_remote_code=True)
+
+predict(model, processor, ["Qué día tan bonito", "Worst service ever"], images={images_argument})
+# [{{'label': 'positive', 'score': ..., 'probabilities': {{...}}, 'image_used': ..., 'image_error': None}}, ...]
+```
+
+`predict` batches tweets by length, runs under `torch.inference_mode` and can use bf16 autocast
+(`autocast_dtype="bf16"`); images may be PIL images, paths, bytes or `datasets` image dicts.
+
+## Training data
+
+Trained on {dataset_link}, tweets in these languages: {language_list}.
+
+## Training hyper-parameters
+
+{_hyperparameter_table(training_args)}
+
+## Evaluation results
+
+{_results_section(results)}
+
+## Intended use
+
+Sentiment of short social-media posts (tweets), with or without an attached image, in the languages above: for
+research, aggregate analysis of public opinion and as a baseline for multimodal sentiment models. It is not meant
+for decisions about individual people.
+
+## Limitations
+
+- **Domain**: trained on tweets; longer or more formal text (reviews, news) and other platforms may score worse.
+- **Label noise**: the labels come from several public Twitter sentiment datasets annotated with different
+  guidelines; some were labelled automatically.
+- **Machine-translated sets**: part of the training data for some languages is machine-translated, so those
+  languages' results may overstate quality on native tweets.
+{images_limitation}
+- **Bias**: the model inherits the biases of its pre-trained encoders and of the Twitter data (topics, dialects and
+  demographics are unevenly represented); per-language scores vary, see the tables above.
+
+## Citation
+
+```bibtex
+{M2SA_CITATION}
+```
+"""

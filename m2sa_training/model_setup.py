@@ -1,0 +1,55 @@
+"""Towers and model for a run: pretrained towers by Hub id or path, or small ones built from scratch."""
+
+from pathlib import Path
+
+from accelerate.utils import set_seed
+from transformers import AutoConfig
+
+from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+from .options import NO_VISION, TINY
+from .tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
+
+TINY_TEXT_TOWER = dict(kind="xlm-roberta", vocab_size=4000, hidden_size=64, num_layers=2, num_heads=4)
+TINY_VISION_TOWER = dict(kind="clip", image_size=32, patch_size=8, hidden_size=64, num_layers=2, num_heads=4)
+
+
+def check_tower_exists(name_or_path, role):
+    """Fail before any training when a tower id or path cannot be resolved."""
+    if name_or_path in (TINY, NO_VISION):
+        return
+    try:
+        AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        where = "local directory" if Path(name_or_path).exists() else "Hub model id (or it needs network access)"
+        raise ValueError(
+            f"The {role} tower {name_or_path!r} could not be loaded as a {where}: {error}. "
+            f"Pass an existing Hub id, a directory saved with save_pretrained, or '{TINY}'."
+        ) from error
+
+
+def tower_paths(options, train_texts, work_dir, seed):
+    """(text tower, vision tower or None) as paths/ids; `tiny` towers are built into `work_dir` with `seed`."""
+    work_dir = Path(work_dir)
+    text_tower, vision_tower = options.text_model, options.vision_model
+    set_seed(seed)
+    if text_tower == TINY:
+        text_tower = str(save_tiny_text_tower(work_dir / "text-tower", train_texts, max_length=options.max_length,
+                                              **TINY_TEXT_TOWER))
+    if vision_tower == TINY:
+        vision_tower = str(save_tiny_vision_tower(work_dir / "vision-tower", **TINY_VISION_TOWER))
+    return text_tower, (None if vision_tower == NO_VISION else vision_tower)
+
+
+def build_model_and_processor(options, modality, text_tower, vision_tower, seed):
+    """The M2SA classifier and processor for one modality: `text` drops the image tower."""
+    vision_tower = None if modality == "text" else vision_tower
+    set_seed(seed)  # the fusion head and "no image" embedding start from seeded random weights
+    model = M2SAForSequenceClassification.from_towers(
+        text_tower,
+        vision_tower,
+        freeze_text_model=options.freeze_text_model,
+        freeze_vision_model=options.freeze_vision_model,
+    )
+    processor = M2SAProcessor.from_towers(text_tower, vision_tower, max_length=options.max_length)
+    return model, processor

@@ -1,0 +1,165 @@
+"""A whole training job: checks, one run per (modality, seed), reports, the exported model and its card."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from modeling_m2sa import M2SAProcessor
+
+from .data import available_configs, demo_dataset_path, has_images, load_splits, resolve_configs
+from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
+from .loop import latest_checkpoint, read_checkpoint_state, train_run
+from .model_card import render_model_card
+from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
+from .options import NO_VISION
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.json"
+MODALITY_NAMES = {"multimodal": "multimodal", "text": "text-only", "image": "image-only"}
+
+
+def run_name(modality, seed):
+    return f"{modality}-seed{seed}"
+
+
+def check_output_dir(options):
+    """Refuse an output directory that holds a different run, unless --overwrite-output-dir."""
+    output_dir = Path(options.output_dir)
+    config_path = output_dir / RUN_CONFIG
+    if config_path.is_file() and not options.overwrite_output_dir:
+        previous = json.loads(config_path.read_text())
+        previous_identity = {key: previous.get(key) for key in options.run_identity()}
+        if previous_identity != options.run_identity():
+            changed = sorted(key for key, value in options.run_identity().items() if previous_identity[key] != value)
+            raise ValueError(
+                f"{output_dir} already holds a different run (options differ: {', '.join(changed)}). Choose another "
+                f"--output-dir, or pass --overwrite-output-dir to replace it."
+            )
+    elif output_dir.exists() and any(output_dir.iterdir()) and not config_path.is_file() and not options.overwrite_output_dir:
+        raise ValueError(
+            f"{output_dir} is not empty and was not written by train.py. Choose another --output-dir, or pass "
+            f"--overwrite-output-dir."
+        )
+
+
+def resume_points(options, runs):
+    """Checkpoint to resume from per run name (None: start fresh); every checkpoint is validated here."""
+    if options.resume_from_checkpoint is None:
+        return {name: None for name in runs}
+    if options.resume_from_checkpoint == "latest":
+        points = {name: latest_checkpoint(Path(options.output_dir) / "runs" / name) for name in runs}
+    else:
+        if len(runs) != 1:
+            raise ValueError(
+                f"This job has {len(runs)} runs ({', '.join(runs)}); use --resume-from-checkpoint latest to continue "
+                f"each from its last checkpoint."
+            )
+        checkpoint = Path(options.resume_from_checkpoint)
+        if not checkpoint.is_dir():
+            raise ValueError(f"Checkpoint directory {str(checkpoint)!r} does not exist.")
+        points = {runs[0]: checkpoint}
+    for checkpoint in points.values():
+        if checkpoint is not None:
+            read_checkpoint_state(checkpoint)
+    return points
+
+
+def prepare(options):
+    """Every check that can fail, before any training time is spent; returns (dataset, configs, splits)."""
+    check_tower_exists(options.text_model, "text")
+    check_tower_exists(options.vision_model, "vision")
+    dataset = options.dataset or demo_dataset_path(options.cache_dir)
+    configs = resolve_configs(options.languages, options.include_translated, available_configs(dataset))
+    splits = load_splits(dataset, configs, options.max_train_samples)
+    if options.vision_model != NO_VISION and not has_images(splits["train"]):
+        raise ValueError(
+            f"The training data ({dataset}, {', '.join(configs)}) has no images, but an image tower was chosen. "
+            f"Pass --vision-model none to train a text-only model."
+        )
+    check_output_dir(options)
+    return dataset, configs, splits
+
+
+def run_training(options):
+    """Train every (modality, seed) run; export the first modality's first-seed model with its card and reports."""
+    dataset, configs, splits = prepare(options)
+    runs = [run_name(modality, seed) for modality in options.modalities for seed in options.seeds]
+    resume_from = resume_points(options, runs)
+    output_dir = Path(options.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_CONFIG).write_text(options.to_json())
+
+    train_texts = list(splits["train"]["text"])
+    per_modality = {modality: [] for modality in options.modalities}
+    invalid_images = {}
+    exported = None
+    for modality in options.modalities:
+        for seed in options.seeds:
+            name = run_name(modality, seed)
+            run_dir = output_dir / "runs" / name
+            text_tower, vision_tower = tower_paths(options, train_texts, run_dir / "towers", seed)
+            model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
+            outcome = train_run(options, model, processor, splits, modality, seed, run_dir, resume_from[name])
+            (run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
+            per_modality[modality].append(outcome["results"])
+            invalid_images.update({f"{name}/{key}": value for key, value in outcome["invalid_images"].items()})
+            if exported is None:
+                exported = (run_dir, processor, text_tower, vision_tower if modality != "text" else None)
+
+    majority = {
+        split: compute_metrics(
+            list(splits[split]["label"]),
+            majority_baseline_predictions(list(splits["train"]["label"]), len(splits[split])),
+            list(splits[split]["language"]),
+        )
+        for split in ("validation", "test")
+    }
+    summary = {
+        split: {MODALITY_NAMES[modality]: _combine([results[split] for results in runs_of_modality])
+                for modality, runs_of_modality in per_modality.items()}
+        for split in ("validation", "test")
+    }
+    for split in summary:
+        summary[split]["majority"] = majority[split]
+    main_results = summary["validation"][MODALITY_NAMES[options.modalities[0]]], summary["test"][MODALITY_NAMES[options.modalities[0]]]
+    report_paths = write_evaluation_report(
+        output_dir, {"validation": main_results[0], "test": main_results[1]},
+        title=f"M2SA {MODALITY_NAMES[options.modalities[0]]} ({len(options.seeds)} seed(s))",
+    )
+    comparison = "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
+    (output_dir / "comparison.md").write_text(comparison + "\n")
+    (output_dir / "comparison.json").write_text(json.dumps(summary, indent=2))
+    (output_dir / "invalid_images.json").write_text(json.dumps(invalid_images, indent=2))
+
+    run_dir, processor, text_tower, vision_tower = exported
+    _export_model(output_dir, run_dir, processor)
+    card = render_model_card(
+        model_name=output_dir.name,
+        text_tower=text_tower,
+        vision_tower=vision_tower,
+        dataset=dataset if options.dataset else "M2SA embedded demo set (synthetic)",
+        languages=sorted(set(splits["train"]["language"])),
+        results={"validation": main_results[0], "test": main_results[1]},
+        training_args=json.loads(options.to_json()),
+    )
+    (output_dir / "README.md").write_text(card)
+    if options.push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(options.push_to_hub, exist_ok=True)
+        api.upload_folder(folder_path=str(output_dir), repo_id=options.push_to_hub, ignore_patterns=["runs/*"])
+    return {"output_dir": output_dir, "comparison": comparison, "summary": summary, "reports": report_paths,
+            "invalid_images": invalid_images}
+
+
+def _combine(results):
+    return results[0] if len(results) == 1 else aggregate_runs(results)
+
+
+def _export_model(output_dir, run_dir, processor):
+    for path in (run_dir / "best").iterdir():
+        shutil.copy2(path, output_dir / path.name)
+    processor.save_pretrained(output_dir)

@@ -1,0 +1,141 @@
+"""The model card: YAML metadata the Hub parses (model-index included) and the sections of its body."""
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from m2sa_training.evaluation import aggregate_runs, compute_metrics
+from m2sa_training.model_card import render_model_card
+
+LABELS = [0, 1, 2, 2, 1, 0]
+LANGUAGES = ["en", "en", "de", "de", "es", "es"]
+
+
+def _card(**overrides):
+    validation = compute_metrics(LABELS, [0, 1, 2, 2, 1, 0], LANGUAGES)
+    test = compute_metrics(LABELS, [0, 1, 1, 2, 0, 0], LANGUAGES)
+    arguments = {
+        "model_name": "someone/m2sa-xlmr-clip",
+        "text_tower": "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
+        "vision_tower": "openai/clip-vit-base-patch32",
+        "dataset": "someone/m2sa-tweets",
+        "languages": ["de", "en", "es"],
+        "results": {"validation": validation, "test": test},
+        "training_args": {"learning_rate": 2e-5, "num_epochs": 3, "seeds": "1|2"},
+        "base_model": "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
+    }
+    arguments.update(overrides)
+    return render_model_card(**arguments)
+
+
+def _front_matter(card):
+    assert card.startswith("---\n")
+    header, _, body = card[len("---\n") :].partition("\n---\n")
+    return yaml.safe_load(header), body
+
+
+def test_front_matter_has_the_hub_metadata():
+    card = _card()
+    metadata, _ = _front_matter(card)
+    assert "&id" not in card  # no YAML anchors from shared dicts
+    assert metadata["library_name"] == "transformers"
+    assert metadata["pipeline_tag"] == "text-classification"
+    assert metadata["license"] == "apache-2.0"
+    assert metadata["tags"] == ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
+    assert metadata["language"] == ["de", "en", "es"]
+    assert metadata["datasets"] == ["someone/m2sa-tweets"]
+    assert metadata["base_model"] == "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual"
+
+
+def test_model_index_lists_macro_f1_per_language_and_accuracy_per_split():
+    metadata, _ = _front_matter(_card())
+    (entry,) = metadata["model-index"]
+    assert entry["name"] == "someone/m2sa-xlmr-clip"
+    validation, test = entry["results"]
+    assert validation["task"]["type"] == "text-classification"
+    dataset = {"name": "someone/m2sa-tweets", "type": "someone/m2sa-tweets", "split": "validation"}
+    assert validation["dataset"] == dataset
+    assert test["dataset"]["split"] == "test"
+    metrics = {metric["name"]: metric for metric in test["metrics"]}
+    assert list(metrics) == [
+        "macro-F1 (overall)",
+        "macro-F1 (de)",
+        "macro-F1 (en)",
+        "macro-F1 (es)",
+        "accuracy (overall)",
+    ]
+    # en: both tweets right, but positive is absent from en and counts as F1 0 -> macro-F1 2/3.
+    assert metrics["macro-F1 (en)"]["type"] == "f1" and metrics["macro-F1 (en)"]["value"] == 0.6667
+    # es: true [neutral, negative], predicted [negative, negative] -> F1 negative 2/3, others 0.
+    assert metrics["macro-F1 (es)"]["value"] == pytest.approx((2 / 3) / 3, abs=1e-4)
+    assert metrics["accuracy (overall)"] == {"type": "accuracy", "name": "accuracy (overall)", "value": 0.6667}
+
+
+def test_huggingface_hub_parses_the_card_and_its_eval_results():
+    data = ModelCard(_card()).data
+    assert data.to_dict()["library_name"] == "transformers"
+    assert data.model_name == "someone/m2sa-xlmr-clip"
+    assert len(data.eval_results) == 2 * 5
+    test_en = next(
+        result
+        for result in data.eval_results
+        if result.dataset_split == "test" and result.metric_name == "macro-F1 (en)"
+    )
+    assert (test_en.task_type, test_en.dataset_type, test_en.metric_type, test_en.metric_value) == (
+        "text-classification",
+        "someone/m2sa-tweets",
+        "f1",
+        0.6667,
+    )
+
+
+def test_aggregated_results_give_means_in_the_metadata_and_spread_in_the_body():
+    first = compute_metrics(LABELS, LABELS, LANGUAGES)
+    second = compute_metrics(LABELS, [0, 1, 1, 2, 0, 0], LANGUAGES)
+    card = _card(results={"test": aggregate_runs([first, second])})
+    metadata, body = _front_matter(card)
+    metrics = {metric["name"]: metric["value"] for metric in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["accuracy (overall)"] == pytest.approx((1 + 4 / 6) / 2, abs=1e-4)
+    assert "| en | 0.667 ± 0.000 |" in body
+    assert "mean ± sample standard deviation" in body
+    assert len(ModelCard(card).data.eval_results) == 5
+
+
+def test_body_has_usage_data_hyperparameters_results_and_citation():
+    _, body = _front_matter(_card())
+    for heading in (
+        "## How to use",
+        "## Training data",
+        "## Training hyper-parameters",
+        "## Evaluation results",
+        "## Intended use",
+        "## Limitations",
+        "## Citation",
+    ):
+        assert heading in body
+    for auto_class in ("AutoModelForSequenceClassification", "AutoProcessor"):
+        assert f'{auto_class}.from_pretrained("someone/m2sa-xlmr-clip", trust_remote_code=True)' in body
+    assert "from modeling_m2sa import predict" in body
+    assert "concatenated" in body and '"no image" embedding' in body
+    assert "| learning_rate | 2e-05 |" in body and "| seeds | 1\\|2 |" in body
+    assert "| language (macro-F1) | validation | test |" in body
+    assert "| en | 0.667 | 0.667 |" in body
+    assert "machine-translated" in body.lower()
+    assert "@inproceedings{thakkar-etal-2024-m2sa" in body and "LREC-COLING 2024" in body
+
+
+def test_local_dataset_path_and_text_only_model(tmp_path):
+    local_dataset = tmp_path / "data"
+    local_dataset.mkdir()
+    card = _card(dataset=str(local_dataset), vision_tower=None, base_model=None)
+    metadata, body = _front_matter(card)
+    assert "datasets" not in metadata and "base_model" not in metadata
+    assert metadata["model-index"][0]["results"][0]["dataset"]["type"] == "data"
+    assert "text-only" in body and "images=None" in body and "image encoder" not in body
+    ModelCard(card)
+
+
+def test_card_without_results_has_no_model_index():
+    metadata, body = _front_matter(_card(results={}, training_args={}))
+    assert "model-index" not in metadata
+    assert "No evaluation results" in body and "Not recorded." in body

@@ -1,0 +1,303 @@
+"""The Gradio Space, launched for real on the tiny model: gradio_client requests and a Chromium browser session."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT
+from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
+
+sys.path.insert(0, str(REPO_ROOT / "space"))
+import app as space_app  # noqa: E402  (space/ is a Space repo, not a package)
+
+gradio_client = pytest.importorskip("gradio_client")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TWEET = "What a lovely day at the beach!"
+LABELS = {"negative", "neutral", "positive"}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def space(saved_tiny_model_dir):
+    """The app served on a free port, with the model it serves (loaded by path, as `--model DIR` does)."""
+    model, processor = space_app.load_model(str(saved_tiny_model_dir))
+    demo = space_app.build_demo(model, processor)
+    space_app.serve(demo, server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo, model, processor
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(space):
+    demo = space[0]
+    return gradio_client.Client(demo.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Good and bad uploads: images, a text file (also named .zip), a truncated JPEG, a 20,000 x 20,000 PNG, a zip."""
+    root = tmp_path_factory.mktemp("uploads")
+    Image.new("RGB", (48, 32), "red").save(root / "red.png")
+    Image.new("RGB", (20, 20), "blue").save(root / "blue.jpg")
+    (root / "notes.txt").write_text("meeting notes, not a picture")
+    shutil.copy(root / "notes.txt", root / "notes.zip")
+    jpeg = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(jpeg, format="JPEG")
+    (root / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    Image.new("1", (20_000, 20_000)).save(root / "bomb.png")  # 48 kB on disk, 400 megapixels decoded
+    with zipfile.ZipFile(root / "images.zip", "w") as archive:
+        archive.write(root / "blue.jpg", "pictures/blue.jpg")
+    return root
+
+
+def classify(client, text, image=None):
+    return client.predict(text, gradio_client.handle_file(str(image)) if image else None, api_name="/classify")
+
+
+def assert_still_serving(client, files):
+    label, breakdown, message = classify(client, TWEET, files / "red.png")
+    assert label["label"] in LABELS and "| both |" in breakdown and message == ""
+
+
+def test_launch_settings(space):
+    demo = space[0]
+    assert demo.server_name == "127.0.0.1"
+    assert demo.analytics_enabled is False
+    assert demo.max_file_size == 25 * 1024 * 1024
+    assert demo._queue.default_concurrency_limit == space_app.CONCURRENCY_LIMIT
+
+
+def test_tweet_with_image_gives_label_and_modality_breakdown(space, client, files):
+    _, model, processor = space
+    label, breakdown, message = classify(client, TWEET, files / "red.png")
+    image = Image.open(files / "red.png")
+    expected = predict(model, processor, [TWEET, "", TWEET], [None, image, image])
+    confidences = {item["label"]: item["confidence"] for item in label["confidences"]}
+    assert label["label"] == expected[2]["label"]
+    assert confidences == pytest.approx(expected[2]["probabilities"], abs=1e-5)
+    rows = breakdown.splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in rows] == ["text alone", "image alone", "both"]
+    for row, result in zip(rows, expected):
+        assert f"**{result['label']}**" in row and f"{100 * result['probabilities']['positive']:.1f}%" in row
+    assert message == ""
+
+
+def test_text_alone_and_image_alone_show_only_their_row(client, files):
+    label, breakdown, _ = classify(client, "Der Zug kommt um acht Uhr.")
+    assert label["label"] in LABELS and "text alone" in breakdown and "image alone" not in breakdown
+    label, breakdown, _ = classify(client, "", files / "red.png")
+    assert label["label"] in LABELS and "image alone" in breakdown and "text alone" not in breakdown
+
+
+def test_50000_character_text_is_truncated(client, files):
+    label, breakdown, message = classify(client, "Qué día tan bonito " * 2_700)  # 51,300 characters
+    assert label["label"] in LABELS and "text alone" in breakdown
+    assert "first 128 tokens" in message
+
+
+@pytest.mark.parametrize(
+    "text, upload, expected",
+    [
+        ("   ", None, "nothing to classify"),
+        (TWEET, "notes.txt", "notes.txt is not a readable image"),
+        (TWEET, "truncated.jpg", "truncated.jpg is not a readable image"),
+        (TWEET, "bomb.png", "bomb.png is too large to decode safely"),
+    ],
+)
+def test_bad_input_gets_a_friendly_message_and_the_server_keeps_serving(client, files, text, upload, expected):
+    label, breakdown, message = classify(client, text, files / upload if upload else None)
+    assert not label.get("label") and breakdown == ""
+    assert message.startswith("⚠️") and expected in message and "Traceback" not in message
+    assert_still_serving(client, files)
+
+
+def classify_file(client, tweets, images=()):
+    return client.predict(
+        gradio_client.handle_file(str(tweets)), [gradio_client.handle_file(str(path)) for path in images],
+        api_name="/classify_file",
+    )
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_batch_csv_with_images_and_a_zip_returns_a_predictions_file(space, client, files, tmp_path):
+    _, model, processor = space
+    tweets = tmp_path / "tweets.csv"
+    tweets.write_text(
+        "id,text,image\n"
+        "1,I love this,red.png\n"
+        '2,"Odio los lunes, todo sale mal.",pictures/blue.jpg\n'
+        "3,Der Zug kommt um acht Uhr.,\n"
+        "4,,red.png\n"
+        "5,the picture is broken,truncated.jpg\n"
+    )
+    message, preview, predictions = classify_file(
+        client, tweets, [files / "red.png", files / "images.zip", files / "truncated.jpg"]
+    )
+    assert message.startswith("✅ Classified 5 tweets.") and "Images on line 6 could not be used" in message
+    assert [row[0] for row in preview["data"]] == [2, 3, 4, 5, 6]
+    rows = read_csv(predictions)
+    assert list(rows[0]) == ["id", "text", "image", "predicted_label", "p_negative", "p_neutral", "p_positive",
+                             "image_used", "image_error"]
+    assert [row["id"] for row in rows] == ["1", "2", "3", "4", "5"]
+    assert [row["image_used"] for row in rows] == ["True", "True", "False", "True", "False"]
+    assert "truncated.jpg is not a readable image" in rows[4]["image_error"]
+    images = [files / "red.png", files / "blue.jpg", None, files / "red.png", None]
+    expected = predict(model, processor, [row["text"] for row in rows], [p and Image.open(p) for p in images])
+    for row, result in zip(rows, expected):
+        assert row["predicted_label"] == result["label"]
+        assert float(row["p_positive"]) == pytest.approx(result["probabilities"]["positive"], abs=1e-4)
+
+
+def test_batch_jsonl_keeps_extra_fields(client, tmp_path):
+    tweets = tmp_path / "tweets.jsonl"
+    records = [{"text": "J'adore ce film !", "lang": "fr"}, {"text": "这个服务太糟糕了", "lang": "zh", "tags": ["a"]}]
+    tweets.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n\n", encoding="utf-8")
+    message, _, predictions = classify_file(client, tweets)
+    rows = read_csv(predictions)
+    assert message == "✅ Classified 2 tweets."
+    assert [(row["text"], row["lang"], row["tags"]) for row in rows] == [
+        ("J'adore ce film !", "fr", ""), ("这个服务太糟糕了", "zh", '["a"]')
+    ]
+    assert {row["predicted_label"] for row in rows} <= LABELS
+
+
+@pytest.mark.parametrize(
+    "name, content, images, expected",
+    [
+        ("bad.jsonl", '{"text": "ok"}\n{"text": 5}\nnot json\n[1, 2]\n{"text": ""}\n{"text": "x", "image": "a.png"}\n',
+         [], ["line 2: `text` must be a string", "line 3: not valid JSON", "line 4: expected a JSON object",
+              "line 5: empty text and no image", "line 6: image 'a.png' was not uploaded"]),
+        ("no_text.csv", "tweet,image\nhello,\n", [], ["line 1: the header ['tweet', 'image'] has no `text` column"]),
+        ("ragged.csv", "text,image\nfine,\n\"a, b\",x.png,extra\n", [], ["line 3: 3 fields, but the header has 2"]),
+        ("tweets.xlsx", "text\nhello\n", [], ["upload a .csv file"]),
+        ("latin1.csv", "text\ncaf\xe9\n".encode("latin-1"), [], ["not UTF-8 text"]),
+        ("empty.csv", "", [], ["the file is empty"]),
+        ("tweets.csv", "text,image\nhello,red.png\n", ["notes.zip"], ["notes.zip is not a valid zip file"]),
+        ("bad_image.csv", "text,image\n,truncated.jpg\nfine,\n", ["truncated.jpg"],
+         ["line 2: truncated.jpg is not a readable image (not a complete JPEG, PNG, GIF or WebP file), and the text"]),
+    ],
+)
+def test_malformed_batch_file_lists_its_problems_and_the_server_keeps_serving(
+    client, files, tmp_path, name, content, images, expected
+):
+    tweets = tmp_path / name
+    tweets.write_bytes(content if isinstance(content, bytes) else content.encode())
+    message, preview, predictions = classify_file(client, tweets, [files / image for image in images])
+    assert message.startswith(f"⚠️ **{name} can't be classified:**") and predictions is None
+    for problem in expected:
+        assert problem in message
+    assert "Traceback" not in message
+    assert_still_serving(client, files)
+
+
+def test_model_resolution_order(tmp_path):
+    trained = tmp_path / "m2sa-demo"
+    trained.mkdir()
+    assert space_app.resolve_model("org/cli", {"M2SA_MODEL": "org/env"}, trained) == "org/cli"
+    assert space_app.resolve_model(None, {"M2SA_MODEL": "org/env"}, trained) == "org/env"
+    assert space_app.resolve_model(None, {}, trained) == str(trained)
+    linked = space_app.resolve_model(None, {"SPACE_ID": "someone/m2sa"}, tmp_path / "missing")
+    assert linked == space_app.SpaceCard.load(REPO_ROOT / "space" / "README.md").data.models[0]
+
+
+def test_missing_default_model_exits_with_the_command_to_create_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("M2SA_MODEL", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setattr(space_app, "DEFAULT_MODEL_DIR", tmp_path / "outputs" / "m2sa-demo")
+    with pytest.raises(SystemExit) as exit_info:
+        space_app.main([])
+    message = str(exit_info.value.code)
+    assert "python train.py" in message and "--model" in message and "M2SA_MODEL" in message
+
+
+def test_text_only_model_hides_the_image_and_refuses_one(tiny_towers, files):
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"]).eval()
+    processor = M2SAProcessor.from_towers(tiny_towers["bert"])
+    space_app.build_demo(model, processor)
+    label, breakdown, message = space_app.classify_tweet(model, processor, TWEET, None)
+    assert set(label) == LABELS and "text alone" in breakdown and "image alone" not in breakdown
+    assert "text only" in space_app.classify_tweet(model, processor, TWEET, str(files / "red.png"))[2]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's Chromium (apt-get install -y chromium), as .ci/run does")
+    from playwright.sync_api import sync_playwright
+
+    profile = {name: str(tmp_path_factory.mktemp(name.lower())) for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, env={**os.environ, **profile}
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, space):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(space[0].local_url, wait_until="networkidle")
+    yield page
+    page.close()
+
+
+def test_browser_classifies_a_tweet_with_an_image(page, files, tmp_path):
+    from playwright.sync_api import expect
+
+    page.locator("#tweet-text textarea").fill(TWEET)
+    page.locator("#tweet-image input[type=file]").set_input_files(files / "red.png")
+    expect(page.locator("#tweet-image img")).to_be_visible()
+    page.locator("#classify").click()
+    expect(page.locator("#breakdown")).to_contain_text("both", timeout=30_000)
+    breakdown = page.locator("#breakdown").inner_text()
+    assert [line.split("\t")[0] for line in breakdown.splitlines()] == ["input", "text alone", "image alone", "both"]
+    both_label = breakdown.splitlines()[-1].split("\t")[1]
+    expect(page.locator("#sentiment")).to_contain_text(both_label)
+    assert all(name in page.locator("#sentiment").inner_text() for name in LABELS)
+    screenshot = tmp_path / "space_screenshot.png"
+    page.screenshot(path=screenshot, full_page=True)
+    print(f"screenshot: {screenshot}")
+
+
+def test_browser_shows_a_friendly_message_for_a_bad_upload(page, files, tmp_path):
+    from playwright.sync_api import expect
+
+    page.locator("#tweet-text textarea").fill(TWEET)
+    page.locator("#tweet-image input[type=file]").set_input_files(files / "truncated.jpg")
+    page.locator("#classify").click()
+    expect(page.locator("#message")).to_contain_text("truncated.jpg is not a readable image", timeout=30_000)
+    assert "Traceback" not in page.content()
+    page.screenshot(path=tmp_path / "space_bad_upload.png", full_page=True)
+
+
+def test_browser_example_fills_the_inputs(page):
+    from playwright.sync_api import expect
+
+    page.get_by_text(space_app.EXAMPLES[0][0]).click()
+    expect(page.locator("#tweet-text textarea")).to_have_value(space_app.EXAMPLES[0][0])
+    expect(page.locator("#tweet-image img")).to_be_visible()
+    page.locator("#classify").click()
+    expect(page.locator("#breakdown")).to_contain_text("both", timeout=30_000)

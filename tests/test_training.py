@@ -1,0 +1,186 @@
+"""train.py end to end on the embedded demo set: export, resume after a kill, cached features, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO_ROOT, run_without_package
+from m2sa_training.options import parse_options
+from m2sa_training.run import prepare, run_training
+
+QUICK = ["--num-epochs", "2", "--batch-size", "16", "--modalities", "multimodal", "--max-length", "32"]
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory):
+    from dataset_script.demo import ensure_demo_dataset
+
+    return str(ensure_demo_dataset(tmp_path_factory.mktemp("demo") / "m2sa-demo", num_train=240, num_eval=60))
+
+
+def options_for(demo_dataset, tmp_path, *extra, output="out"):
+    return parse_options(["--dataset", demo_dataset, "--output-dir", str(tmp_path / output),
+                          "--cache-dir", str(tmp_path / "cache"), *QUICK, *extra])
+
+
+@pytest.fixture(scope="session")
+def trained(demo_dataset, tmp_path_factory):
+    """One quick multimodal run on the demo set: (options, outcome)."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    options = options_for(demo_dataset, tmp_path)
+    return options, run_training(options)
+
+
+def test_output_dir_holds_model_processor_card_and_reports(trained):
+    _, outcome = trained
+    output_dir = outcome["output_dir"]
+    for name in ("config.json", "model.safetensors", "modeling_m2sa.py", "processor_config.json", "README.md",
+                 "evaluation.json", "evaluation.md", "per_language_f1_test.png", "confusion_matrix_test.png",
+                 "comparison.md", "run_config.json"):
+        assert (output_dir / name).is_file(), name
+    evaluation = json.loads((output_dir / "evaluation.json").read_text())
+    assert set(evaluation["test"]["per_language"]) == {"ar", "de", "en", "es", "fr", "it", "pt", "zh"}
+    assert "model-index" in (output_dir / "README.md").read_text()
+    assert "majority" in outcome["comparison"]
+
+
+def test_exported_model_predicts_the_same_in_a_fresh_process(trained, demo_dataset, tmp_path):
+    import datasets
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    output_dir = trained[1]["output_dir"]
+    rows = datasets.load_dataset(demo_dataset, "all", split="test").select(range(12))
+    inputs = {"texts": list(rows["text"]), "images": []}
+    for index, row in enumerate(rows):
+        path = ""
+        if row["image"] is not None:
+            path = str(tmp_path / f"{index}.jpg")
+            row["image"].save(path)
+        inputs["images"].append(path)
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    child = (
+        "import json, torch\n"
+        "from PIL import Image\n"
+        "from transformers import AutoModelForSequenceClassification, AutoProcessor\n"
+        "model_dir, inputs, out = sys.argv[1:4]\n"
+        "spec = json.load(open(inputs))\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()\n"
+        "processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)\n"
+        "images = [Image.open(p) if p else None for p in spec['images']]\n"
+        "with torch.no_grad():\n"
+        "    torch.save(model(**processor(text=spec['texts'], images=images)).logits, out)\n"
+    )
+    result = run_without_package(child, output_dir, tmp_path / "inputs.json", tmp_path / "logits.pt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from PIL import Image
+
+    model = M2SAForSequenceClassification.from_pretrained(output_dir).eval()
+    processor = M2SAProcessor.from_pretrained(output_dir)
+    images = [Image.open(path) if path else None for path in inputs["images"]]
+    with torch.no_grad():
+        expected = model(**processor(text=inputs["texts"], images=images)).logits
+    assert torch.equal(expected, torch.load(tmp_path / "logits.pt"))
+
+
+def test_resume_after_a_kill_gives_the_same_result(demo_dataset, tmp_path):
+    flags = ["--dataset", demo_dataset, "--cache-dir", str(tmp_path / "cache"), "--num-epochs", "4",
+             "--batch-size", "16", "--modalities", "multimodal", "--max-length", "32", "--early-stopping-patience", "9"]
+    uninterrupted = run_training(parse_options([*flags, "--output-dir", str(tmp_path / "straight")]))
+
+    killed_dir = tmp_path / "killed"
+    run_dir = killed_dir / "runs" / "multimodal-seed42"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *flags, "--output-dir", str(killed_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "epoch-1" / "trainer_state.json").is_file():
+        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "checkpoints" / "epoch-4").exists(), "the run was not interrupted"
+
+    resumed = run_training(parse_options([*flags, "--output-dir", str(killed_dir), "--resume-from-checkpoint", "latest"]))
+    assert resumed["summary"] == uninterrupted["summary"]
+    straight_weights = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed_weights = load_file(killed_dir / "model.safetensors")
+    assert all(torch.equal(straight_weights[name], resumed_weights[name]) for name in straight_weights)
+
+
+def test_cached_features_train_like_recomputed_features(demo_dataset, tmp_path):
+    frozen = ["--freeze-vision-model", "--num-epochs", "2"]
+    cached = run_training(options_for(demo_dataset, tmp_path, *frozen, output="cached"))
+    cache_files = list((tmp_path / "cache" / "features").glob("*.pt"))
+    assert len(cache_files) == 3  # train, validation, test
+    recomputed = run_training(options_for(demo_dataset, tmp_path, *frozen, "--no-cache-features", output="recomputed"))
+    assert cached["summary"] == recomputed["summary"]
+    cached_weights = load_file(tmp_path / "cached" / "model.safetensors")
+    recomputed_weights = load_file(tmp_path / "recomputed" / "model.safetensors")
+    for name, value in cached_weights.items():
+        assert torch.allclose(value, recomputed_weights[name], atol=1e-6), name
+    # A second cached run reads the same files instead of computing new ones.
+    mtimes = {path: path.stat().st_mtime_ns for path in cache_files}
+    run_training(options_for(demo_dataset, tmp_path, *frozen, output="cached-again"))
+    assert {path: path.stat().st_mtime_ns for path in cache_files} == mtimes
+
+
+def text_only_dataset(tmp_path):
+    from dataset_script.builder import build_dataset
+    from dataset_script.schema import Source, SourceInfo, TweetRecord
+
+    records = [TweetRecord(tweet_id=str(1000 + i), text=f"tweet number {i}", label=("negative", "neutral", "positive")[i % 3],
+                           config="en", language="en", source="test") for i in range(60)]
+    info = SourceInfo(name="test", description="text-only test tweets", license="none", citation="")
+    build_dataset(tmp_path / "text-only", [Source(info, records)], show_progress=False)
+    return str(tmp_path / "text-only")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--languages", "xx"], "Unknown language code 'xx'"),
+        (["--languages", "bg"], "The dataset has no config 'bg'"),
+        (["--text-model", "/no/such/tower"], "text tower '/no/such/tower' could not be loaded"),
+        (["--vision-model", "nobody/no-such-model"], "vision tower 'nobody/no-such-model' could not be loaded"),
+        (["--max-train-samples", "0"], "train split of all is empty"),
+        (["--vision-model", "none", "--modalities", "image"], "--vision-model none trains a text-only model"),
+    ],
+)
+def test_bad_input_fails_before_training(demo_dataset, tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        prepare(options_for(demo_dataset, tmp_path, *flags))
+    assert not (tmp_path / "out").exists()
+
+
+def test_text_only_dataset_with_an_image_tower_is_refused(tmp_path):
+    dataset = text_only_dataset(tmp_path)
+    with pytest.raises(ValueError, match="has no images, but an image tower was chosen"):
+        prepare(options_for(dataset, tmp_path, "--languages", "en"))
+    options = parse_options(["--dataset", dataset, "--languages", "en", "--vision-model", "none",
+                             "--output-dir", str(tmp_path / "text-only-run")])
+    assert options.modalities == ["text"]
+    prepare(options)
+
+
+def test_output_dir_with_a_different_run_is_refused(trained, demo_dataset):
+    options, outcome = trained
+    changed = parse_options(["--dataset", demo_dataset, "--output-dir", str(outcome["output_dir"]),
+                             "--cache-dir", options.cache_dir, *QUICK, "--learning-rate", "0.5"])
+    with pytest.raises(ValueError, match="already holds a different run.*learning_rate"):
+        prepare(changed)
+
+
+def test_corrupt_checkpoint_is_refused_before_training(trained, tmp_path):
+    options, outcome = trained
+    checkpoint = tmp_path / "epoch-1"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{not json")
+    options.resume_from_checkpoint = str(checkpoint)
+    with pytest.raises(ValueError, match="incomplete or corrupt"):
+        run_training(options)

@@ -1,0 +1,45 @@
+"""Train an M2SA model.
+
+    python train.py                                   # offline default: tiny towers on the embedded demo set
+    accelerate launch train.py --text-model cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual \
+        --vision-model openai/clip-vit-base-patch32 --dataset <org>/m2sa --languages all --mixed-precision bf16
+    python train.py --config configs/paper_xlmr_sm_clip.yaml --seeds 42 123 777 2020 31337
+    python train.py --preset tiny --dataset ./m2sa-umsab --languages all --vision-model none
+
+`python train.py --help` lists every option. The output directory holds the model, its processor, remote code,
+a model card, evaluation reports (JSON, Markdown, PNG) and per-run checkpoints.
+"""
+
+import logging
+import sys
+
+import transformers
+
+from m2sa_training.options import parse_options
+from m2sa_training.run import run_training
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("m2sa_training").setLevel(logging.INFO)
+    transformers.utils.logging.disable_progress_bar()  # per-tower "Loading weights" bars drown the epoch bars
+    try:
+        options = parse_options(argv)
+        outcome = run_training(options)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    print(f"\n{outcome['comparison']}\n")
+    if outcome["invalid_images"]:
+        print(f"{len(outcome['invalid_images'])} unreadable images were used as 'no image'; see invalid_images.json")
+    output_dir = outcome["output_dir"]
+    print(f"Model, processor, model card and reports: {output_dir}")
+    print("Try it:\n"
+          f"  python -c \"import modeling_m2sa; from transformers import AutoModelForSequenceClassification, "
+          f"AutoProcessor; m = AutoModelForSequenceClassification.from_pretrained('{output_dir}', "
+          f"trust_remote_code=True); p = AutoProcessor.from_pretrained('{output_dir}', trust_remote_code=True); "
+          f"print(modeling_m2sa.predict(m, p, ['What a wonderful day!']))\"\n"
+          f"  python space/app.py --model {output_dir}")
+
+
+if __name__ == "__main__":
+    main()
