@@ -16,6 +16,7 @@ import sys
 import transformers
 
 from m2sa_training.options import parse_options
+from m2sa_training.processes import process_state
 from m2sa_training.run import run_training
 
 
@@ -28,6 +29,8 @@ def main(argv=None):
         outcome = run_training(options)
     except ValueError as error:
         sys.exit(f"error: {error}")
+    if not process_state().is_main_process:
+        return
     print(f"\n{outcome['comparison']}\n")
     if outcome["invalid_images"]:
         print(f"{len(outcome['invalid_images'])} unreadable images were used as 'no image'; see invalid_images.json")

@@ -8,12 +8,15 @@ import torch
 from dataset_script.schema import ALL_CONFIG, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
 from modeling_m2sa import InvalidImageError, load_image
 
+from .processes import process_state
+
 
 def demo_dataset_path(cache_dir):
-    """The embedded demo set under `cache_dir`, generated on first use (seconds)."""
+    """The embedded demo set under `cache_dir`, generated on first use (seconds) by the main process only."""
     from dataset_script.demo import ensure_demo_dataset
 
-    return str(ensure_demo_dataset(Path(cache_dir) / "demo-dataset"))
+    with process_state().main_process_first():
+        return str(ensure_demo_dataset(Path(cache_dir) / "demo-dataset"))
 
 
 def available_configs(dataset):

@@ -174,7 +174,8 @@ def train_run(options, model, processor, splits, modality, seed, run_dir, resume
     best = M2SAForSequenceClassification.from_pretrained(run_dir / "best")
     best = accelerator.prepare(best)
     results = {name: evaluate_split(accelerator, best, eval_loaders[name], splits[name]) for name in eval_loaders}
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not `end_training()`: it also ends the process group the next run needs
+        tracker.finish()
     invalid_images.update({f"train:{k}": v for k, v in collators["train"].invalid_images.items()})
     return {"results": results, "history": state["history"], "best_epoch": state["best_epoch"],
             "feature_cache_seconds": feature_seconds, "invalid_images": invalid_images}
@@ -184,8 +185,9 @@ def _save_checkpoint(accelerator, model, run_dir, state):
     checkpoint = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['epoch']}"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if checkpoint.exists():
-            shutil.rmtree(checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        checkpoint.mkdir(parents=True)
+    accelerator.wait_for_everyone()  # every process writes its own random-state file into the folder
     accelerator.save_state(str(checkpoint))
     if accelerator.is_main_process:
         # Written last: a checkpoint without it (a run killed while saving) is reported as incomplete on resume.

@@ -8,10 +8,10 @@ from transformers import AutoConfig
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
 from .options import NO_VISION, TINY
+from .processes import process_state
 from .tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
 
-TINY_TEXT_TOWER = dict(kind="xlm-roberta", vocab_size=4000, hidden_size=64, num_layers=2, num_heads=4)
-TINY_VISION_TOWER = dict(kind="clip", image_size=32, patch_size=8, hidden_size=64, num_layers=2, num_heads=4)
+TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_HEAD_SIZE = 32, 8, 16
 
 
 def check_tower_exists(name_or_path, role):
@@ -29,15 +29,27 @@ def check_tower_exists(name_or_path, role):
 
 
 def tower_paths(options, train_texts, work_dir, seed):
-    """(text tower, vision tower or None) as paths/ids; `tiny` towers are built into `work_dir` with `seed`."""
+    """(text tower, vision tower or None) as paths/ids; `tiny` towers are built into `work_dir` with `seed`.
+
+    Under multi-process training the main process builds them and the others load what it saved.
+    """
     work_dir = Path(work_dir)
     text_tower, vision_tower = options.text_model, options.vision_model
-    set_seed(seed)
-    if text_tower == TINY:
-        text_tower = str(save_tiny_text_tower(work_dir / "text-tower", train_texts, max_length=options.max_length,
-                                              **TINY_TEXT_TOWER))
-    if vision_tower == TINY:
-        vision_tower = str(save_tiny_vision_tower(work_dir / "vision-tower", **TINY_VISION_TOWER))
+    state = process_state()
+    with state.main_process_first():
+        set_seed(seed)
+        sizes = dict(hidden_size=options.tiny_hidden_size, num_layers=options.tiny_num_layers,
+                     num_heads=max(1, options.tiny_hidden_size // TINY_HEAD_SIZE))
+        if text_tower == TINY:
+            text_tower = str(work_dir / "text-tower")
+            if state.is_main_process:
+                save_tiny_text_tower(text_tower, train_texts, kind="xlm-roberta", vocab_size=options.tiny_vocab_size,
+                                     max_length=options.max_length, **sizes)
+        if vision_tower == TINY:
+            vision_tower = str(work_dir / "vision-tower")
+            if state.is_main_process:
+                save_tiny_vision_tower(vision_tower, kind="clip", image_size=TINY_IMAGE_SIZE,
+                                       patch_size=TINY_PATCH_SIZE, **sizes)
     return text_tower, (None if vision_tower == NO_VISION else vision_tower)
 
 

@@ -70,6 +70,9 @@ class TrainingOptions:
     push_to_hub: str | None = None
     report_to: str | None = None
     max_train_samples: int | None = None
+    tiny_vocab_size: int = 4000
+    tiny_hidden_size: int = 64
+    tiny_num_layers: int = 2
 
     def run_identity(self):
         """The options that define what a run computes (not where it resumes from or is pushed to)."""
@@ -106,6 +109,9 @@ FIELD_HELP = {
     "push_to_hub": "Hub model repo id to upload the output directory to",
     "report_to": "tensorboard or trackio",
     "max_train_samples": "use only the first N training examples (quick experiments)",
+    "tiny_vocab_size": "tokenizer vocabulary of a 'tiny' text tower (trained on the training texts)",
+    "tiny_hidden_size": "hidden size of 'tiny' towers",
+    "tiny_num_layers": "transformer layers of 'tiny' towers",
 }
 
 

@@ -5,7 +5,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from modeling_m2sa import M2SAProcessor
 
 from .data import available_configs, demo_dataset_path, has_images, load_splits, resolve_configs
 from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
@@ -13,6 +12,7 @@ from .loop import latest_checkpoint, read_checkpoint_state, train_run
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
 from .options import NO_VISION
+from .processes import process_state
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,15 @@ def prepare(options):
 
 def run_training(options):
     """Train every (modality, seed) run; export the first modality's first-seed model with its card and reports."""
-    dataset, configs, splits = prepare(options)
-    runs = [run_name(modality, seed) for modality in options.modalities for seed in options.seeds]
-    resume_from = resume_points(options, runs)
-    output_dir = Path(options.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / RUN_CONFIG).write_text(options.to_json())
+    state = process_state()
+    with state.main_process_first():  # the main process checks, builds the demo set and fills the datasets cache
+        dataset, configs, splits = prepare(options)
+        runs = [run_name(modality, seed) for modality in options.modalities for seed in options.seeds]
+        resume_from = resume_points(options, runs)
+        output_dir = Path(options.output_dir)
+        if state.is_main_process:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / RUN_CONFIG).write_text(options.to_json())
 
     train_texts = list(splits["train"]["text"])
     per_modality = {modality: [] for modality in options.modalities}
@@ -102,64 +105,77 @@ def run_training(options):
             text_tower, vision_tower = tower_paths(options, train_texts, run_dir / "towers", seed)
             model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
             outcome = train_run(options, model, processor, splits, modality, seed, run_dir, resume_from[name])
-            (run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
+            if state.is_main_process:
+                (run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
             per_modality[modality].append(outcome["results"])
             invalid_images.update({f"{name}/{key}": value for key, value in outcome["invalid_images"].items()})
             if exported is None:
                 exported = (run_dir, processor, text_tower, vision_tower if modality != "text" else None)
 
-    majority = {
-        split: compute_metrics(
+    summary = summarise(options, splits, per_modality)
+    comparison = "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
+    outcome = {"output_dir": output_dir, "comparison": comparison, "summary": summary, "invalid_images": invalid_images}
+    if state.is_main_process:
+        write_outputs(options, dataset, splits, outcome, exported)
+    state.wait_for_everyone()
+    return outcome
+
+
+def summarise(options, splits, per_modality):
+    """Per split: each modality's results (mean ± std over seeds) and the majority-class baseline."""
+    train_labels = list(splits["train"]["label"])
+    summary = {}
+    for split in ("validation", "test"):
+        summary[split] = {
+            MODALITY_NAMES[modality]: _combine([results[split] for results in runs_of_modality])
+            for modality, runs_of_modality in per_modality.items()
+        }
+        summary[split]["majority"] = compute_metrics(
             list(splits[split]["label"]),
-            majority_baseline_predictions(list(splits["train"]["label"]), len(splits[split])),
+            majority_baseline_predictions(train_labels, len(splits[split])),
             list(splits[split]["language"]),
         )
-        for split in ("validation", "test")
-    }
-    summary = {
-        split: {MODALITY_NAMES[modality]: _combine([results[split] for results in runs_of_modality])
-                for modality, runs_of_modality in per_modality.items()}
-        for split in ("validation", "test")
-    }
-    for split in summary:
-        summary[split]["majority"] = majority[split]
-    main_results = summary["validation"][MODALITY_NAMES[options.modalities[0]]], summary["test"][MODALITY_NAMES[options.modalities[0]]]
-    report_paths = write_evaluation_report(
-        output_dir, {"validation": main_results[0], "test": main_results[1]},
-        title=f"M2SA {MODALITY_NAMES[options.modalities[0]]} ({len(options.seeds)} seed(s))",
-    )
-    comparison = "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
-    (output_dir / "comparison.md").write_text(comparison + "\n")
+    return summary
+
+
+def write_outputs(options, dataset, splits, outcome, exported):
+    """Reports, the exported model (first modality, first seed) with its processor and card; optional upload."""
+    output_dir, summary = outcome["output_dir"], outcome["summary"]
+    main_modality = MODALITY_NAMES[options.modalities[0]]
+    main_results = {split: summary[split][main_modality] for split in ("validation", "test")}
+    write_evaluation_report(output_dir, main_results, title=f"M2SA {main_modality} ({len(options.seeds)} seed(s))")
+    (output_dir / "comparison.md").write_text(outcome["comparison"] + "\n")
     (output_dir / "comparison.json").write_text(json.dumps(summary, indent=2))
-    (output_dir / "invalid_images.json").write_text(json.dumps(invalid_images, indent=2))
+    (output_dir / "invalid_images.json").write_text(json.dumps(outcome["invalid_images"], indent=2))
 
     run_dir, processor, text_tower, vision_tower = exported
-    _export_model(output_dir, run_dir, processor)
+    for path in (run_dir / "best").iterdir():
+        shutil.copy2(path, output_dir / path.name)
+    processor.save_pretrained(output_dir)
     card = render_model_card(
         model_name=output_dir.name,
         text_tower=text_tower,
         vision_tower=vision_tower,
         dataset=dataset if options.dataset else "M2SA embedded demo set (synthetic)",
         languages=sorted(set(splits["train"]["language"])),
-        results={"validation": main_results[0], "test": main_results[1]},
+        results=main_results,
         training_args=json.loads(options.to_json()),
     )
     (output_dir / "README.md").write_text(card)
     if options.push_to_hub:
-        from huggingface_hub import HfApi
+        push_output_dir(output_dir, options.push_to_hub)
 
-        api = HfApi()
-        api.create_repo(options.push_to_hub, exist_ok=True)
-        api.upload_folder(folder_path=str(output_dir), repo_id=options.push_to_hub, ignore_patterns=["runs/*"])
-    return {"output_dir": output_dir, "comparison": comparison, "summary": summary, "reports": report_paths,
-            "invalid_images": invalid_images}
+
+def push_output_dir(output_dir, repo_id):
+    """Upload the model, processor, code, card and reports (not the per-run checkpoints) to a Hub model repo."""
+    import huggingface_hub
+
+    api = huggingface_hub.HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=["runs/*"],
+                      commit_message="Upload M2SA model trained with train.py")
 
 
 def _combine(results):
     return results[0] if len(results) == 1 else aggregate_runs(results)
 
-
-def _export_model(output_dir, run_dir, processor):
-    for path in (run_dir / "best").iterdir():
-        shutil.copy2(path, output_dir / path.name)
-    processor.save_pretrained(output_dir)

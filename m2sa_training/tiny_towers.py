@@ -19,13 +19,16 @@ from transformers import (
     CLIPVisionModel,
     Dinov2Config,
     Dinov2Model,
+    SiglipImageProcessorPil,
+    SiglipVisionConfig,
+    SiglipVisionModel,
     XLMRobertaConfig,
     XLMRobertaModel,
     XLMRobertaTokenizer,
 )
 
 TEXT_TOWER_KINDS = ("xlm-roberta", "bert")
-VISION_TOWER_KINDS = ("clip", "clip-full", "dinov2")
+VISION_TOWER_KINDS = ("clip", "clip-full", "dinov2", "siglip")
 XLMR_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]  # XLM-R's ids 0..3
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -116,6 +119,9 @@ def save_tiny_vision_tower(directory, kind="clip", image_size=32, patch_size=8, 
         image_processor = BitImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         )
+    elif kind == "siglip":
+        model = SiglipVisionModel(SiglipVisionConfig(**sizes))
+        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
     else:
         vision_config = CLIPVisionConfig(**sizes)
         if kind == "clip":

@@ -106,10 +106,3 @@ class M2SAConfig(PretrainedConfig):
         kwargs.setdefault("id2label", dict(enumerate(LABEL_NAMES)))
         kwargs.setdefault("label2id", {name: index for index, name in enumerate(LABEL_NAMES)})
         super().__init__(**kwargs)
-
-    def to_dict(self):
-        output = super().to_dict()
-        for key in ("text_config", "vision_config"):
-            value = getattr(self, key)
-            output[key] = value.to_dict() if value is not None else None
-        return output

@@ -67,7 +67,7 @@ def tiny_text_tower_texts():
 
 @pytest.fixture(scope="session")
 def tiny_towers(tmp_path_factory):
-    """Paths of small saved towers: `xlm-roberta`, `bert` text towers; `clip`, `clip-full`, `dinov2` vision towers."""
+    """Paths of small saved towers: `xlm-roberta`, `bert` text towers; `clip`, `clip-full`, `dinov2`, `siglip` vision towers."""
     from m2sa_training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
 
     root = tmp_path_factory.mktemp("towers")
@@ -75,7 +75,7 @@ def tiny_towers(tmp_path_factory):
     paths = {}
     for kind in ("xlm-roberta", "bert"):
         paths[kind] = str(save_tiny_text_tower(root / kind, texts, kind=kind, vocab_size=300))
-    for kind in ("clip", "clip-full", "dinov2"):
+    for kind in ("clip", "clip-full", "dinov2", "siglip"):
         paths[kind] = str(save_tiny_vision_tower(root / kind, kind=kind))
     return paths
 

@@ -13,7 +13,8 @@ def images(*colors):
 
 @pytest.mark.parametrize(
     "text_kind, vision_kind",
-    [("xlm-roberta", "clip"), ("xlm-roberta", "clip-full"), ("bert", "dinov2"), ("bert", None)],
+    [("xlm-roberta", "clip"), ("xlm-roberta", "clip-full"), ("bert", "dinov2"), ("xlm-roberta", "siglip"),
+     ("bert", None)],
 )
 def test_forward_on_text_only_image_only_and_mixed_batches(tiny_towers, text_kind, vision_kind):
     vision_path = tiny_towers[vision_kind] if vision_kind else None

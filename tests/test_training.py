@@ -184,3 +184,57 @@ def test_corrupt_checkpoint_is_refused_before_training(trained, tmp_path):
     options.resume_from_checkpoint = str(checkpoint)
     with pytest.raises(ValueError, match="incomplete or corrupt"):
         run_training(options)
+
+
+def test_paper_config_file_sets_the_paper_recipe(tmp_path):
+    options = parse_options(["--config", str(REPO_ROOT / "configs" / "paper_xlmr_sm_clip.yaml"), "--seeds", "1", "2"])
+    assert options.text_model == "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual"
+    assert options.vision_model == "openai/clip-vit-base-patch32"
+    assert (options.learning_rate, options.batch_size, options.weight_decay) == (5e-5, 8, 0.1)
+    assert options.seeds == [1, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="Unknown options in .*learning_rat"):
+        parse_options(["--config", str(bad)])
+
+
+def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
+    import huggingface_hub
+
+    options, outcome = trained
+    calls = []
+
+    class RecordingApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    from m2sa_training.run import push_output_dir
+
+    push_output_dir(outcome["output_dir"], "me/m2sa-test")
+    assert [call[:2] for call in calls] == [("create_repo", "me/m2sa-test"), ("upload_folder", "me/m2sa-test")]
+    upload = calls[1][2]
+    assert upload["folder_path"] == str(outcome["output_dir"])
+    assert "runs/*" in upload["ignore_patterns"]
+
+
+def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
+    """Real 2-process DDP on CPU: the main process builds towers and writes outputs, both train."""
+    output_dir = tmp_path / "ddp"
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO_ROOT / "train.py"),
+         "--dataset", demo_dataset, "--output-dir", str(output_dir), "--cache-dir", str(tmp_path / "cache"),
+         "--num-epochs", "1", "--batch-size", "16", "--max-train-samples", "96", "--modalities", "multimodal"],
+        env=environment, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "overall" in result.stdout and result.stdout.count("Model, processor, model card") == 1
+    history = json.loads((output_dir / "runs" / "multimodal-seed42" / "results.json").read_text())["history"]
+    assert len(history) == 1
+    from modeling_m2sa import M2SAForSequenceClassification
+
+    assert M2SAForSequenceClassification.from_pretrained(output_dir).config.vision_config is not None
