@@ -123,15 +123,14 @@ def _flag_type(option):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description="Train an M2SA model. Precedence: defaults < --preset < --config YAML < flags.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train an M2SA model. Precedence: defaults (the tiny preset) < --preset < --config YAML < flags.",
     )
     parser.add_argument("--config", type=Path, help="YAML file with any of the options below (underscores)")
     defaults = TrainingOptions()
     for option in dataclasses.fields(TrainingOptions):
         flag = "--" + option.name.replace("_", "-")
         default = getattr(defaults, option.name)
-        help_text = FIELD_HELP.get(option.name, option.name.replace("_", " "))
+        help_text = f"{FIELD_HELP.get(option.name, option.name.replace('_', ' '))} (default: {default})"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif isinstance(default, list):
