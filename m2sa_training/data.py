@@ -6,7 +6,7 @@ import datasets
 import torch
 
 from dataset_script.schema import ALL_CONFIG, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
-from modeling_m2sa import InvalidImageError, load_image
+from modeling_m2sa.inference import load_batch_images
 
 from .processes import process_state
 
@@ -97,21 +97,6 @@ class IndexedRows(torch.utils.data.Dataset):
         return row
 
 
-def load_row_images(rows, invalid_images):
-    """Decoded images of `rows` (None where absent); an unreadable image is recorded and treated as absent."""
-    images = []
-    for row in rows:
-        image = row.get("image")
-        if image is not None:
-            try:
-                image = load_image(image, row["row_index"])
-            except InvalidImageError as error:
-                invalid_images[row["row_index"]] = str(error)
-                image = None
-        images.append(image)
-    return images
-
-
 class TweetCollator:
     """Turns rows into a model batch for one modality, using cached tower features where given.
 
@@ -139,7 +124,10 @@ class TweetCollator:
             batch["image_embeds"] = self.cached["image_embeds"][indices]
             batch["has_image"] = self.cached["has_image"][indices]
         else:
-            pixel_values, has_image = self.processor.process_images(load_row_images(rows, self.invalid_images))
+            # An unreadable image is recorded and the tweet trains as one without an image.
+            images = load_batch_images([row.get("image") for row in rows], [row["row_index"] for row in rows],
+                                       "text_only", self.invalid_images)
+            pixel_values, has_image = self.processor.process_images(images)
             batch["has_image"] = has_image
             if pixel_values is not None:
                 batch["pixel_values"] = pixel_values

@@ -28,10 +28,14 @@ def _check_inputs(model, texts, images):
         )
 
 
-def _load_batch_images(images, indices, on_invalid_image, image_errors):
+def load_batch_images(images, indices, on_invalid_image, image_errors):
+    """Decoded RGB images (None where absent); `indices` name them in errors.
+
+    An unusable image raises (`on_invalid_image="raise"`) or becomes None with its reason stored in
+    `image_errors[index]` (`"text_only"`).
+    """
     loaded = []
-    for index in indices:
-        image = images[index]
+    for index, image in zip(indices, images):
         if image is not None:
             try:
                 image = load_image(image, index)
@@ -102,7 +106,7 @@ def predict(
             indices = order[start : start + batch_size]
             features = {key: [tokenized[key][i] for i in indices] for key in tokenized.keys()}
             inputs = dict(processor.tokenizer.pad(features, return_tensors="pt"))
-            batch_images = _load_batch_images(images, indices, on_invalid_image, image_errors)
+            batch_images = load_batch_images([images[i] for i in indices], indices, on_invalid_image, image_errors)
             pixel_values, has_image = processor.process_images(batch_images)
             inputs["has_image"] = has_image
             if pixel_values is not None:

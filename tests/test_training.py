@@ -238,3 +238,16 @@ def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
     from modeling_m2sa import M2SAForSequenceClassification
 
     assert M2SAForSequenceClassification.from_pretrained(output_dir).config.vision_config is not None
+
+
+def test_unreadable_training_image_is_recorded_and_used_as_no_image(tiny_model_and_processor):
+    from m2sa_training.data import TweetCollator
+
+    _, processor = tiny_model_and_processor
+    collator = TweetCollator(processor, "multimodal")
+    rows = [{"row_index": 7, "text": "fine", "label": 2, "image": {"bytes": b"not an image", "path": None}},
+            {"row_index": 8, "text": "also fine", "label": 0, "image": None}]
+    batch = collator(rows)
+    assert batch["has_image"].tolist() == [False, False]
+    assert list(collator.invalid_images) == [7] and "could not be decoded" in collator.invalid_images[7]
+    assert batch["labels"].tolist() == [2, 0]
