@@ -98,11 +98,14 @@ def run_training(options):
     per_modality = {modality: [] for modality in options.modalities}
     invalid_images = {}
     exported = None
+    # Every modality of a seed starts from the same towers, so `tiny` towers are built once per seed.
+    towers = {seed: tower_paths(options, train_texts, output_dir / "towers" / f"seed{seed}", seed)
+              for seed in options.seeds}
     for modality in options.modalities:
         for seed in options.seeds:
             name = run_name(modality, seed)
             run_dir = output_dir / "runs" / name
-            text_tower, vision_tower = tower_paths(options, train_texts, run_dir / "towers", seed)
+            text_tower, vision_tower = towers[seed]
             model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
             outcome = train_run(options, model, processor, splits, modality, seed, run_dir, resume_from[name])
             if state.is_main_process:
@@ -167,12 +170,12 @@ def write_outputs(options, dataset, splits, outcome, exported):
 
 
 def push_output_dir(output_dir, repo_id):
-    """Upload the model, processor, code, card and reports (not the per-run checkpoints) to a Hub model repo."""
+    """Upload the model, processor, code, card and reports (not the per-run checkpoints or starting towers)."""
     import huggingface_hub
 
     api = huggingface_hub.HfApi()
     api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=["runs/*"],
+    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=["runs/*", "towers/*"],
                       commit_message="Upload M2SA model trained with train.py")
 
 

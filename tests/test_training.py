@@ -218,7 +218,7 @@ def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
     assert [call[:2] for call in calls] == [("create_repo", "me/m2sa-test"), ("upload_folder", "me/m2sa-test")]
     upload = calls[1][2]
     assert upload["folder_path"] == str(outcome["output_dir"])
-    assert "runs/*" in upload["ignore_patterns"]
+    assert {"runs/*", "towers/*"} <= set(upload["ignore_patterns"])
 
 
 def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
