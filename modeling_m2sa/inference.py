@@ -4,10 +4,9 @@ import warnings
 
 import torch
 
-from .processing_m2sa import InvalidImageError, as_image_list, as_text_list, load_image
+from .processing_m2sa import INVALID_IMAGE_POLICIES, as_image_list, as_text_list
 
 AUTOCAST_DTYPES = {None: None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, torch.bfloat16: torch.bfloat16}
-INVALID_IMAGE_POLICIES = ("raise", "text_only")
 
 
 def cpu_has_native_bf16():
@@ -26,26 +25,6 @@ def _check_inputs(model, texts, images):
             f"Tweets {shown}{'...' if len(nothing_to_classify) > 10 else ''} have empty text and no image, so there "
             f"is nothing to classify. Remove them or give them a text or an image."
         )
-
-
-def load_batch_images(images, indices, on_invalid_image, image_errors):
-    """Decoded RGB images (None where absent); `indices` name them in errors.
-
-    An unusable image raises (`on_invalid_image="raise"`) or becomes None with its reason stored in
-    `image_errors[index]` (`"text_only"`).
-    """
-    loaded = []
-    for index, image in zip(indices, images):
-        if image is not None:
-            try:
-                image = load_image(image, index)
-            except InvalidImageError as error:
-                if on_invalid_image == "raise":
-                    raise
-                image_errors[index] = str(error)
-                image = None
-        loaded.append(image)
-    return loaded
 
 
 def predict(
@@ -97,21 +76,19 @@ def predict(
         )
     id2label = model.config.id2label
     model.eval()
-    tokenized = processor.tokenize(texts, padding=False, return_tensors=None)
-    order = sorted(range(len(texts)), key=lambda i: len(tokenized["input_ids"][i]), reverse=True)
+    token_counts = [len(ids) for ids in processor.tokenize(texts, padding=False, return_tensors=None)["input_ids"]]
+    order = sorted(range(len(texts)), key=token_counts.__getitem__, reverse=True)
     probabilities = [None] * len(texts)
     image_errors = {}
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            features = {key: [tokenized[key][i] for i in indices] for key in tokenized.keys()}
-            inputs = dict(processor.tokenizer.pad(features, return_tensors="pt"))
-            batch_images = load_batch_images([images[i] for i in indices], indices, on_invalid_image, image_errors)
-            pixel_values, has_image = processor.process_images(batch_images)
-            inputs["has_image"] = has_image
-            if pixel_values is not None:
-                inputs["pixel_values"] = pixel_values
-            inputs = {key: value.to(device) for key, value in inputs.items()}
+            encoded = processor.encode_tweets(
+                [texts[i] for i in indices], [images[i] for i in indices], on_invalid_image=on_invalid_image,
+                row_ids=indices,
+            )
+            image_errors.update(encoded.image_errors)
+            inputs = {key: value.to(device) for key, value in encoded.inputs.items()}
             batch_probabilities = model(**inputs).logits.float().softmax(dim=-1).cpu()
             for row, index in enumerate(indices):
                 probabilities[index] = batch_probabilities[row]

@@ -4,12 +4,13 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
+import difflib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
-from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.modeling_outputs import ModelOutput
 
 from .configuration_m2sa import M2SAConfig
 
@@ -18,6 +19,10 @@ AUTO_MAP = {
     "AutoModel": "modeling_m2sa.M2SAModel",
     "AutoModelForSequenceClassification": "modeling_m2sa.M2SAForSequenceClassification",
 }
+
+
+def _nested_to_tuple(output):
+    return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in output.values())
 
 
 @dataclass
@@ -30,11 +35,59 @@ class M2SAModelOutput(ModelOutput):
     image_embeds (`torch.FloatTensor` of shape `(batch, vision_hidden)`, *optional*):
         Pooled image features, holding the learned "no image" embedding where `has_image` is False.
         `None` for a text-only model.
+    text_model_output (`BaseModelOutputWithPooling`, *optional*):
+        The text tower's output (with `hidden_states` / `attentions` when asked for); `None` when `text_embeds` was
+        passed in.
+    vision_model_output (`BaseModelOutputWithPooling`, *optional*):
+        The image tower's output for the tweets that have an image (rows where `has_image` is True, in order);
+        `None` when no tweet has an image or `image_embeds` was passed in.
     """
 
     fused_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
+    text_model_output: ModelOutput | None = None
+    vision_model_output: ModelOutput | None = None
+
+    def to_tuple(self):
+        return _nested_to_tuple(self)
+
+
+@dataclass
+class M2SASequenceClassifierOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy loss, when `labels` were given.
+    logits (`torch.FloatTensor` of shape `(batch, num_labels)`): classification scores (before softmax).
+    fused_embeds, text_embeds, image_embeds, text_model_output, vision_model_output: as in [`M2SAModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    fused_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_model_output: ModelOutput | None = None
+    vision_model_output: ModelOutput | None = None
+
+    def to_tuple(self):
+        return _nested_to_tuple(self)
+
+
+def reject_unknown_arguments(method_name, unknown, known):
+    """A `TypeError` naming arguments `forward` does not take, with the closest known name for each typo."""
+    if not unknown:
+        return
+    hints = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(f"{method_name} got unexpected arguments: {', '.join(hints)}. It takes: {', '.join(known)}.")
+
+
+M2SA_FORWARD_ARGUMENTS = (
+    "input_ids", "attention_mask", "token_type_ids", "pixel_values", "has_image", "text_embeds", "image_embeds",
+    "output_hidden_states", "output_attentions", "return_dict",
+)  # fmt: skip
 
 
 def pool_tower_output(tower_output, pooling, attention_mask=None):
@@ -74,6 +127,8 @@ class M2SAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "m2sa"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
+    # forward takes no loss kwargs (e.g. Trainer's `num_items_in_batch`): it rejects arguments it does not use.
+    accepts_loss_kwargs = False
     _supports_sdpa = True
 
     def _init_weights(self, module):
@@ -166,36 +221,46 @@ class M2SAModel(M2SAPreTrainedModel):
             self.vision_model.eval()
         return self
 
-    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None):
-        """Pooled text features `(batch, text_hidden)` from `input_ids` `(batch, seq_len)`."""
+    def _run_text_tower(self, input_ids, attention_mask=None, token_type_ids=None, **tower_options):
         tower_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             tower_inputs["token_type_ids"] = token_type_ids
-        tower_output = self.text_model(**tower_inputs)
-        return pool_tower_output(tower_output, self.config.text_pooling, attention_mask)
+        tower_output = self.text_model(**tower_inputs, **tower_options, return_dict=True)
+        return pool_tower_output(tower_output, self.config.text_pooling, attention_mask), tower_output
+
+    def _run_vision_tower(self, pixel_values, **tower_options):
+        if self.vision_model is None:
+            raise ValueError("This M2SA model is text-only (vision_config=None); it cannot encode images.")
+        tower_output = self.vision_model(pixel_values=pixel_values, **tower_options, return_dict=True)
+        return pool_tower_output(tower_output, self.config.vision_pooling), tower_output
+
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Pooled text features `(batch, text_hidden)` from `input_ids` `(batch, seq_len)`."""
+        return self._run_text_tower(input_ids, attention_mask, token_type_ids)[0]
 
     def get_image_features(self, pixel_values):
         """Pooled image features `(num_images, vision_hidden)` from `pixel_values` `(num_images, 3, H, W)`."""
-        if self.vision_model is None:
-            raise ValueError("This M2SA model is text-only (vision_config=None); it cannot encode images.")
-        return pool_tower_output(self.vision_model(pixel_values=pixel_values), self.config.vision_pooling)
+        return self._run_vision_tower(pixel_values)[0]
 
-    def _image_embeds_with_missing(self, batch_size, has_image, pixel_values, image_embeds, dtype, device):
-        """Pooled image features for the whole batch, the learned "no image" embedding where `has_image` is False."""
+    def _image_embeds_with_missing(self, batch_size, has_image, pixel_values, image_embeds, dtype, device,
+                                   tower_options):
+        """Pooled image features for the whole batch (the learned "no image" embedding where `has_image` is False)
+        and the image tower's output (None when the tower did not run)."""
         missing = self.missing_image_embedding.to(device=device, dtype=dtype).expand(batch_size, -1)
         if not has_image.any():
-            return missing
+            return missing, None
+        tower_output = None
         if image_embeds is None:
             if pixel_values is None:
                 raise ValueError("`has_image` marks images but neither `pixel_values` nor `image_embeds` was given.")
-            present = self.get_image_features(pixel_values[has_image])
+            present, tower_output = self._run_vision_tower(pixel_values[has_image], **tower_options)
         else:
             present = image_embeds[has_image]
         present = present.to(dtype)
         scattered = present.new_zeros(batch_size, present.shape[-1]).index_copy(
             0, has_image.nonzero(as_tuple=True)[0], present
         )
-        return torch.where(has_image.unsqueeze(-1), scattered, missing)
+        return torch.where(has_image.unsqueeze(-1), scattered, missing), tower_output
 
     def forward(
         self,
@@ -206,7 +271,10 @@ class M2SAModel(M2SAPreTrainedModel):
         has_image=None,
         text_embeds=None,
         image_embeds=None,
-        **kwargs,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=None,
+        **unexpected,
     ):
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): token ids of the tweets.
@@ -219,34 +287,57 @@ class M2SAModel(M2SAPreTrainedModel):
             used instead of running the text tower.
         image_embeds (`torch.FloatTensor` of shape `(batch, vision_hidden)`): precomputed `get_image_features`
             output, one row per tweet, used instead of running the image tower.
+        output_hidden_states, output_attentions (`bool`): passed to the towers; their outputs are returned as
+            `text_model_output` and `vision_model_output`.
+        return_dict (`bool`): False returns a tuple (nested tower outputs as tuples), as transformers models do.
+
+        Any other keyword argument raises `TypeError` (a misspelt `pixel_value` would otherwise be ignored).
         """
+        reject_unknown_arguments(f"{type(self).__name__}.forward", unexpected, M2SA_FORWARD_ARGUMENTS)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        tower_options = {
+            name: value
+            for name, value in (("output_hidden_states", output_hidden_states), ("output_attentions", output_attentions))
+            if value is not None
+        }
+        text_model_output = None
         if text_embeds is None:
             if input_ids is None:
                 raise ValueError("Pass `input_ids` (from M2SAProcessor) or precomputed `text_embeds`.")
-            text_embeds = self.get_text_features(input_ids, attention_mask, token_type_ids)
+            text_embeds, text_model_output = self._run_text_tower(
+                input_ids, attention_mask, token_type_ids, **tower_options
+            )
         if self.vision_model is None:
             if pixel_values is not None or image_embeds is not None or (has_image is not None and has_image.any()):
                 raise ValueError(
                     "This M2SA model is text-only (vision_config=None) and cannot use images; pass text only, "
                     "or train a model with a vision tower."
                 )
-            return M2SAModelOutput(fused_embeds=text_embeds, text_embeds=text_embeds)
+            output = M2SAModelOutput(fused_embeds=text_embeds, text_embeds=text_embeds,
+                                     text_model_output=text_model_output)
+            return output if return_dict else output.to_tuple()
 
         batch_size = text_embeds.shape[0]
         if has_image is None:
             has_image_value = pixel_values is not None or image_embeds is not None
             has_image = torch.full((batch_size,), has_image_value, dtype=torch.bool, device=text_embeds.device)
-        image_embeds = self._image_embeds_with_missing(
-            batch_size, has_image.to(torch.bool), pixel_values, image_embeds, text_embeds.dtype, text_embeds.device
+        image_embeds, vision_model_output = self._image_embeds_with_missing(
+            batch_size, has_image.to(torch.bool), pixel_values, image_embeds, text_embeds.dtype, text_embeds.device,
+            tower_options,
         )
-        fused_embeds = self.fuse(text_embeds, image_embeds)
-        return M2SAModelOutput(fused_embeds=fused_embeds, text_embeds=text_embeds, image_embeds=image_embeds)
+        output = M2SAModelOutput(
+            fused_embeds=self.fuse(text_embeds, image_embeds),
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            text_model_output=text_model_output,
+            vision_model_output=vision_model_output,
+        )
+        return output if return_dict else output.to_tuple()
 
     def fuse(self, text_embeds, image_embeds):
-        """Combine pooled text `(batch, text_hidden)` and image `(batch, vision_hidden)` features (`config.fusion_type`)."""
-        if self.config.fusion_type == "concat":
-            return torch.cat([text_embeds, image_embeds], dim=-1)
-        raise ValueError(f"Unknown fusion_type {self.config.fusion_type!r}.")
+        """Combine pooled text `(batch, text_hidden)` and image `(batch, vision_hidden)` features: the paper's
+        concatenation (`config.fusion_type="concat"`, the only type `M2SAConfig` accepts)."""
+        return torch.cat([text_embeds, image_embeds], dim=-1)
 
     @property
     def fused_dim(self):
@@ -291,12 +382,17 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
         text_embeds=None,
         image_embeds=None,
         labels=None,
-        **kwargs,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=None,
+        **unexpected,
     ):
         r"""
         Inputs as in [`M2SAModel.forward`]. `labels` (`torch.LongTensor` of shape `(batch,)`) in `[0, num_labels)`
-        adds the cross-entropy loss to the output.
+        adds the cross-entropy loss to the output. Unknown keyword arguments raise `TypeError`.
         """
+        reject_unknown_arguments(f"{type(self).__name__}.forward", unexpected, (*M2SA_FORWARD_ARGUMENTS, "labels"))
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.m2sa(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -305,9 +401,13 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
             has_image=has_image,
             text_embeds=text_embeds,
             image_embeds=image_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
         logits = self.head(outputs.fused_embeds)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        output = M2SASequenceClassifierOutput(loss=loss, logits=logits, **outputs)
+        return output if return_dict else output.to_tuple()

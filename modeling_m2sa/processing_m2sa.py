@@ -3,6 +3,7 @@
 import io
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -83,6 +84,9 @@ def load_image(image, index=None):
         ) from error
 
 
+INVALID_IMAGE_POLICIES = ("raise", "text_only")
+
+
 def as_text_list(text):
     texts = [text] if isinstance(text, str) or text is None else list(text)
     for index, value in enumerate(texts):
@@ -102,6 +106,32 @@ def as_image_list(images, num_texts, single_text):
             f"Got {num_texts} texts and {len(images)} images; pass one image (or None) per text, in the same order."
         )
     return images
+
+
+def decode_images(images, row_ids, on_invalid_image):
+    """Each image decoded once to RGB (None where absent or, with `"text_only"`, unusable) and {row id: reason}."""
+    if on_invalid_image not in INVALID_IMAGE_POLICIES:
+        raise ValueError(f"on_invalid_image must be one of {INVALID_IMAGE_POLICIES}, got {on_invalid_image!r}.")
+    decoded, image_errors = [], {}
+    for row_id, image in zip(row_ids, images):
+        if image is not None:
+            try:
+                image = load_image(image, row_id)
+            except InvalidImageError as error:
+                if on_invalid_image == "raise":
+                    raise
+                image_errors[row_id] = str(error)
+                image = None
+        decoded.append(image)
+    return decoded, image_errors
+
+
+class EncodedTweets(NamedTuple):
+    """What `M2SAProcessor.encode_tweets` returns: the model inputs and why some images could not be used."""
+
+    inputs: BatchFeature
+    image_errors: dict
+    """{row id: reason} for every image that was given but could not be used (empty with `on_invalid_image="raise"`)."""
 
 
 class M2SAProcessor(ProcessorMixin):
@@ -145,22 +175,46 @@ class M2SAProcessor(ProcessorMixin):
             return_tensors=return_tensors,
         )
 
-    def process_images(self, images):
-        """`pixel_values` `(batch, 3, H, W)` (zeros where an image is None) and `has_image` `(batch,)`.
+    def encode_tweets(self, texts, images=None, *, on_invalid_image="raise", row_ids=None, max_length=None):
+        """Model inputs for a batch of tweets: the one place where texts and images become tensors.
 
-        `pixel_values` is None when no tweet in the batch has an image.
+        Args:
+            texts: one string per tweet ("" for a tweet that is only an image), or None to encode only the images
+                (for callers that already have the text features).
+            images: None, or one image (PIL, path, bytes, numpy array, `datasets` image dict) or None per tweet.
+                Each image is decoded once.
+            on_invalid_image: "raise" stops at the first unusable image with its row id and reason; "text_only"
+                treats such a tweet as one without an image and reports why in `image_errors`.
+            row_ids: how rows are named in errors and in `image_errors` (default: their positions 0..n-1).
+            max_length: overrides `self.max_length` for this call.
+
+        Returns:
+            [`EncodedTweets`]: `inputs` (`input_ids`, `attention_mask` unless `texts` is None; `has_image`
+            `(batch,)`; `pixel_values` `(batch, 3, H, W)` with zeros where a tweet has no image, only when some tweet
+            has one) and `image_errors` ({row id: reason}).
         """
-        has_image = torch.tensor([image is not None for image in images], dtype=torch.bool)
-        present = [load_image(image, index) for index, image in enumerate(images) if image is not None]
-        if not present:
-            return None, has_image
-        present_pixels = self.image_processor(images=present, return_tensors="pt")["pixel_values"]
-        pixel_values = present_pixels.new_zeros((len(images), *present_pixels.shape[1:]))
-        pixel_values[has_image] = present_pixels
-        return pixel_values, has_image
+        if texts is None and images is None:
+            raise ValueError("Pass tweet texts, images, or both.")
+        num_rows = len(texts) if texts is not None else len(images)
+        row_ids = list(range(num_rows)) if row_ids is None else list(row_ids)
+        if len(row_ids) != num_rows:
+            raise ValueError(f"Got {num_rows} tweets and {len(row_ids)} row ids; pass one row id per tweet.")
+        data = {}
+        if texts is not None:
+            data.update(self.tokenize(texts, max_length=max_length))
+        decoded, image_errors = decode_images(as_image_list(images, num_rows, False), row_ids, on_invalid_image)
+        has_image = torch.tensor([image is not None for image in decoded], dtype=torch.bool)
+        data["has_image"] = has_image
+        present = [image for image in decoded if image is not None]
+        if present:
+            present_pixels = self.image_processor(images=present, return_tensors="pt")["pixel_values"]
+            pixel_values = present_pixels.new_zeros((num_rows, *present_pixels.shape[1:]))
+            pixel_values[has_image] = present_pixels
+            data["pixel_values"] = pixel_values
+        return EncodedTweets(BatchFeature(data=data), image_errors)
 
     def __call__(self, text=None, images=None, max_length=None, return_tensors="pt", **kwargs):
-        """Model inputs for a batch of tweets.
+        """Model inputs for a batch of tweets; an unusable image raises `InvalidImageError`.
 
         Args:
             text: a tweet or a list of tweets (None or "" for a tweet that is only an image).
@@ -169,7 +223,7 @@ class M2SAProcessor(ProcessorMixin):
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, `has_image` and, when any tweet has an image,
-            `pixel_values`.
+            `pixel_values`. Use [`encode_tweets`] to classify tweets with unusable images from their text instead.
         """
         if return_tensors != "pt":
             raise ValueError("M2SAProcessor returns PyTorch tensors only; use return_tensors='pt'.")
@@ -177,12 +231,7 @@ class M2SAProcessor(ProcessorMixin):
             raise TypeError(f"Unexpected arguments {sorted(kwargs)}; M2SAProcessor takes text, images and max_length.")
         texts = as_text_list(text)
         image_list = as_image_list(images, len(texts), single_text=isinstance(text, str))
-        data = dict(self.tokenize(texts, max_length=max_length))
-        pixel_values, has_image = self.process_images(image_list)
-        data["has_image"] = has_image
-        if pixel_values is not None:
-            data["pixel_values"] = pixel_values
-        return BatchFeature(data=data)
+        return self.encode_tweets(texts, image_list, max_length=max_length).inputs
 
     @property
     def model_input_names(self):

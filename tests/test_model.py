@@ -25,9 +25,12 @@ def test_forward_on_text_only_image_only_and_mixed_batches(tiny_towers, text_kin
         batches.append(processor(text=["", ""], images=images("red", "green")))  # image-only tweets
         batches.append(processor(text=["good", "bad", "meh"], images=images("red", None, "blue")))
     for batch in batches:
-        output = model(**batch, labels=torch.zeros(len(batch["input_ids"]), dtype=torch.long))
+        labels = torch.tensor([0, 2, 1][: len(batch["input_ids"])])
+        output = model(**batch, labels=labels)
         assert output.logits.shape == (len(batch["input_ids"]), 3)
-        assert torch.isfinite(output.logits).all() and output.loss.item() > 0
+        assert torch.isfinite(output.logits).all()
+        expected_loss = -output.logits.log_softmax(-1).gather(1, labels[:, None]).mean()
+        assert torch.allclose(output.loss, expected_loss)
 
 
 def test_missing_image_uses_the_learned_embedding(tiny_model_and_processor):
@@ -126,3 +129,45 @@ def test_full_clip_checkpoint_contributes_its_vision_weights(tiny_towers):
     assert model.config.vision_config.model_type == "clip_vision_model"
     for name, value in clip.vision_model.state_dict().items():
         assert torch.equal(model.vision_model.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("model_class", [M2SAForSequenceClassification, M2SAModel])
+def test_misspelt_forward_argument_is_a_type_error_naming_it(tiny_model_and_processor, model_class):
+    model, processor = tiny_model_and_processor
+    batch = processor(text=["one"], images=images("red"))
+    target = model if model_class is M2SAForSequenceClassification else model.m2sa
+    with pytest.raises(TypeError, match=r"'pixel_value' \(did you mean 'pixel_values'\?\)"):
+        target(input_ids=batch["input_ids"], pixel_value=batch["pixel_values"])
+
+
+def test_hidden_states_and_attentions_come_from_the_towers(tiny_model_and_processor, saved_tiny_model_dir):
+    _, processor = tiny_model_and_processor
+    # Attention weights need eager attention (SDPA does not return them), as for any transformers model.
+    model = M2SAForSequenceClassification.from_pretrained(saved_tiny_model_dir, attn_implementation="eager").eval()
+    batch = processor(text=["one two three", "four"], images=images(None, "red"))
+    with torch.no_grad():
+        output = model(**batch, output_hidden_states=True, output_attentions=True)
+        text_alone = model.m2sa.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                           output_hidden_states=True)
+        vision_alone = model.m2sa.vision_model(pixel_values=batch["pixel_values"][1:], output_hidden_states=True)
+    text_layers = model.config.text_config.num_hidden_layers
+    assert len(output.text_model_output.hidden_states) == text_layers + 1
+    assert all(torch.equal(a, b) for a, b in zip(output.text_model_output.hidden_states, text_alone.hidden_states))
+    assert len(output.text_model_output.attentions) == text_layers
+    assert output.text_model_output.attentions[0].shape[-2:] == (batch["input_ids"].shape[1],) * 2
+    # The image tower runs on the tweets that have an image only: here the second one.
+    assert output.vision_model_output.hidden_states[-1].shape[0] == 1
+    assert torch.equal(output.vision_model_output.hidden_states[-1], vision_alone.hidden_states[-1])
+    plain = model(**batch)
+    assert plain.text_model_output.hidden_states is None and plain.vision_model_output.hidden_states is None
+
+
+def test_return_dict_false_gives_the_same_values_as_a_tuple(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    batch = processor(text=["one", "two"], images=images("red", None))
+    labels = torch.tensor([0, 2])
+    with torch.no_grad():
+        as_dict = model(**batch, labels=labels)
+        as_tuple = model(**batch, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    assert torch.equal(as_tuple[0], as_dict.loss) and torch.equal(as_tuple[1], as_dict.logits)

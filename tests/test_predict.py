@@ -56,7 +56,9 @@ def test_bf16_autocast_runs_and_mostly_agrees(tiny_model_and_processor):
 def test_text_only_model_predicts_without_images(tiny_towers):
     model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"])
     processor = M2SAProcessor.from_towers(tiny_towers["bert"])
-    assert len(predict(model, processor, ["a", "b"])) == 2
+    results = predict(model, processor, ["a", "b"])
+    expected = model.eval()(**processor(text=["a", "b"])).logits.softmax(-1)
+    assert [r["probabilities"]["neutral"] for r in results] == pytest.approx(expected[:, 1].tolist(), abs=1e-6)
     with pytest.raises(ValueError, match="text-only"):
         predict(model, processor, ["a"], [Image.new("RGB", (4, 4))])
 
@@ -88,3 +90,20 @@ def test_bad_arguments_are_refused(tiny_model_and_processor):
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, processor, ["a"], batch_size=0)
     assert predict(model, processor, []) == []
+
+
+def test_each_image_is_decoded_once(tiny_model_and_processor, monkeypatch):
+    from modeling_m2sa import processing_m2sa
+
+    model, processor = tiny_model_and_processor
+    decoded = []
+    original = processing_m2sa.load_image
+
+    def counting_load_image(image, index=None):
+        decoded.append(index)
+        return original(image, index)
+
+    monkeypatch.setattr(processing_m2sa, "load_image", counting_load_image)
+    images = sample_images()
+    predict(model, processor, TEXTS, images, batch_size=2)
+    assert sorted(decoded) == [index for index, image in enumerate(images) if image is not None]

@@ -144,3 +144,27 @@ def test_path_and_datasets_dict_inputs(tmp_path):
     Image.new("RGB", (5, 5), "blue").save(path)
     assert load_image(str(path)).getpixel((0, 0)) == (0, 0, 255)
     assert load_image({"bytes": path.read_bytes(), "path": None}).getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_encode_tweets_reports_unusable_images_by_row_id(tiny_model_and_processor):
+    _, processor = tiny_model_and_processor
+    images = [Image.new("RGB", (8, 8), "red"), b"not an image", None, {"bytes": None, "path": None}]
+    encoded = processor.encode_tweets(["a", "b", "c", "d"], images, on_invalid_image="text_only",
+                                      row_ids=[10, 11, 12, 13])
+    assert encoded.inputs["has_image"].tolist() == [True, False, False, False]
+    assert sorted(encoded.image_errors) == [11, 13]
+    assert "image 11 could not be decoded" in encoded.image_errors[11]
+    assert "without 'bytes' or 'path'" in encoded.image_errors[13]
+    assert torch.count_nonzero(encoded.inputs["pixel_values"][1:]) == 0
+    with pytest.raises(InvalidImageError, match="image 11"):
+        processor.encode_tweets(["a", "b", "c", "d"], images, row_ids=[10, 11, 12, 13])
+    with pytest.raises(ValueError, match="on_invalid_image must be one of"):
+        processor.encode_tweets(["a"], on_invalid_image="skip")
+
+
+def test_encode_tweets_without_texts_gives_image_inputs_only(tiny_model_and_processor):
+    _, processor = tiny_model_and_processor
+    red = Image.new("RGB", (8, 8), "red")
+    encoded = processor.encode_tweets(None, [red, None])
+    assert set(encoded.inputs) == {"has_image", "pixel_values"}
+    assert torch.equal(encoded.inputs["pixel_values"][0], processor(text=["x"], images=[red])["pixel_values"][0])
