@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as `python dataset_script/build.py`: make `
 
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.demo import build_demo_dataset  # noqa: E402
-from dataset_script.dump import __doc__ as DUMP_FORMAT  # noqa: E402
+from dataset_script.dump import DUMP_FORMAT  # noqa: E402
 from dataset_script.manifest import manifest_source  # noqa: E402
 from dataset_script.mvsa import mvsa_source  # noqa: E402
 from dataset_script.push import push_to_hub  # noqa: E402
@@ -28,8 +28,8 @@ from dataset_script.writer import DEFAULT_MAX_SHARD_BYTES  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Dump format (--dump):\n" + DUMP_FORMAT.split("\n\n", 2)[2],
+        description="Command line: build the M2SA Hub dataset directory (and optionally push it to the Hub).",
+        epilog="Dump format (--dump):\n" + DUMP_FORMAT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory (created; a previous build there is replaced)")

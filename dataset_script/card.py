@@ -3,13 +3,15 @@ description, languages, statistics, schema, split rules, provenance and citation
 
 from collections.abc import Sequence
 
-import yaml
+from datasets import DatasetInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCardData
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
-
-from dataset_script.manifest import M2SA_CITATION
 from dataset_script.report import DROP_REASONS, WARNING_REASONS, BuildReport
-from dataset_script.schema import ALL_CONFIG, FEATURES, SPLITS, TRANSLATED_SUFFIX, SourceInfo
+from dataset_script.schema import (
+    ALL_CONFIG, FEATURES, LABEL_NAMES, M2SA_CITATION, SPLITS, TRANSLATED_SUFFIX, SourceInfo
+)
 
 ShardIndex = dict[str, dict[str, list[str]]]
 """config -> split -> shard paths relative to the dataset root (only splits that have rows)."""
@@ -37,25 +39,27 @@ def with_all_config(shards: ShardIndex) -> ShardIndex:
     return {ALL_CONFIG: ordered, **{config: shards[config] for config in sorted(shards)}}
 
 
-def _yaml_header(shards: ShardIndex, languages: Sequence[str], pretty_name: str) -> str:
-    features = FEATURES._to_yaml_list()
-    header = {
-        "pretty_name": pretty_name,
-        "license": "other",
-        "language": sorted(languages),
-        "task_categories": ["text-classification", "image-classification"],
-        "tags": ["sentiment-analysis", "multimodal", "multilingual", "twitter"],
-        "configs": [
-            {
-                "config_name": config,
+def card_data(shards: ShardIndex, languages: Sequence[str], pretty_name: str) -> DatasetCardData:
+    """The card's YAML metadata: Hub tags, one `configs:` entry per config (`all` the default) and the features
+    of each config under `dataset_info:`, which `load_dataset` reads instead of inferring them from the shards."""
+    metadata = DatasetCardData(
+        pretty_name=pretty_name,
+        license="other",
+        language=sorted(languages),
+        task_categories=["text-classification", "image-classification"],
+        tags=["sentiment-analysis", "multimodal", "multilingual", "twitter"],
+    )
+    MetadataConfigs(
+        {
+            config: {
                 "data_files": [{"split": split, "path": paths} for split, paths in splits.items()],
                 **({"default": True} if config == ALL_CONFIG else {}),
             }
             for config, splits in shards.items()
-        ],
-        "dataset_info": [{"config_name": config, "features": features} for config in shards],
-    }
-    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=120) + "---\n"
+        }
+    ).to_dataset_card_data(metadata)
+    DatasetInfosDict({config: DatasetInfo(features=FEATURES) for config in shards}).to_dataset_card_data(metadata)
+    return metadata
 
 
 def _statistics_table(shards: ShardIndex, report: BuildReport) -> str:
@@ -103,7 +107,10 @@ def render_card(
         f"### {info.name}\n\n{info.description}\n\nLicence / terms: {info.license}\n\n```bibtex\n{info.citation}\n```"
         for info in sources
     )
-    return f"""{_yaml_header(shards, languages, pretty_name)}
+    return f"""---
+{card_data(shards, languages, pretty_name).to_yaml()}
+---
+
 # {pretty_name}
 
 Multimodal (text + image), multilingual sentiment analysis of tweets, in the format of the M2SA project:

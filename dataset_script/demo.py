@@ -1,32 +1,33 @@
 """The embedded demo set: a small synthetic image-text sentiment set in the Hub format, generated in seconds.
 
-It is the project's offline default for training. Each example draws a text cue t and an image cue v
+How the labels and the text and image cues are generated is told in `DEMO_SUMMARY` (the summary of the set's
+card). The bytes are deterministic for a given seed and size (fixed generator, fixed JPEG quality).
+"""
+
+import colorsys
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dataset_script.builder import build_dataset
+from dataset_script.report import REPORT_FILE, read_report
+from dataset_script.schema import LABEL_NAMES, Source, SourceInfo, TweetRecord
+
+DEMO_VERSION = 1
+"""Bump when the generator changes, so `ensure_demo_dataset` rebuilds sets made by an older generator."""
+
+DEMO_SUMMARY = """It is the project's offline default for training. Each example draws a text cue t and an image cue v
 independently from {-1, 0, +1}; its label is sign(t + v) (negative / neutral / positive). The text shows t
 (one positive word, one negative word, or none, among neutral topic and filler words in one of 8 languages);
 the image shows v by its dominant colour (green-ish +1, grey 0, red-ish -1, with noise and random shapes).
 Neither modality alone determines the label, both together do:
 
     best accuracy from text alone: 5/9 ~ 0.56; image alone: 0.9 * 5/9 + 0.1 * 1/3 ~ 0.53 (10 % have no image);
-    text + image: 0.9 + 0.1 * 5/9 ~ 0.96; majority class: ~ 0.33.
-
-The bytes are deterministic for a given seed and size (fixed generator, fixed JPEG quality).
-"""
-
-import colorsys
-import io
-from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageDraw
-
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
-
-from dataset_script.builder import build_dataset
-from dataset_script.report import REPORT_FILE, read_report
-from dataset_script.schema import Source, SourceInfo, TweetRecord
-
-DEMO_VERSION = 1
-"""Bump when the generator changes, so `ensure_demo_dataset` rebuilds sets made by an older generator."""
+    text + image: 0.9 + 0.1 * 5/9 ~ 0.96; majority class: ~ 0.33."""
+"""What the demo set is, for readers of its card; `DEMO_EXPECTED_ACCURACY` holds the accuracies it states."""
 
 DEMO_EXPECTED_ACCURACY = {"text_and_image": 0.9 + 0.1 * 5 / 9, "text_only": 5 / 9, "image_only": 0.9 * 5 / 9 + 0.1 / 3, "majority": 1 / 3}
 """Best accuracy reachable on the demo set (in expectation) from each input; a model that learns both
@@ -105,29 +106,43 @@ def _demo_image(rng: np.random.Generator, image_cue: int) -> bytes:
     return encoded.getvalue()
 
 
-def demo_records(num_train: int, num_eval: int, seed: int = 0) -> list[TweetRecord]:
+@dataclass(frozen=True)
+class DemoExample:
+    """A generated row and the cues planted in it. `image_cue` is drawn for every row, but a row whose image
+    was left out (`record.image is None`) does not show it."""
+
+    record: TweetRecord
+    text_cue: int
+    image_cue: int
+
+
+def demo_examples(num_train: int, num_eval: int, seed: int = 0) -> list[DemoExample]:
     """`num_train` train rows then `num_eval` validation and `num_eval` test rows (the generator's own splits)."""
     rng = np.random.default_rng(seed)
     splits = ["train"] * num_train + ["validation"] * num_eval + ["test"] * num_eval
-    records = []
+    examples = []
     for index, split in enumerate(splits):
         language = DEMO_LANGUAGES[rng.integers(len(DEMO_LANGUAGES))]
         text_cue, image_cue = (int(cue) for cue in rng.integers(-1, 2, size=2))
         text = _demo_text(rng, language, text_cue)
         image = _demo_image(rng, image_cue) if rng.random() >= MISSING_IMAGE_FRACTION else None
-        records.append(
-            TweetRecord(
-                tweet_id=f"demo-{index:06d}",
-                text=text,
-                label=LABEL_NAMES[int(np.sign(text_cue + image_cue)) + 1],
-                config=language,
-                language=language,
-                source="m2sa_demo",
-                image=image,
-                source_split=split,
-            )
+        record = TweetRecord(
+            tweet_id=f"demo-{index:06d}",
+            text=text,
+            label=LABEL_NAMES[int(np.sign(text_cue + image_cue)) + 1],
+            config=language,
+            language=language,
+            source="m2sa_demo",
+            image=image,
+            source_split=split,
         )
-    return records
+        examples.append(DemoExample(record, text_cue, image_cue))
+    return examples
+
+
+def demo_records(num_train: int, num_eval: int, seed: int = 0) -> list[TweetRecord]:
+    """The rows of `demo_examples`, as the builder reads them."""
+    return [example.record for example in demo_examples(num_train, num_eval, seed)]
 
 
 def demo_parameters(num_train: int, num_eval: int, seed: int) -> dict:
@@ -145,7 +160,7 @@ def build_demo_dataset(
         out_dir,
         [Source(DEMO_SOURCE_INFO, demo_records(num_train, num_eval, seed))],
         pretty_name="M2SA demo (synthetic)",
-        summary=(__doc__ or "").split("\n\n", 1)[1].split("\n\nThe bytes", 1)[0],
+        summary=DEMO_SUMMARY,
         build_parameters=demo_parameters(num_train, num_eval, seed),
         show_progress=show_progress,
     )

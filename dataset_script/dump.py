@@ -1,20 +1,21 @@
 """Reader of a local tweet dump: the texts and images of the tweets the M2SA manifest lists by id.
 
 The tweets are no longer retrievable from X/Twitter; the paper's authors share them on request. Put them in
-this layout (all files UTF-8):
-
-    DUMP/
-      tweets.jsonl                 one {"tweet_id": "1222618809162444800", "text": "..."} per line
-      translations/<lang>.jsonl    same lines, the machine-translated texts of the `<lang>_mt` set
-      images/<tweet_id>.<ext>      the tweet's image in its original encoding (jpg, png, ...), at most one per id
-
-`tweet_id` may be a JSON string or a JSON integer (integers are read exactly, never through a float).
-A translated tweet shares the image of its original tweet. Tweets without an image simply have no file.
+the layout of `DUMP_FORMAT` (all files UTF-8), which `python dataset_script/build.py --help` shows too.
 """
 
 from pathlib import Path
 
 from dataset_script.jsonl import iter_jsonl, require_keys
+
+DUMP_FORMAT = """    DUMP/
+      tweets.jsonl                 one {"tweet_id": "1222618809162444800", "text": "..."} per line
+      translations/<lang>.jsonl    same lines, the machine-translated texts of the `<lang>_mt` set
+      images/<tweet_id>.<ext>      the tweet's image in its original encoding (jpg, png, ...), at most one per id
+
+`tweet_id` may be a JSON string or a JSON integer (integers are read exactly, never through a float).
+A translated tweet shares the image of its original tweet. Tweets without an image simply have no file."""
+"""The dump layout, as shown to users in the help of `build.py`."""
 
 TWEETS_FILE = "tweets.jsonl"
 TRANSLATIONS_DIR = "translations"
@@ -50,7 +51,7 @@ def index_images(directory: Path) -> dict[str, Path]:
 
 
 class TweetDump:
-    """Texts and image paths of a dump directory (layout in the module docstring)."""
+    """Texts and image paths of a dump directory (layout: `DUMP_FORMAT`)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)

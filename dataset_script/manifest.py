@@ -17,11 +17,9 @@ from pathlib import Path
 
 from dataset_script.dump import TweetDump
 from dataset_script.jsonl import iter_jsonl, require_keys
-from dataset_script.schema import RowFault, Source, SourceInfo, TweetRecord, bibtex_citation, translated_config
+from dataset_script.schema import M2SA_CITATION, RowFault, Source, SourceInfo, TweetRecord, translated_config
 
 _MEMBER_NAME = re.compile(r"(?:(?P<target>[a-z]{2})_mt\.)?\d+\.(?P<dataset>[^@/]+)@(?P<file>[^/]+)\.json")
-
-M2SA_CITATION = bibtex_citation("thakkar-etal-2024-m2sa")
 
 MANIFEST_SOURCE_INFO = SourceInfo(
     name="M2SA release",

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+from dataset_script.schema import LABEL_NAMES
 
 DROP_REASONS = {
     "null_label": "the source gives no label",
@@ -68,9 +68,6 @@ class BuildReport:
     @property
     def rows_out(self) -> int:
         return sum(sum(counts.values()) for splits in self.label_counts.values() for counts in splits.values())
-
-    def rows_in_split(self, config: str, split: str) -> int:
-        return sum(self.label_counts[config][split].values())
 
     def check_balance(self) -> None:
         """Raise if some input row is neither written nor reported (a bug in the builder, not in the data)."""

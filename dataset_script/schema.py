@@ -7,7 +7,9 @@ from pathlib import Path
 
 import datasets
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+LABEL_NAMES = ("negative", "neutral", "positive")
+"""The sentiment classes, in label-id order (0, 1, 2): the `label` ClassLabel of every config. A model trained on
+the dataset must use the same order (`modeling_m2sa.configuration_m2sa.LABEL_NAMES` mirrors it)."""
 
 M2SA_LANGUAGES = (
     "ar", "bg", "bs", "da", "de", "en", "es", "fr", "hr", "hu", "it",
@@ -93,6 +95,10 @@ def bibtex_citation(key: str) -> str:
         if entry.startswith("@") and entry.split("{", 1)[1].split(",", 1)[0] == key:
             return entry
     raise KeyError(f"No BibTeX entry {key!r} in dataset_script/citations.bib; add it there.")
+
+
+M2SA_CITATION = bibtex_citation("thakkar-etal-2024-m2sa")
+"""The M2SA paper, cited by every dataset card (and by model cards of models trained on the dataset)."""
 
 
 def translated_config(language: str) -> str:

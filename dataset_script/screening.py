@@ -2,10 +2,8 @@
 
 from collections.abc import Iterable
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
-
 from dataset_script.report import BuildReport, ReportedRow
-from dataset_script.schema import TweetRecord
+from dataset_script.schema import LABEL_NAMES, TweetRecord
 
 
 def _drop_reason(record: TweetRecord, kept_labels: dict) -> tuple[str, str] | None:

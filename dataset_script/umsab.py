@@ -11,9 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
-
-from dataset_script.schema import Source, SourceInfo, TweetRecord, bibtex_citation
+from dataset_script.schema import LABEL_NAMES, Source, SourceInfo, TweetRecord, bibtex_citation
 
 UMSAB_LANGUAGES = {
     "arabic": "ar", "english": "en", "french": "fr", "german": "de",

@@ -14,10 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
-
 from dataset_script.report import BuildReport, ReportedRow
-from dataset_script.schema import FEATURES, TweetRecord
+from dataset_script.schema import FEATURES, LABEL_NAMES, TweetRecord
 
 ROW_GROUP_MAX_ROWS = 1000
 ROW_GROUP_MAX_BYTES = 8 * 2**20

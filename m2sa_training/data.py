@@ -6,8 +6,6 @@ import datasets
 import torch
 
 from dataset_script.schema import ALL_CONFIG, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
-from modeling_m2sa.inference import load_batch_images
-
 from .processes import process_state
 
 
@@ -97,38 +95,59 @@ class IndexedRows(torch.utils.data.Dataset):
         return row
 
 
-class TweetCollator:
-    """Turns rows into a model batch for one modality, using cached tower features where given.
+def blank_texts(split):
+    """The split with every text replaced by "" (the image-only modality: the model sees only the images)."""
+    return split.map(lambda _: {"text": ""}, desc="blanking texts for the image-only model")
 
-    `modality`: "multimodal", "text" (images ignored: the model has no image tower) or "image" (texts blanked).
+
+def check_label_names(split, model_config):
+    """The dataset's label names (its `label` ClassLabel), checked against the model's `id2label`."""
+    label_feature = split.features.get("label")
+    dataset_names = list(getattr(label_feature, "names", None) or [])
+    model_names = [model_config.id2label[index] for index in range(model_config.num_labels)]
+    if dataset_names != model_names:
+        raise ValueError(
+            f"The dataset's labels {dataset_names or '(no ClassLabel `label` column)'} do not match the model's "
+            f"labels {model_names} (id order matters). Use a dataset whose `label` column is a ClassLabel with "
+            f"names {model_names}, e.g. one built with dataset_script/build.py."
+        )
+    return dataset_names
+
+
+class TweetCollator:
+    """Turns rows into a model batch, using cached tower features where given.
+
+    `use_images`: whether the model reads images (False for a text-only model: images are ignored).
     `cached`: optional {"text_embeds": (N, D), "image_embeds": (N, D), "has_image": (N,)} indexed by row position.
+
+    Stateless, so it works the same in DataLoader worker processes: an unreadable image makes its tweet one without an
+    image, and the reason travels with the batch as `batch["image_errors"]` ({row position: reason}).
     """
 
-    def __init__(self, processor, modality, cached=None):
+    def __init__(self, processor, use_images, cached=None):
         self.processor = processor
-        self.modality = modality
+        self.use_images = use_images
         self.cached = cached or {}
-        self.invalid_images = {}
 
     def __call__(self, rows):
-        indices = torch.tensor([row["row_index"] for row in rows])
-        batch = {"labels": torch.tensor([row["label"] for row in rows])}
-        if "text_embeds" in self.cached:
-            batch["text_embeds"] = self.cached["text_embeds"][indices]
-        else:
-            texts = [""] * len(rows) if self.modality == "image" else [row["text"] for row in rows]
-            batch.update(self.processor.tokenize(texts))
-        if self.modality == "text":
-            return batch
-        if "image_embeds" in self.cached:
-            batch["image_embeds"] = self.cached["image_embeds"][indices]
-            batch["has_image"] = self.cached["has_image"][indices]
-        else:
-            # An unreadable image is recorded and the tweet trains as one without an image.
-            images = load_batch_images([row.get("image") for row in rows], [row["row_index"] for row in rows],
-                                       "text_only", self.invalid_images)
-            pixel_values, has_image = self.processor.process_images(images)
-            batch["has_image"] = has_image
-            if pixel_values is not None:
-                batch["pixel_values"] = pixel_values
+        row_ids = [row["row_index"] for row in rows]
+        texts = None if "text_embeds" in self.cached else [row["text"] for row in rows]
+        images = [row.get("image") for row in rows] if self.use_images and "image_embeds" not in self.cached else None
+        batch = {"labels": torch.tensor([row["label"] for row in rows]), "image_errors": {}}
+        if texts is not None or images is not None:
+            encoded = self.processor.encode_tweets(texts, images, on_invalid_image="text_only", row_ids=row_ids)
+            batch.update(encoded.inputs)
+            batch["image_errors"] = encoded.image_errors
+        indices = torch.tensor(row_ids)
+        for key in ("text_embeds", "image_embeds", "has_image"):
+            if key in self.cached:
+                batch[key] = self.cached[key][indices]
+        if not self.use_images:
+            batch.pop("has_image", None)
         return batch
+
+
+def model_inputs_and_image_errors(batch):
+    """Split a collated batch into what the model takes and the {row position: reason} of unusable images."""
+    inputs = dict(batch)
+    return inputs, inputs.pop("image_errors")

@@ -1,11 +1,13 @@
 """Sentiment metrics (overall and per language), their aggregation over seeds, and evaluation reports.
 
-Every metric comes from scikit-learn with the three label ids fixed, so a class absent from a language's labels and
-predictions still counts (as 0) in that language's macro averages.
+Every metric comes from scikit-learn with the label ids fixed, so a class absent from a language's labels and
+predictions still counts (as 0) in that language's macro averages. The label names come from the data (its `label`
+ClassLabel); reports read them from the results.
 """
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +15,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+from dataset_script.schema import LABEL_NAMES
 
-LABEL_IDS = list(range(len(LABEL_NAMES)))
 SCALAR_METRICS = ("macro_precision", "macro_recall", "macro_f1", "accuracy")
 METRIC_TITLES = dict(zip(SCALAR_METRICS, ("macro-P", "macro-R", "macro-F1", "accuracy")))
 OVERALL = "overall"
+CONFUSION_TITLE_CHARACTERS = 40  # what fits on one line of the 4.5-inch-wide confusion-matrix figure
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _check_inputs(labels, predictions, languages):
+def _check_inputs(labels, predictions, languages, label_names):
     if not (len(labels) == len(predictions) == len(languages)):
         raise ValueError(
             f"labels, predictions and languages must have the same length, got {len(labels)}, {len(predictions)} "
@@ -30,12 +32,13 @@ def _check_inputs(labels, predictions, languages):
         )
     if not labels:
         raise ValueError("No examples to evaluate: labels, predictions and languages are empty.")
+    label_ids = list(range(len(label_names)))
     for name, values in (("labels", labels), ("predictions", predictions)):
-        bad = [index for index, value in enumerate(values) if value not in LABEL_IDS]
+        bad = [index for index, value in enumerate(values) if value not in label_ids]
         if bad:
             shown = ", ".join(f"{values[index]!r} (index {index})" for index in bad[:5])
             raise ValueError(
-                f"{name} must be label ids in {LABEL_IDS} ({', '.join(LABEL_NAMES)}), got {shown}"
+                f"{name} must be label ids in {label_ids} ({', '.join(label_names)}), got {shown}"
                 f"{'...' if len(bad) > 5 else ''}."
             )
     bad = [index for index, language in enumerate(languages) if not isinstance(language, str) or not language]
@@ -46,9 +49,9 @@ def _check_inputs(labels, predictions, languages):
         )
 
 
-def _metrics(labels, predictions):
+def _metrics(labels, predictions, label_ids):
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, labels=LABEL_IDS, average="macro", zero_division=0
+        labels, predictions, labels=label_ids, average="macro", zero_division=0
     )
     return {
         "macro_f1": float(f1),
@@ -56,39 +59,42 @@ def _metrics(labels, predictions):
         "macro_recall": float(recall),
         "accuracy": float(accuracy_score(labels, predictions)),
         "support": len(labels),
-        "confusion_matrix": confusion_matrix(labels, predictions, labels=LABEL_IDS).tolist(),
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=label_ids).tolist(),
     }
 
 
-def compute_metrics(labels, predictions, languages):
+def compute_metrics(labels, predictions, languages, label_names=LABEL_NAMES):
     """Macro precision / recall / F1, accuracy, support and confusion matrix, overall and per language.
 
     Args:
-        labels, predictions: label ids in `{0, 1, 2}` (`LABEL_NAMES` order), one per example.
+        labels, predictions: label ids in `range(len(label_names))`, one per example.
         languages: the ISO code of each example's language.
+        label_names: the class names in id order, from the dataset's `label` ClassLabel.
 
     Returns:
-        `{"overall": M, "per_language": {language: M}}` with languages sorted, where `M` holds `macro_f1`,
-        `macro_precision`, `macro_recall`, `accuracy` (floats), `support` (int) and `confusion_matrix` (3 lists of
-        3 ints; rows are true labels, columns predictions, both in `LABEL_NAMES` order).
+        `{"overall": M, "per_language": {language: M}, "label_names": [...]}` with languages sorted, where `M` holds
+        `macro_f1`, `macro_precision`, `macro_recall`, `accuracy` (floats), `support` (int) and `confusion_matrix`
+        (rows are true labels, columns predictions, both in `label_names` order).
     """
     labels, predictions, languages = list(labels), list(predictions), list(languages)
-    _check_inputs(labels, predictions, languages)
+    _check_inputs(labels, predictions, languages, label_names)
+    label_ids = list(range(len(label_names)))
     labels = [int(label) for label in labels]
     predictions = [int(prediction) for prediction in predictions]
     per_language = {}
     for language in sorted(set(languages)):
         indices = [index for index, code in enumerate(languages) if code == language]
-        per_language[language] = _metrics([labels[i] for i in indices], [predictions[i] for i in indices])
-    return {OVERALL: _metrics(labels, predictions), "per_language": per_language}
+        per_language[language] = _metrics([labels[i] for i in indices], [predictions[i] for i in indices], label_ids)
+    return {OVERALL: _metrics(labels, predictions, label_ids), "per_language": per_language,
+            "label_names": list(label_names)}
 
 
-def majority_baseline_predictions(train_labels, num_examples):
+def majority_baseline_predictions(train_labels, num_examples, num_labels=len(LABEL_NAMES)):
     """The most frequent label of `train_labels` (ties go to the lowest label id), repeated `num_examples` times."""
-    counts = [0] * len(LABEL_IDS)
+    counts = [0] * num_labels
     for label in train_labels:
-        if label not in LABEL_IDS:
-            raise ValueError(f"train_labels must be label ids in {LABEL_IDS}, got {label!r}.")
+        if label not in range(num_labels):
+            raise ValueError(f"train_labels must be label ids in {list(range(num_labels))}, got {label!r}.")
         counts[int(label)] += 1
     if not any(counts):
         raise ValueError("train_labels is empty: the majority baseline needs the training labels.")
@@ -111,7 +117,8 @@ def _aggregate(blocks):
 
 
 def aggregate_runs(runs):
-    """Combine several `compute_metrics` results (e.g. one per seed) into mean and spread.
+    """Combine one or more `compute_metrics` results (e.g. one per seed) into mean and spread: the shape every report
+    reads, whatever the number of runs.
 
     Each scalar metric becomes `{"mean", "std", "values"}`, where `std` is the sample standard deviation
     (`ddof=1`) over the runs, or 0.0 for a single run. Confusion matrices are summed over the runs and `support`
@@ -121,8 +128,12 @@ def aggregate_runs(runs):
     runs = list(runs)
     if not runs:
         raise ValueError("aggregate_runs needs at least one compute_metrics result, got none.")
+    label_names = runs[0]["label_names"]
+    if any(run["label_names"] != label_names for run in runs):
+        raise ValueError("aggregate_runs needs results over the same labels; these runs used different label names.")
     languages = sorted({language for run in runs for language in run["per_language"]})
     return {
+        "label_names": list(label_names),
         OVERALL: _aggregate([run[OVERALL] for run in runs]),
         "per_language": {
             language: _aggregate([run["per_language"][language] for run in runs if language in run["per_language"]])
@@ -131,15 +142,11 @@ def aggregate_runs(runs):
     }
 
 
-def _is_aggregated(block):
-    return isinstance(block["macro_f1"], dict)
-
-
 def format_metric(value):
-    """`0.812` for a plain value, `0.812 ± 0.010` for an aggregated `{"mean", "std", ...}` value."""
-    if isinstance(value, dict):
-        return f"{value['mean']:.3f} ± {value['std']:.3f}"
-    return f"{value:.3f}"
+    """An aggregated `{"mean", "std", "values"}` metric: `0.812` for one run, `0.812 ± 0.010` for several."""
+    if len(value["values"]) == 1:
+        return f"{value['mean']:.3f}"
+    return f"{value['mean']:.3f} ± {value['std']:.3f}"
 
 
 def _markdown_table(header, rows):
@@ -156,7 +163,7 @@ def metrics_table(named_results, metric="macro_f1"):
     """A Markdown table of one metric: a row per language (then `overall`), a column per named result.
 
     Args:
-        named_results: column name -> `compute_metrics` or `aggregate_runs` result, e.g.
+        named_results: column name -> `aggregate_runs` result, e.g.
             `{"multimodal": ..., "text-only": ..., "majority": ...}`.
         metric: one of `SCALAR_METRICS`.
 
@@ -178,16 +185,16 @@ def metrics_table(named_results, metric="macro_f1"):
 
 
 def _split_markdown(split, result):
-    aggregated = _is_aggregated(result[OVERALL])
+    label_names = result["label_names"]
     header = ["language", *(METRIC_TITLES[metric] for metric in SCALAR_METRICS), "support"]
     rows = [
         [name, *(format_metric(block[metric]) for metric in SCALAR_METRICS), str(block["support"])]
         for name, block in _blocks_by_row(result)
     ]
     matrix = result[OVERALL]["confusion_matrix"]
-    matrix_rows = [[name, *map(str, counts)] for name, counts in zip(LABEL_NAMES, matrix)]
+    matrix_rows = [[name, *map(str, counts)] for name, counts in zip(label_names, matrix)]
     runs_note = ""
-    if aggregated:
+    if result[OVERALL]["num_runs"] > 1:
         runs_note = (
             f"\n\nMetrics are mean ± sample std over {result[OVERALL]['num_runs']} runs; support and the confusion "
             f"matrix are summed over the runs."
@@ -195,21 +202,21 @@ def _split_markdown(split, result):
     return (
         f"## {split}{runs_note}\n\n{_markdown_table(header, rows)}\n\n"
         f"Confusion matrix ({OVERALL}; rows: true label, columns: predicted label):\n\n"
-        f"{_markdown_table(['true / predicted', *LABEL_NAMES], matrix_rows)}\n"
+        f"{_markdown_table(['true / predicted', *label_names], matrix_rows)}\n"
     )
 
 
 def _plot_per_language_f1(result, path, title):
     blocks = result["per_language"]
-    aggregated = _is_aggregated(result[OVERALL])
-    means = [block["macro_f1"]["mean"] if aggregated else block["macro_f1"] for block in blocks.values()]
-    errors = [block["macro_f1"]["std"] for block in blocks.values()] if aggregated else None
-    overall = result[OVERALL]["macro_f1"]["mean"] if aggregated else result[OVERALL]["macro_f1"]
+    several_runs = result[OVERALL]["num_runs"] > 1
+    means = [block["macro_f1"]["mean"] for block in blocks.values()]
+    errors = [block["macro_f1"]["std"] for block in blocks.values()] if several_runs else None
+    overall = result[OVERALL]["macro_f1"]["mean"]
 
     figure = Figure(figsize=(max(4.0, 0.5 * len(blocks) + 2.0), 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.bar(list(blocks), means, yerr=errors, capsize=3 if aggregated else 0, color="tab:blue")
+    axes.bar(list(blocks), means, yerr=errors, capsize=3 if several_runs else 0, color="tab:blue")
     axes.axhline(overall, color="tab:red", linestyle="--", label=f"{OVERALL} ({overall:.3f})")
     axes.set_ylim(0, 1.15)  # headroom for the legend above bars that reach 1
     axes.set_xlabel("language")
@@ -219,23 +226,25 @@ def _plot_per_language_f1(result, path, title):
     figure.savefig(path, dpi=100)
 
 
-def _plot_confusion_matrix(result, path, title):
+def confusion_matrix_figure(result, title):
+    """The overall confusion matrix of `result` as a matplotlib `Figure` (title wrapped to the figure's width)."""
     matrix = np.array(result[OVERALL]["confusion_matrix"])
     figure = Figure(figsize=(4.5, 4.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes)
-    ticks = list(range(len(LABEL_NAMES)))
-    axes.set_xticks(ticks, LABEL_NAMES)
-    axes.set_yticks(ticks, LABEL_NAMES)
+    label_names = result["label_names"]
+    ticks = list(range(len(label_names)))
+    axes.set_xticks(ticks, label_names)
+    axes.set_yticks(ticks, label_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title)
+    axes.set_title(textwrap.fill(title, width=CONFUSION_TITLE_CHARACTERS), fontsize="medium")
     threshold = matrix.max() / 2
     for (row, column), count in np.ndenumerate(matrix):
         axes.text(column, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
-    figure.savefig(path, dpi=100)
+    return figure
 
 
 def write_evaluation_report(out_dir, results, title):
@@ -243,7 +252,7 @@ def write_evaluation_report(out_dir, results, title):
 
     Args:
         out_dir: folder to write into (created if missing).
-        results: split name (`"validation"`, `"test"`, ...) -> `compute_metrics` or `aggregate_runs` result.
+        results: split name (`"validation"`, `"test"`, ...) -> `aggregate_runs` result.
         title: heading of the Markdown report and prefix of the plot titles.
 
     Writes `evaluation.json` (all results), `evaluation.md` (per split: per-language macro-P/R/F1, accuracy and
@@ -268,5 +277,6 @@ def write_evaluation_report(out_dir, results, title):
         paths[f"per_language_f1_{split}"] = out_dir / f"per_language_f1_{split}.png"
         _plot_per_language_f1(result, paths[f"per_language_f1_{split}"], f"{title}: macro-F1 per language ({split})")
         paths[f"confusion_matrix_{split}"] = out_dir / f"confusion_matrix_{split}.png"
-        _plot_confusion_matrix(result, paths[f"confusion_matrix_{split}"], f"{title}: confusion matrix ({split})")
+        figure = confusion_matrix_figure(result, f"{title}: confusion matrix ({split})")
+        figure.savefig(paths[f"confusion_matrix_{split}"], dpi=100)
     return paths

@@ -1,7 +1,7 @@
 """Features of frozen towers, computed once and cached on disk.
 
 The cache key covers the tower (its config and weights), the dataset split (its `datasets` fingerprint), the
-preprocessing (processor settings) and the modality, so a change to any of them computes fresh features.
+preprocessing (processor settings) and whether images are read, so a change to any of them computes fresh features.
 """
 
 import hashlib
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .data import IndexedRows, TweetCollator
+from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 
 
 def tower_fingerprint(tower):
@@ -33,13 +33,17 @@ def preprocessing_fingerprint(processor):
 
 
 @torch.inference_mode()
-def compute_features(base_model, processor, split, modality, towers, batch_size=64):
-    """{"text_embeds", "image_embeds", "has_image"} of the frozen `towers` ("text", "vision") for every row."""
-    collator = TweetCollator(processor, modality)
-    loader = torch.utils.data.DataLoader(IndexedRows(split), batch_size=batch_size, collate_fn=collator)
+def compute_features(base_model, processor, split, use_images, towers, batch_size=64):
+    """({"text_embeds", "image_embeds", "has_image"} of the frozen `towers` ("text", "vision") for every row,
+    {row position: reason} of the images that could not be used)."""
+    loader = torch.utils.data.DataLoader(IndexedRows(split), batch_size=batch_size,
+                                         collate_fn=TweetCollator(processor, use_images))
     chunks = {"text_embeds": [], "image_embeds": [], "has_image": []}
+    image_errors = {}
     device = base_model.device
     for batch in loader:
+        batch, batch_image_errors = model_inputs_and_image_errors(batch)
+        image_errors.update(batch_image_errors)
         batch = {key: value.to(device) for key, value in batch.items()}
         if "text" in towers:
             chunks["text_embeds"].append(
@@ -52,10 +56,10 @@ def compute_features(base_model, processor, split, modality, towers, batch_size=
                 image_embeds[has_image] = base_model.get_image_features(batch["pixel_values"][has_image]).float()
             chunks["image_embeds"].append(image_embeds)
             chunks["has_image"].append(has_image)
-    return {key: torch.cat(values).cpu() for key, values in chunks.items() if values}, collator.invalid_images
+    return {key: torch.cat(values).cpu() for key, values in chunks.items() if values}, image_errors
 
 
-def cached_features(base_model, processor, split, modality, towers, cache_dir, batch_size=64):
+def cached_features(base_model, processor, split, use_images, towers, cache_dir, batch_size=64):
     """Like `compute_features`, read from `cache_dir` when this tower/data/preprocessing was seen before."""
     key_parts = {
         "towers": {
@@ -65,16 +69,16 @@ def cached_features(base_model, processor, split, modality, towers, cache_dir, b
         "pooling": [base_model.config.text_pooling, base_model.config.vision_pooling],
         "dataset": split._fingerprint,
         "preprocessing": preprocessing_fingerprint(processor),
-        "modality": modality,
+        "images": use_images,
     }
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "features" / f"{'-'.join(sorted(towers))}-{key}.pt"
     if path.is_file():
         stored = torch.load(path)
-        return stored["features"], stored["invalid_images"]
-    features, invalid_images = compute_features(base_model, processor, split, modality, towers, batch_size)
+        return stored["features"], stored["image_errors"]
+    features, image_errors = compute_features(base_model, processor, split, use_images, towers, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
-    torch.save({"features": features, "invalid_images": invalid_images, "key": key_parts}, partial)
+    torch.save({"features": features, "image_errors": image_errors, "key": key_parts}, partial)
     partial.replace(path)
-    return features, invalid_images
+    return features, image_errors

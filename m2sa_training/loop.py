@@ -5,17 +5,18 @@ import logging
 import math
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from modeling_m2sa import M2SAForSequenceClassification
 
-from .data import IndexedRows, TweetCollator
+from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .evaluation import compute_metrics
 from .feature_cache import cached_features
 
@@ -23,6 +24,35 @@ logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
 CHECKPOINT_PREFIX = "epoch-"
+EVAL_SPLITS = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What makes one run of a job: which model (modality), which seed, where it writes, where it resumes from."""
+
+    modality: str  # "multimodal", "text" or "image"
+    seed: int
+    run_dir: Path
+    resume_from: Path | None = None
+
+    @property
+    def name(self):
+        return self.run_dir.name
+
+
+@dataclass
+class PreparedRun:
+    """Everything `train_run` builds before the first epoch (prepared by Accelerate)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: torch.utils.data.DataLoader
+    eval_loaders: dict
+    feature_cache_seconds: float
+    image_errors: dict = field(default_factory=dict)  # {split: {row position: reason}}
 
 
 def frozen_towers(model, modality):
@@ -61,127 +91,163 @@ def read_checkpoint_state(checkpoint):
     return state
 
 
-def _make_loader(split, collator, batch_size, shuffle, seed):
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return torch.utils.data.DataLoader(
-        IndexedRows(split), batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collator
-    )
-
-
-def predict_split(accelerator, model, loader):
-    """Predicted label ids for every row of the loader's split, in order."""
-    model.eval()
-    predictions = []
-    with torch.inference_mode():
-        for batch in loader:
-            batch.pop("labels")
-            logits = model(**batch).logits
-            predictions.append(accelerator.gather_for_metrics(logits.argmax(dim=-1)))
-    return torch.cat(predictions).tolist()
-
-
-def evaluate_split(accelerator, model, loader, split):
-    return compute_metrics(list(split["label"]), predict_split(accelerator, model, loader), list(split["language"]))
-
-
-def train_run(options, model, processor, splits, modality, seed, run_dir, resume_from=None):
-    """Train `model` on `splits["train"]`, keep the epoch with the best validation macro-F1 and return its metrics.
-
-    Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
-    `resume_from` continues from one to the same result as an uninterrupted run, because each epoch reseeds from
-    (seed, epoch). The best model is saved to `run_dir/best`.
-    """
-    run_dir = Path(run_dir)
+def setup_run(options, spec, model, processor, splits):
+    """Feature cache, data loaders, optimizer and scheduler, all prepared by a new `Accelerator`."""
     find_unused = model.config.vision_config is not None and not model.config.freeze_vision_model
     accelerator = Accelerator(
         mixed_precision=options.mixed_precision,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         log_with=options.report_to,
-        project_dir=str(run_dir),
+        project_dir=str(spec.run_dir),
+        # Shuffling depends only on (seed, epoch) via `set_epoch`: a resumed run sees the same batches.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=spec.seed),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused)],
     )
-    towers = frozen_towers(model, modality) if options.cache_features else set()
-    cached, invalid_images = {}, {}
+    use_images = model.config.vision_config is not None
+    towers = frozen_towers(model, spec.modality) if options.cache_features else set()
+    cached, image_errors = {}, {}
     feature_seconds = time.perf_counter()
-    for split_name, split in splits.items():
-        if towers:
+    if towers:
+        for split_name, split in splits.items():
             with accelerator.main_process_first():
-                features, invalid = cached_features(model.m2sa, processor, split, modality, towers,
-                                                    options.cache_dir)
-            cached[split_name] = features
-            invalid_images.update({f"{split_name}:{k}": v for k, v in invalid.items()})
+                cached[split_name], image_errors[split_name] = cached_features(
+                    model.m2sa, processor, split, use_images, towers, options.cache_dir)
     feature_seconds = time.perf_counter() - feature_seconds
-    collators = {name: TweetCollator(processor, modality, cached.get(name)) for name in splits}
-    eval_loaders = {name: _make_loader(splits[name], collators[name], options.batch_size, False, seed)
-                    for name in ("validation", "test")}
+
+    def loader(split_name, shuffle):
+        return torch.utils.data.DataLoader(
+            IndexedRows(splits[split_name]), batch_size=options.batch_size, shuffle=shuffle,
+            generator=torch.Generator().manual_seed(spec.seed) if shuffle else None,
+            collate_fn=TweetCollator(processor, use_images, cached.get(split_name)),
+            num_workers=options.dataloader_num_workers,
+        )
 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=options.weight_decay)
     steps_per_epoch = math.ceil(len(splits["train"]) / options.batch_size / options.gradient_accumulation_steps)
     total_steps = steps_per_epoch * options.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(options.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *eval_loaders.values())
-    eval_loaders = dict(zip(eval_loaders, loaders))
+    model, optimizer, scheduler, train_loader, *eval_loaders = accelerator.prepare(
+        model, optimizer, scheduler, loader("train", True), *(loader(name, False) for name in EVAL_SPLITS))
     if options.report_to:
-        accelerator.init_trackers(run_dir.name, config=json.loads(options.to_json()))
+        accelerator.init_trackers(spec.name, config=json.loads(options.to_json()))
+    return PreparedRun(accelerator, model, optimizer, scheduler, train_loader, dict(zip(EVAL_SPLITS, eval_loaders)),
+                       feature_seconds, image_errors)
+
+
+def train_epoch(run, epoch, spec, num_epochs):
+    """One pass over the training data: (mean loss, {row position: reason} of unusable images)."""
+    accelerator, model = run.accelerator, run.model
+    set_seed(spec.seed + epoch)  # dropout depends only on (seed, epoch): resuming repeats it exactly
+    run.train_loader.set_epoch(epoch)
+    model.train()
+    progress = tqdm(run.train_loader, desc=f"{spec.name} epoch {epoch + 1}/{num_epochs}",
+                    disable=not accelerator.is_local_main_process, leave=False)
+    total_loss, image_errors = 0.0, {}
+    for batch in progress:
+        inputs, batch_image_errors = model_inputs_and_image_errors(batch)
+        image_errors.update(batch_image_errors)
+        with accelerator.accumulate(model):
+            loss = model(**inputs).loss
+            accelerator.backward(loss)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad()
+        total_loss += loss.item()
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+    return total_loss / max(len(run.train_loader), 1), image_errors
+
+
+def evaluate_split(accelerator, model, loader, split, label_names):
+    """(metrics of the model on `split`, {row position: reason} of unusable images)."""
+    model.eval()
+    predictions, image_errors = [], {}
+    with torch.inference_mode():
+        for batch in loader:
+            inputs, batch_image_errors = model_inputs_and_image_errors(batch)
+            image_errors.update(batch_image_errors)
+            inputs.pop("labels")
+            predictions.append(accelerator.gather_for_metrics(model(**inputs).logits.argmax(dim=-1)))
+    predictions = torch.cat(predictions).tolist()
+    return compute_metrics(list(split["label"]), predictions, list(split["language"]), label_names), image_errors
+
+
+def record_image_errors(records, split_name, image_errors):
+    records.setdefault(split_name, {}).update(image_errors)
+
+
+def end_epoch(run, spec, state, epoch, macro_f1):
+    """Best-model selection, early-stopping count and the epoch's checkpoint."""
+    if macro_f1 > state["best_metric"]:
+        state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
+        if run.accelerator.is_main_process:
+            run.accelerator.unwrap_model(run.model).save_pretrained(spec.run_dir / "best")
+    else:
+        state["epochs_without_improvement"] += 1
+    state["epoch"] = epoch + 1
+    _save_checkpoint(run.accelerator, spec.run_dir, state)
+
+
+def train_run(options, spec, model, processor, splits):
+    """Train `model` on `splits["train"]`, keep the epoch with the best validation macro-F1 and return its metrics.
+
+    Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
+    `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling and dropout
+    depend only on (seed, epoch). The best model is saved to `run_dir/best`. The returned `image_errors` hold, per
+    split, every row whose image could not be used (from all processes).
+    """
+    label_names = splits["train"].features["label"].names
+    run = setup_run(options, spec, model, processor, splits)
+    accelerator = run.accelerator
+    image_errors = {name: dict(errors) for name, errors in run.image_errors.items()}
 
     state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "epochs_without_improvement": 0, "history": []}
-    if resume_from is not None:
-        state = read_checkpoint_state(resume_from)
-        accelerator.load_state(str(resume_from))
-        logger.info("Resumed %s from %s (epoch %d)", run_dir.name, resume_from, state["epoch"])
+    if spec.resume_from is not None:
+        state = read_checkpoint_state(spec.resume_from)
+        accelerator.load_state(str(spec.resume_from))
+        logger.info("Resumed %s from %s (epoch %d)", spec.name, spec.resume_from, state["epoch"])
 
     for epoch in range(state["epoch"], options.num_epochs):
         if state["epochs_without_improvement"] >= options.early_stopping_patience:
             break
-        set_seed(seed + epoch)  # dropout and shuffling depend only on (seed, epoch): resuming repeats them exactly
-        train_loader = accelerator.prepare(
-            _make_loader(splits["train"], collators["train"], options.batch_size, True, seed + epoch)
-        )
-        model.train()
         epoch_start = time.perf_counter()
-        progress = tqdm(train_loader, desc=f"{run_dir.name} epoch {epoch + 1}/{options.num_epochs}",
-                        disable=not accelerator.is_local_main_process, leave=False)
-        epoch_loss = 0.0
-        for batch in progress:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            epoch_loss += loss.item()
-            progress.set_postfix(loss=f"{loss.item():.3f}")
+        train_loss, train_image_errors = train_epoch(run, epoch, spec, options.num_epochs)
+        record_image_errors(image_errors, "train", train_image_errors)
         train_seconds = time.perf_counter() - epoch_start
-        validation = evaluate_split(accelerator, model, eval_loaders["validation"], splits["validation"])
+        validation, validation_image_errors = evaluate_split(
+            accelerator, run.model, run.eval_loaders["validation"], splits["validation"], label_names)
+        record_image_errors(image_errors, "validation", validation_image_errors)
         macro_f1 = validation["overall"]["macro_f1"]
-        state["history"].append({"epoch": epoch + 1, "train_loss": epoch_loss / max(len(train_loader), 1),
-                                 "validation_macro_f1": macro_f1, "train_seconds": train_seconds})
-        accelerator.log({"train_loss": state["history"][-1]["train_loss"], "validation_macro_f1": macro_f1},
-                        step=epoch + 1)
-        logger.info("%s epoch %d: train loss %.4f, validation macro-F1 %.4f", run_dir.name, epoch + 1,
-                    state["history"][-1]["train_loss"], macro_f1)
-        if macro_f1 > state["best_metric"]:
-            state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
-            if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(run_dir / "best")
-        else:
-            state["epochs_without_improvement"] += 1
-        state["epoch"] = epoch + 1
-        _save_checkpoint(accelerator, model, run_dir, state)
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "validation_macro_f1": macro_f1,
+                                 "train_seconds": train_seconds})
+        accelerator.log({"train_loss": train_loss, "validation_macro_f1": macro_f1}, step=epoch + 1)
+        logger.info("%s epoch %d: train loss %.4f, validation macro-F1 %.4f", spec.name, epoch + 1, train_loss,
+                    macro_f1)
+        end_epoch(run, spec, state, epoch, macro_f1)
 
     accelerator.wait_for_everyone()
-    best = M2SAForSequenceClassification.from_pretrained(run_dir / "best")
-    best = accelerator.prepare(best)
-    results = {name: evaluate_split(accelerator, best, eval_loaders[name], splits[name]) for name in eval_loaders}
+    best = accelerator.prepare(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"))
+    results = {}
+    for name in EVAL_SPLITS:
+        results[name], split_image_errors = evaluate_split(accelerator, best, run.eval_loaders[name], splits[name],
+                                                           label_names)
+        record_image_errors(image_errors, name, split_image_errors)
     for tracker in accelerator.trackers:  # not `end_training()`: it also ends the process group the next run needs
         tracker.finish()
-    invalid_images.update({f"train:{k}": v for k, v in collators["train"].invalid_images.items()})
     return {"results": results, "history": state["history"], "best_epoch": state["best_epoch"],
-            "feature_cache_seconds": feature_seconds, "invalid_images": invalid_images}
+            "feature_cache_seconds": run.feature_cache_seconds, "image_errors": gather_image_errors(image_errors)}
 
 
-def _save_checkpoint(accelerator, model, run_dir, state):
+def gather_image_errors(image_errors):
+    """Every process's {split: {row position: reason}}, merged (each process sees only its share of the rows)."""
+    merged = {}
+    for errors in gather_object([image_errors]):
+        for split_name, rows in errors.items():
+            merged.setdefault(split_name, {}).update(rows)
+    return {split_name: dict(sorted(rows.items())) for split_name, rows in sorted(merged.items())}
+
+
+def _save_checkpoint(accelerator, run_dir, state):
     checkpoint = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['epoch']}"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -1,58 +1,58 @@
-"""The Hugging Face model card (README.md) of a trained M2SA model: YAML metadata with a model-index, then prose."""
+"""The Hugging Face model card (README.md) of a trained M2SA model: `huggingface_hub` card metadata with its
+model-index (eval results), then prose."""
 
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
-from dataset_script.manifest import M2SA_CITATION
-from modeling_m2sa.configuration_m2sa import LABEL_NAMES
+from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
 
 from .evaluation import OVERALL, format_metric, metrics_table
 
 TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
-MACRO = {"average": "macro"}
-TASK = {"type": "text-classification", "name": "Multimodal (text + image) sentiment analysis"}
+TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels
+TASK_NAMES = {True: "Multimodal (text + image) sentiment analysis", False: "Sentiment analysis (text)"}
 
 
 def _is_hub_dataset_id(dataset):
     return "/" in dataset and not Path(dataset).exists()
 
 
-def _mean(value):
-    """The number the Hub shows for a metric: the value itself, or the mean of an aggregated result."""
-    return round(value["mean"] if isinstance(value, dict) else value, 4)
+def dataset_identifier(dataset):
+    """How the card names the training data: its Hub id, else the directory's name (never a local path)."""
+    return dataset if _is_hub_dataset_id(dataset) else Path(dataset).name
 
 
-def _model_index(model_name, dataset, results):
-    dataset_type = dataset if _is_hub_dataset_id(dataset) else Path(dataset).name
-    entries = []
+def _eval_results(dataset, results, multimodal):
+    """One `EvalResult` per split and metric: macro-F1 overall and per language, then overall accuracy (means)."""
+    dataset_id = dataset_identifier(dataset)
+    common = dict(task_type=TASK_TYPE, task_name=TASK_NAMES[multimodal], dataset_type=dataset_id,
+                  dataset_name=dataset_id)
+    eval_results = []
     for split, result in results.items():
-        overall = result[OVERALL]
-        metrics = [
-            {"type": "f1", "name": f"macro-F1 ({name})", "value": _mean(block["macro_f1"]), "args": dict(MACRO)}
-            for name, block in [(OVERALL, overall), *result["per_language"].items()]
-        ]
-        metrics.append({"type": "accuracy", "name": f"accuracy ({OVERALL})", "value": _mean(overall["accuracy"])})
-        dataset_entry = {"name": dataset, "type": dataset_type, "split": split}
-        entries.append({"task": dict(TASK), "dataset": dataset_entry, "metrics": metrics})
-    return [{"name": model_name, "results": entries}]
+        for name, block in [(OVERALL, result[OVERALL]), *result["per_language"].items()]:
+            eval_results.append(EvalResult(**common, dataset_split=split, metric_type="f1",
+                                           metric_name=f"macro-F1 ({name})", metric_args={"average": "macro"},
+                                           metric_value=round(block["macro_f1"]["mean"], 4)))
+        eval_results.append(EvalResult(**common, dataset_split=split, metric_type="accuracy",
+                                       metric_name=f"accuracy ({OVERALL})",
+                                       metric_value=round(result[OVERALL]["accuracy"]["mean"], 4)))
+    return eval_results
 
 
-def _front_matter(model_name, dataset, languages, results, base_model):
-    metadata = {
-        "library_name": "transformers",
-        "pipeline_tag": "text-classification",
-        "license": "apache-2.0",
-        "language": list(languages),
-        "tags": list(TAGS),
-    }
-    if _is_hub_dataset_id(dataset):
-        metadata["datasets"] = [dataset]
-    if base_model:
-        metadata["base_model"] = base_model
-    if results:
-        metadata["model-index"] = _model_index(model_name, dataset, results)
-    return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+def card_data(model_name, dataset, languages, results, base_model, multimodal):
+    """The card's YAML metadata as `huggingface_hub.ModelCardData` (its `model-index` built from eval results)."""
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag=TASK_TYPE,
+        license="apache-2.0",
+        language=list(languages),
+        tags=list(TAGS),
+        datasets=[dataset] if _is_hub_dataset_id(dataset) else None,
+        base_model=base_model,
+        model_name=model_name if results else None,
+        eval_results=_eval_results(dataset, results, multimodal) or None,
+    )
 
 
 def _table_cell(value):
@@ -69,9 +69,8 @@ def _hyperparameter_table(training_args):
 def _results_section(results):
     if not results:
         return "No evaluation results were recorded for this model."
-    aggregated = any(isinstance(result[OVERALL]["macro_f1"], dict) for result in results.values())
     spread = ""
-    if aggregated:
+    if any(result[OVERALL]["num_runs"] > 1 for result in results.values()):
         spread = " Values are mean ± sample standard deviation over training runs with different seeds."
     overall = ", ".join(f"{split} {format_metric(result[OVERALL]['macro_f1'])}" for split, result in results.items())
     return (
@@ -83,7 +82,8 @@ def _results_section(results):
 
 
 def render_model_card(
-    *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None
+    *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
+    label_names=LABEL_NAMES
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
@@ -93,10 +93,11 @@ def render_model_card(
         vision_tower: Hub id or path of the image encoder, or `None` for a text-only model.
         dataset: Hub id (listed under `datasets:`) or local path of the training data.
         languages: ISO codes of the training languages.
-        results: split name -> `compute_metrics` or `aggregate_runs` result; goes to the model-index (means) and to
-            the per-language tables (mean ± std for aggregated results).
+        results: split name -> `aggregate_runs` result; goes to the model-index (means) and to the per-language
+            tables (mean ± std over several runs).
         training_args: hyper-parameter name -> value, shown as a table.
         base_model: Hub id of the checkpoint fine-tuned, listed as `base_model:` when given.
+        label_names: the classes in id order (the training data's labels).
     """
     if vision_tower:
         towers = (
@@ -118,17 +119,19 @@ def render_model_card(
         modality = "text"
         images_limitation = "- **Images**: this model reads the text only; images attached to tweets are ignored."
     language_list = ", ".join(f"`{code}`" for code in languages) or "not recorded"
-    dataset_link = f"`{dataset}`"
+    dataset_link = f"`{dataset_identifier(dataset)}`"
     if _is_hub_dataset_id(dataset):
         dataset_link = f"[`{dataset}`](https://huggingface.co/datasets/{dataset})"
     images_argument = '["beach.jpg", None]' if vision_tower else "None"
     input_image = "with an optional image, " if vision_tower else ""
+    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal=bool(vision_tower))
     return f"""---
-{_front_matter(model_name, dataset, languages, results, base_model)}---
+{metadata.to_yaml()}
+---
 
 # {model_name}
 
-M2SA classifies tweets as **{'**, **'.join(LABEL_NAMES)}** from their {modality}. It implements the model of
+M2SA classifies tweets as **{'**, **'.join(label_names)}** from their {modality}. It implements the model of
 "M2SA: Multimodal and Multilingual Model for Sentiment Analysis of Tweets" (Thakkar, Hakimov, Tadić,
 LREC-COLING 2024) and is built from {towers}
 

@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 
-from .data import available_configs, demo_dataset_path, has_images, load_splits, resolve_configs
+from .data import (available_configs, blank_texts, check_label_names, demo_dataset_path, has_images, load_splits,
+                   resolve_configs)
 from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
-from .loop import latest_checkpoint, read_checkpoint_state, train_run
+from .loop import RunSpec, latest_checkpoint, read_checkpoint_state, train_run
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
 from .options import NO_VISION
@@ -96,32 +97,54 @@ def run_training(options):
 
     train_texts = list(splits["train"]["text"])
     per_modality = {modality: [] for modality in options.modalities}
-    invalid_images = {}
+    image_errors = {}  # (split, row position) -> reason, over every run: an image is unreadable whatever reads it
     exported = None
     # Every modality of a seed starts from the same towers, so `tiny` towers are built once per seed.
     towers = {seed: tower_paths(options, train_texts, output_dir / "towers" / f"seed{seed}", seed)
               for seed in options.seeds}
     for modality in options.modalities:
+        # The image-only model sees the same rows with their texts blanked.
+        modality_splits = datasets_for_modality(splits, modality)
         for seed in options.seeds:
-            name = run_name(modality, seed)
-            run_dir = output_dir / "runs" / name
+            spec = RunSpec(modality, seed, output_dir / "runs" / run_name(modality, seed),
+                           resume_from[run_name(modality, seed)])
             text_tower, vision_tower = towers[seed]
             model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
-            outcome = train_run(options, model, processor, splits, modality, seed, run_dir, resume_from[name])
+            check_label_names(splits["train"], model.config)
+            outcome = train_run(options, spec, model, processor, modality_splits)
             if state.is_main_process:
-                (run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
+                (spec.run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
             per_modality[modality].append(outcome["results"])
-            invalid_images.update({f"{name}/{key}": value for key, value in outcome["invalid_images"].items()})
+            for split_name, rows in outcome["image_errors"].items():
+                image_errors.update({(split_name, row): reason for row, reason in rows.items()})
             if exported is None:
-                exported = (run_dir, processor, text_tower, vision_tower if modality != "text" else None)
+                exported = (spec.run_dir, processor, text_tower, vision_tower if modality != "text" else None)
 
     summary = summarise(options, splits, per_modality)
     comparison = "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
-    outcome = {"output_dir": output_dir, "comparison": comparison, "summary": summary, "invalid_images": invalid_images}
+    outcome = {"output_dir": output_dir, "comparison": comparison, "summary": summary,
+               "invalid_images": invalid_image_records(splits, image_errors)}
     if state.is_main_process:
         write_outputs(options, dataset, splits, outcome, exported)
     state.wait_for_everyone()
     return outcome
+
+
+def datasets_for_modality(splits, modality):
+    if modality != "image":
+        return splits
+    return type(splits)({name: blank_texts(split) for name, split in splits.items()})
+
+
+def invalid_image_records(splits, image_errors):
+    """One record per unusable image: its split, row position, tweet id (when the data has one) and reason."""
+    records = []
+    for (split_name, row), reason in sorted(image_errors.items()):
+        record = {"split": split_name, "row": row}
+        if "tweet_id" in splits[split_name].column_names:
+            record["tweet_id"] = splits[split_name][row]["tweet_id"]
+        records.append({**record, "reason": reason})
+    return records
 
 
 def summarise(options, splits, per_modality):
@@ -130,14 +153,16 @@ def summarise(options, splits, per_modality):
     summary = {}
     for split in ("validation", "test"):
         summary[split] = {
-            MODALITY_NAMES[modality]: _combine([results[split] for results in runs_of_modality])
+            MODALITY_NAMES[modality]: aggregate_runs([results[split] for results in runs_of_modality])
             for modality, runs_of_modality in per_modality.items()
         }
-        summary[split]["majority"] = compute_metrics(
+        majority = compute_metrics(
             list(splits[split]["label"]),
             majority_baseline_predictions(train_labels, len(splits[split])),
             list(splits[split]["language"]),
+            splits[split].features["label"].names,
         )
+        summary[split]["majority"] = aggregate_runs([majority])
     return summary
 
 
@@ -163,6 +188,7 @@ def write_outputs(options, dataset, splits, outcome, exported):
         languages=sorted(set(splits["train"]["language"])),
         results=main_results,
         training_args=json.loads(options.to_json()),
+        label_names=splits["train"].features["label"].names,
     )
     (output_dir / "README.md").write_text(card)
     if options.push_to_hub:
@@ -177,8 +203,3 @@ def push_output_dir(output_dir, repo_id):
     api.create_repo(repo_id, exist_ok=True)
     api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=["runs/*", "towers/*"],
                       commit_message="Upload M2SA model trained with train.py")
-
-
-def _combine(results):
-    return results[0] if len(results) == 1 else aggregate_runs(results)
-

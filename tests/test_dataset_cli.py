@@ -4,10 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 
 from dataset_script import build, push
-from dataset_script.demo import build_demo_dataset
+from dataset_script.demo import DEMO_LANGUAGES, build_demo_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def test_bad_flag_combinations_are_explained(argv, message, capsys):
 def test_demo_from_the_command_line(tmp_path, capsys):
     build.main(["--out", str(tmp_path / "demo"), "--demo", "--demo-train", "30", "--demo-eval", "6", "--no-progress"])
     assert "42 rows in, 42 written, 0 dropped" in capsys.readouterr().out
-    assert (tmp_path / "demo" / "README.md").is_file()
+    assert set(datasets.get_dataset_config_names(str(tmp_path / "demo"))) == {"all", *DEMO_LANGUAGES}
 
 
 def test_push_creates_a_dataset_repo_and_uploads_the_built_folder(dataset_small_demo):
@@ -81,7 +82,7 @@ def test_push_flag_of_the_command_line_uploads_an_existing_build(dataset_small_d
     monkeypatch.setattr(push, "HfApi", RecordingHfApi)
     build.main(["--out", str(dataset_small_demo), "--push-to-hub", "org/m2sa", "--token", "hf_test"])
     assert [call[0] for call in RecordingHfApi.calls] == ["create_repo", "upload_folder"]
-    assert "Pushed" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"Pushed {dataset_small_demo} to https://huggingface.co/datasets/org/m2sa (commit-info).\n"
 
 
 def test_push_refuses_a_folder_that_is_not_a_build_before_calling_the_hub(tmp_path):

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import datasets
 import pytest
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard
 from PIL import Image
 
 from dataset_script.builder import build_dataset
 from dataset_script.dump import TweetDump
 from dataset_script.manifest import manifest_source, read_manifest
 from dataset_script.report import read_report
-from dataset_script.schema import M2SA_LANGUAGES
+from dataset_script.schema import FEATURES, M2SA_LANGUAGES, translated_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_MANIFEST = SHARED_DATA / "m2sa" / "final_dataset.zip"
@@ -111,7 +113,7 @@ def test_report_accounts_for_every_input_row(dataset_release):
     report = read_report(out)
     assert report["rows_in"] == expected["rows_in"]
     assert report["rows_out"] == expected["rows_out"]
-    assert report["rows_in"] == report["rows_out"] + report["rows_dropped"]
+    assert report["rows_dropped"] == sum(expected["dropped"].values()) == expected["rows_in"] - expected["rows_out"]
     assert report["dropped_by_reason"] == expected["dropped"]
     assert report["warnings_by_reason"] == {"unreadable_image": 1}
     assert report["warnings"][0]["tweet_id"] == expected["unreadable_image_id"]
@@ -132,7 +134,7 @@ def test_language_config_loads_with_expected_splits_features_and_counts(dataset_
         assert Counter(ds[split]["label"]) == {0: per_label, 1: per_label, 2: per_label}
     ids = [tweet_id for split in ds.values() for tweet_id in split["tweet_id"]]
     assert str(BASE_ID) in ids and len(ids) == len(set(ids)) == 90
-    assert set(ds["train"]["language"]) == {"de"} and set(ds["train"]["source"]) <= {"fake_source", "other_source"}
+    assert set(ds["train"]["language"]) == {"de"} and set(ds["train"]["source"]) == {"fake_source", "other_source"}
 
 
 def test_images_are_original_bytes_and_unreadable_ones_become_none(dataset_release, tmp_path):
@@ -165,8 +167,8 @@ def test_streaming_reads_the_built_directory(dataset_release):
     out, _ = dataset_release
     streamed = datasets.load_dataset(str(out), "de", streaming=True)
     rows = list(streamed["validation"])
-    assert len(rows) == 9
-    assert all(isinstance(row["tweet_id"], str) and row["label"] in (0, 1, 2) for row in rows)
+    assert Counter(row["label"] for row in rows) == {0: 3, 1: 3, 2: 3}
+    assert all(isinstance(row["tweet_id"], str) and int(row["tweet_id"]) > 2**53 for row in rows)
     first_train = next(iter(streamed["train"]))
     assert first_train["tweet_id"] == str(BASE_ID) and first_train["image"].size == (16, 16)
 
@@ -186,6 +188,27 @@ def test_card_lists_configs_statistics_and_citation(dataset_release):
     assert "config_name: de_mt" in card and "config_name: all" in card
     assert "| de | train | 72 | 24 | 24 | 24 |" in card
     assert "Thakkar" in card and "missing_from_dump (dropped) | 2 |" in card
+
+
+def test_card_yaml_declares_every_config_with_its_shards_and_features(dataset_release, tmp_path):
+    out, _ = dataset_release
+    metadata = DatasetCard.load(out / "README.md").data
+    configs = {config["config_name"]: config for config in metadata["configs"]}
+    assert set(configs) == {"all", "de", "de_mt", "en"}
+    assert [name for name, config in configs.items() if config.get("default")] == ["all"]
+    shards = {name: {files["split"]: files["path"] for files in config["data_files"]} for name, config in configs.items()}
+    assert all((out / path).is_file() for splits in shards.values() for paths in splits.values() for path in paths)
+    # `all` unites the original-language configs, never the translations.
+    assert shards["all"] == {split: shards["de"][split] + shards["en"][split] for split in ("train", "validation", "test")}
+    assert datasets.load_dataset_builder(str(out), cache_dir=str(tmp_path / "cache")).config.name == "all"
+
+    infos = DatasetInfosDict.from_dataset_card_data(metadata)
+    assert set(infos) == set(configs)
+    assert all(info.features == FEATURES for info in infos.values())
+    label_yaml = [feature for feature in metadata["dataset_info"][0]["features"] if feature["name"] == "label"]
+    assert label_yaml == [
+        {"name": "label", "dtype": {"class_label": {"names": {"0": "negative", "1": "neutral", "2": "positive"}}}}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +282,11 @@ def test_build_from_real_manifest_sample(dataset_real_manifest_entries, tmp_path
         (dump / "translations" / f"{language}.jsonl").write_text("".join(json.dumps({"tweet_id": t, "text": f"prijevod {t}"}) + "\n" for t in ids))
 
     report = build_dataset(tmp_path / "out", [manifest_source(sample, dump)], show_progress=False).to_dict()
+    # Every text is in the dump: a labelled row is kept unless its id is already kept in its config.
+    labelled = Counter(
+        (translated_config(e.language) if e.translated else e.language, e.tweet_id) for e in entries if e.label is not None
+    )
     assert report["rows_in"] == len(entries)
-    assert report["dropped_by_reason"].get("null_label") == 50
-    assert report["rows_in"] == report["rows_out"] + report["rows_dropped"]
+    assert report["rows_out"] == len(labelled)
+    assert report["dropped_by_reason"] == {"null_label": 50, "duplicate_id": sum(n - 1 for n in labelled.values())}
     assert set(report["configs"]) == {"es", "en"} | {f"{lang}_mt" for lang in {e.language for e in entries if e.translated}}

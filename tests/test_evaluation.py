@@ -9,6 +9,7 @@ from PIL import Image
 from m2sa_training.evaluation import (
     aggregate_runs,
     compute_metrics,
+    confusion_matrix_figure,
     majority_baseline_predictions,
     metrics_table,
     write_evaluation_report,
@@ -112,8 +113,8 @@ def test_aggregate_runs_uses_only_the_runs_that_have_a_language():
 
 
 def test_metrics_table_has_a_row_per_language_then_overall():
-    multimodal = compute_metrics([0, 1, 2, 2], [0, 1, 2, 2], ["en", "en", "de", "de"])
-    majority = compute_metrics([0, 1], [0, 0], ["en", "en"])
+    multimodal = aggregate_runs([compute_metrics([0, 1, 2, 2], [0, 1, 2, 2], ["en", "en", "de", "de"])])
+    majority = aggregate_runs([compute_metrics([0, 1], [0, 0], ["en", "en"])])
     table = metrics_table({"multimodal": multimodal, "majority": majority}, metric="accuracy")
     assert table.splitlines() == [
         "| language (accuracy) | multimodal | majority |",
@@ -137,9 +138,9 @@ def test_metrics_table_formats_aggregated_results_with_std():
 
 
 def test_write_evaluation_report_writes_json_markdown_and_plots(tmp_path):
-    plain = compute_metrics([0, 1, 2, 2, 1], [0, 1, 1, 2, 1], ["en", "en", "de", "de", "es"])
+    single = aggregate_runs([compute_metrics([0, 1, 2, 2, 1], [0, 1, 1, 2, 1], ["en", "en", "de", "de", "es"])])
     aggregated = aggregate_runs(_two_runs())
-    results = {"validation": plain, "test": aggregated}
+    results = {"validation": single, "test": aggregated}
     paths = write_evaluation_report(tmp_path / "report", results, title="Tiny run")
 
     assert set(paths) == {
@@ -167,6 +168,23 @@ def test_write_evaluation_report_writes_json_markdown_and_plots(tmp_path):
 
 
 def test_write_evaluation_report_rejects_split_names_unfit_for_file_names(tmp_path):
-    result = compute_metrics([0], [0], ["en"])
+    result = aggregate_runs([compute_metrics([0], [0], ["en"])])
     with pytest.raises(ValueError, match="Split names"):
         write_evaluation_report(tmp_path, {"../test": result}, title="x")
+
+
+def test_confusion_matrix_title_fits_inside_the_figure():
+    result = aggregate_runs([compute_metrics([0, 1, 2], [0, 1, 1], ["en"] * 3)])
+    figure = confusion_matrix_figure(result, "M2SA multimodal (1 seed(s)): confusion matrix (validation)")
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    title = figure.axes[0].title.get_window_extent(renderer)
+    assert figure.bbox.x0 <= title.x0 and title.x1 <= figure.bbox.x1
+
+
+def test_labels_come_from_the_data():
+    result = compute_metrics([0, 1], [0, 0], ["en", "en"], label_names=["bad", "good"])
+    assert result["label_names"] == ["bad", "good"]
+    assert result["overall"]["confusion_matrix"] == [[1, 0], [1, 0]]
+    with pytest.raises(ValueError, match=r"label ids in \[0, 1\] \(bad, good\)"):
+        compute_metrics([0, 2], [0, 0], ["en", "en"], label_names=["bad", "good"])

@@ -12,8 +12,8 @@ LANGUAGES = ["en", "en", "de", "de", "es", "es"]
 
 
 def _card(**overrides):
-    validation = compute_metrics(LABELS, [0, 1, 2, 2, 1, 0], LANGUAGES)
-    test = compute_metrics(LABELS, [0, 1, 1, 2, 0, 0], LANGUAGES)
+    validation = aggregate_runs([compute_metrics(LABELS, [0, 1, 2, 2, 1, 0], LANGUAGES)])
+    test = aggregate_runs([compute_metrics(LABELS, [0, 1, 1, 2, 0, 0], LANGUAGES)])
     arguments = {
         "model_name": "someone/m2sa-xlmr-clip",
         "text_tower": "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
@@ -52,7 +52,8 @@ def test_model_index_lists_macro_f1_per_language_and_accuracy_per_split():
     (entry,) = metadata["model-index"]
     assert entry["name"] == "someone/m2sa-xlmr-clip"
     validation, test = entry["results"]
-    assert validation["task"]["type"] == "text-classification"
+    assert validation["task"] == {"type": "text-classification",
+                                  "name": "Multimodal (text + image) sentiment analysis"}
     dataset = {"name": "someone/m2sa-tweets", "type": "someone/m2sa-tweets", "split": "validation"}
     assert validation["dataset"] == dataset
     assert test["dataset"]["split"] == "test"
@@ -130,7 +131,10 @@ def test_local_dataset_path_and_text_only_model(tmp_path):
     card = _card(dataset=str(local_dataset), vision_tower=None, base_model=None)
     metadata, body = _front_matter(card)
     assert "datasets" not in metadata and "base_model" not in metadata
-    assert metadata["model-index"][0]["results"][0]["dataset"]["type"] == "data"
+    result = metadata["model-index"][0]["results"][0]
+    assert result["dataset"]["type"] == "data" and result["dataset"]["name"] == "data"  # never the local path
+    assert str(tmp_path) not in card
+    assert result["task"]["name"] == "Sentiment analysis (text)"  # a text-only model is not multimodal
     assert "text-only" in body and "images=None" in body and "image encoder" not in body
     ModelCard(card)
 

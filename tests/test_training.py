@@ -240,14 +240,15 @@ def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
     assert M2SAForSequenceClassification.from_pretrained(output_dir).config.vision_config is not None
 
 
-def test_unreadable_training_image_is_recorded_and_used_as_no_image(tiny_model_and_processor):
+def test_unreadable_training_image_travels_with_its_batch_and_is_used_as_no_image(tiny_model_and_processor):
     from m2sa_training.data import TweetCollator
 
     _, processor = tiny_model_and_processor
-    collator = TweetCollator(processor, "multimodal")
+    collator = TweetCollator(processor, use_images=True)
     rows = [{"row_index": 7, "text": "fine", "label": 2, "image": {"bytes": b"not an image", "path": None}},
             {"row_index": 8, "text": "also fine", "label": 0, "image": None}]
     batch = collator(rows)
     assert batch["has_image"].tolist() == [False, False]
-    assert list(collator.invalid_images) == [7] and "could not be decoded" in collator.invalid_images[7]
+    assert list(batch["image_errors"]) == [7] and "could not be decoded" in batch["image_errors"][7]
     assert batch["labels"].tolist() == [2, 0]
+    assert vars(collator).keys() == {"processor", "use_images", "cached"}  # nothing recorded on the collator

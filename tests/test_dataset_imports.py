@@ -1,0 +1,40 @@
+"""The dataset code stands alone: building, the demo set and the card never load the model package, torch or
+transformers (seconds and hundreds of MiB for a job that only writes Parquet)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+HEAVY_PACKAGES = ("modeling_m2sa", "m2sa_training", "torch", "transformers")
+
+# Imports `datasets` alone first, so that a failure says whether our code or `datasets` itself pulled them in.
+IMPORT_SCRIPT = f"""
+import json, sys
+heavy = lambda: sorted(name for name in sys.modules if name.split(".")[0] in {HEAVY_PACKAGES!r})
+import datasets
+by_datasets = heavy()
+import dataset_script.build, dataset_script.demo, dataset_script.card
+print(json.dumps({{"datasets": by_datasets, "dataset_script": heavy()}}))
+"""
+
+
+def test_dataset_script_loads_neither_the_model_package_nor_torch_nor_transformers():
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["datasets"] == [], "`datasets` itself now imports these; dataset_script cannot avoid them"
+    assert loaded["dataset_script"] == []
+
+
+def test_the_model_orders_labels_as_the_dataset_does():
+    """The model package keeps its own copy of the label names (it may not import dataset code); a different
+    order would silently swap classes between the dataset's label ids and the model's."""
+    from dataset_script.schema import LABEL_NAMES
+    from modeling_m2sa.configuration_m2sa import LABEL_NAMES as MODEL_LABEL_NAMES
+
+    assert MODEL_LABEL_NAMES == LABEL_NAMES
