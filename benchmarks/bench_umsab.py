@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
-from m2sa_training.evaluation import compute_metrics, metrics_table  # noqa: E402
+from m2sa_training.evaluation import aggregate_runs, compute_metrics, metrics_table  # noqa: E402
 from m2sa_training.options import parse_options  # noqa: E402
 from m2sa_training.run import run_training  # noqa: E402
 
@@ -43,8 +43,9 @@ def tfidf_baseline(dataset_dir):
     classifier = make_pipeline(features, LogisticRegression(max_iter=2000, C=2.0))
     classifier.fit(list(train["text"]), list(train["label"]))
     return {
-        split: compute_metrics(list(splits[split]["label"]), classifier.predict(list(splits[split]["text"])).tolist(),
-                               list(splits[split]["language"]))
+        split: aggregate_runs([compute_metrics(list(splits[split]["label"]),
+                                               classifier.predict(list(splits[split]["text"])).tolist(),
+                                               list(splits[split]["language"]))])
         for split in ("validation", "test")
     }
 

@@ -13,8 +13,14 @@ from transformers import (
 
 from .configuration_m2sa import LABEL_NAMES, M2SAConfig
 from .inference import predict
-from .modeling_m2sa import M2SAForSequenceClassification, M2SAModel, M2SAModelOutput, M2SAPreTrainedModel
-from .processing_m2sa import InvalidImageError, M2SAProcessor, load_image
+from .modeling_m2sa import (
+    M2SAForSequenceClassification,
+    M2SAModel,
+    M2SAModelOutput,
+    M2SAPreTrainedModel,
+    M2SASequenceClassifierOutput,
+)
+from .processing_m2sa import EncodedTweets, InvalidImageError, M2SAProcessor, load_image
 
 AutoConfig.register(M2SAConfig.model_type, M2SAConfig, exist_ok=True)
 AutoModel.register(M2SAConfig, M2SAModel, exist_ok=True)
@@ -27,12 +33,14 @@ M2SAProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "LABEL_NAMES",
+    "EncodedTweets",
     "InvalidImageError",
     "M2SAConfig",
     "M2SAForSequenceClassification",
     "M2SAModel",
     "M2SAModelOutput",
     "M2SAPreTrainedModel",
+    "M2SASequenceClassifierOutput",
     "M2SAProcessor",
     "load_image",
     "predict",

@@ -58,14 +58,12 @@ class M2SASequenceClassifierOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy loss, when `labels` were given.
     logits (`torch.FloatTensor` of shape `(batch, num_labels)`): classification scores (before softmax).
-    fused_embeds, text_embeds, image_embeds, text_model_output, vision_model_output: as in [`M2SAModelOutput`].
+    text_model_output, vision_model_output: the towers' outputs, as in [`M2SAModelOutput`] (the pooled and fused
+        features are on `model.m2sa(...)`'s output).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    fused_embeds: torch.FloatTensor | None = None
-    text_embeds: torch.FloatTensor | None = None
-    image_embeds: torch.FloatTensor | None = None
     text_model_output: ModelOutput | None = None
     vision_model_output: ModelOutput | None = None
 
@@ -409,5 +407,6 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
-        output = M2SASequenceClassifierOutput(loss=loss, logits=logits, **outputs)
+        output = M2SASequenceClassifierOutput(loss=loss, logits=logits, text_model_output=outputs.text_model_output,
+                                              vision_model_output=outputs.vision_model_output)
         return output if return_dict else output.to_tuple()

@@ -252,3 +252,68 @@ def test_unreadable_training_image_travels_with_its_batch_and_is_used_as_no_imag
     assert list(batch["image_errors"]) == [7] and "could not be decoded" in batch["image_errors"][7]
     assert batch["labels"].tolist() == [2, 0]
     assert vars(collator).keys() == {"processor", "use_images", "cached"}  # nothing recorded on the collator
+
+
+def corrupt_first_image(shard):
+    """Replace the image bytes of the shard's first row that has an image; return that row's tweet id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    row = next(row for row in rows if row["image"] is not None)
+    row["image"] = {"bytes": b"this is not an image", "path": None}
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    return row["tweet_id"]
+
+
+@pytest.fixture(scope="session")
+def dataset_with_unreadable_images(demo_dataset, tmp_path_factory):
+    """The demo set with one unreadable image in each of train, validation and test: (path, {split: tweet id})."""
+    import shutil
+
+    # Another name than the original's: `datasets` caches local Parquet datasets by directory name and file mtimes
+    # (which copytree keeps), so a same-named copy could be served from the original's cache.
+    copy = tmp_path_factory.mktemp("unreadable") / "m2sa-demo-unreadable"
+    shutil.copytree(demo_dataset, copy)
+    corrupted = {split: corrupt_first_image(copy / "data" / "en" / f"{split}-00000-of-00001.parquet")
+                 for split in ("train", "validation", "test")}
+    return str(copy), corrupted
+
+
+@pytest.mark.parametrize("flags", [[], ["--freeze-vision-model"], ["--dataloader-num-workers", "2"]],
+                         ids=["recomputed", "feature-cache", "two-workers"])
+def test_unreadable_images_of_every_split_are_reported(dataset_with_unreadable_images, tmp_path, flags):
+    dataset, corrupted = dataset_with_unreadable_images
+    options = parse_options(["--dataset", dataset, "--output-dir", str(tmp_path / "out"),
+                             "--cache-dir", str(tmp_path / "cache"), *QUICK, "--num-epochs", "1", *flags])
+    outcome = run_training(options)
+    report = json.loads((tmp_path / "out" / "invalid_images.json").read_text())
+    assert report == outcome["invalid_images"]
+    assert {record["split"]: record["tweet_id"] for record in report} == corrupted
+    assert len(report) == 3  # each image once, however many epochs and evaluations read it
+    assert all("could not be decoded" in record["reason"] for record in report)
+
+
+def test_training_learns_beyond_the_majority_baseline(trained):
+    _, outcome = trained
+    validation = outcome["summary"]["validation"]
+    multimodal = validation["multimodal"]["overall"]["macro_f1"]["mean"]
+    majority = validation["majority"]["overall"]["macro_f1"]["mean"]
+    assert majority < 0.25  # one class of three predicted: macro-F1 at most 1/3 * F1 of that class
+    assert multimodal > majority + 0.2
+
+
+def test_dataset_labels_must_match_the_model(tiny_model_and_processor):
+    import datasets
+    from m2sa_training.data import check_label_names
+
+    model, _ = tiny_model_and_processor
+    reordered = datasets.Dataset.from_dict(
+        {"label": [0]}, features=datasets.Features({"label": datasets.ClassLabel(names=["positive", "negative",
+                                                                                          "neutral"])}))
+    with pytest.raises(ValueError, match=r"labels \['positive', 'negative', 'neutral'\] do not match the model's "
+                                         r"labels \['negative', 'neutral', 'positive'\]"):
+        check_label_names(reordered, model.config)
+    matching = reordered.cast_column("label", datasets.ClassLabel(names=["negative", "neutral", "positive"]))
+    assert check_label_names(matching, model.config) == ["negative", "neutral", "positive"]
