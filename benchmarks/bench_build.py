@@ -74,7 +74,7 @@ def _child(input_name: str, times: int, traced: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4], help="input repetitions (default 1 2 4)")
     parser.add_argument("--child", nargs=2, metavar=("INPUT", "TIMES"), help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
