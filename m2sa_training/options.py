@@ -40,11 +40,12 @@ PRESETS = {
 `paper_<text>_<vision>`: the paper's tower combinations and hyper-parameters."""
 
 
-def _option(default, help_text, **kwargs):
-    """A dataclass field with its `--flag` help (read by `HfArgumentParser`)."""
+def _option(default, help_text):
+    """A dataclass field with its `--flag` help (read by `HfArgumentParser`), which shows the default."""
+    metadata = {"help": f"{help_text} (default: {default})"}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help_text, **kwargs})
-    return field(default=default, metadata={"help": help_text, **kwargs})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -58,7 +59,7 @@ class TrainingOptions:
     text_model: str = _option(TINY, "text tower: Hub id, local path, or 'tiny' (small tower from scratch)")
     vision_model: str = _option(TINY, "image tower: Hub id, local path, 'tiny', or 'none' for a text-only model")
     dataset: str | None = _option(
-        None, "Hub id or local directory of an M2SA-format dataset (default: the embedded demo set)")
+        None, "Hub id or local directory of an M2SA-format dataset; None: the embedded demo set")
     languages: list[str] = _option(
         ["all"], "configs to train and evaluate on: language codes (de en ...), 'all', or *_mt sets")
     include_translated: bool = _option(False, "add the machine-translated *_mt sets of the chosen languages")
@@ -112,17 +113,15 @@ def build_parser():
         description="Train an M2SA model. Precedence: defaults (the tiny preset) < --preset < --config YAML < flags.",
     )
     parser.add_argument("--config", type=Path, help="YAML file with any of the options below (underscores)")
-    defaults = TrainingOptions()
     for option in dataclasses.fields(TrainingOptions):
-        default = getattr(defaults, option.name)
-        if default is False:  # `--x` turns it on; `--no-x` turns it off again after a preset or YAML file
+        if option.default is False:  # `--x` turns it on; `--no-x` turns it off again after a preset or YAML file
             parser.add_argument(f"--no_{option.name}", f"--no-{option.name.replace('_', '-')}", action="store_false",
                                 dest=option.name, help=f"turn off --{option.name.replace('_', '-')}")
+    # Unset flags stay out of the parsed namespace, so presets and the YAML file apply beneath the flags given.
+    # (`set_defaults(x=SUPPRESS)` would not do: argparse then stores the SUPPRESS string itself.)
     for action in parser._actions:
-        if action.dest in defaults.__dataclass_fields__:
-            if action.help and not action.option_strings[0].startswith("--no"):
-                action.help = f"{action.help} (default: {getattr(defaults, action.dest)})"
-            action.default = argparse.SUPPRESS  # unset flags stay out of the namespace: presets and YAML apply
+        if action.dest in TrainingOptions.__dataclass_fields__:
+            action.default = argparse.SUPPRESS
     return parser
 
 

@@ -317,3 +317,16 @@ def test_dataset_labels_must_match_the_model(tiny_model_and_processor):
         check_label_names(reordered, model.config)
     matching = reordered.cast_column("label", datasets.ClassLabel(names=["negative", "neutral", "positive"]))
     assert check_label_names(matching, model.config) == ["negative", "neutral", "positive"]
+
+
+def test_option_precedence_is_defaults_preset_yaml_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: paper_xlmr_sm_clip\nbatch_size: 4\nfreeze_vision_model: true\nnum_epochs: 2\n")
+    from_yaml = parse_options(["--config", str(config)])
+    assert (from_yaml.learning_rate, from_yaml.batch_size, from_yaml.freeze_vision_model) == (5e-5, 4, True)
+    assert from_yaml.num_epochs == 2 and from_yaml.max_length == 128  # YAML over preset, preset over defaults
+    flags = parse_options(["--config", str(config), "--batch-size", "2", "--no-freeze-vision-model",
+                           "--mixed_precision", "bf16"])
+    assert (flags.batch_size, flags.freeze_vision_model, flags.mixed_precision) == (2, False, "bf16")
+    with pytest.raises(SystemExit):  # argparse names the allowed choices on stderr
+        parse_options(["--mixed-precision", "fp8"])
