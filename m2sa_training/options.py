@@ -7,6 +7,7 @@ The flags, their types, choices and help come from the `TrainingOptions` datacla
 import argparse
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -162,6 +163,14 @@ def validate_options(options):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}.")
     if options.dataloader_num_workers < 0:
         raise ValueError(f"--dataloader-num-workers must be 0 or more, got {options.dataloader_num_workers}.")
-    for name, choices in (("mixed_precision", ("no", "bf16", "fp16")), ("report_to", ("tensorboard", "trackio", None))):
+    for name in ("mixed_precision", "report_to"):
+        choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
             raise ValueError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.")
+
+
+def literal_choices(annotation):
+    """The allowed values of a `Literal[...]` annotation (with None for `Literal[...] | None`)."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return tuple(value for member in typing.get_args(annotation) for value in literal_choices(member) or (None,))

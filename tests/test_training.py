@@ -330,3 +330,6 @@ def test_option_precedence_is_defaults_preset_yaml_flags(tmp_path):
     assert (flags.batch_size, flags.freeze_vision_model, flags.mixed_precision) == (2, False, "bf16")
     with pytest.raises(SystemExit):  # argparse names the allowed choices on stderr
         parse_options(["--mixed-precision", "fp8"])
+    config.write_text("mixed_precision: fp8\n")
+    with pytest.raises(ValueError, match=r"--mixed-precision must be one of \('no', 'bf16', 'fp16'\), got 'fp8'"):
+        parse_options(["--config", str(config)])
