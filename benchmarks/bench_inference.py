@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from m2sa_training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
 from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAProcessor, load_image, predict  # noqa: E402
-from modeling_m2sa.inference import cpu_has_native_bf16  # noqa: E402
+from modeling_m2sa.pipeline_m2sa import cpu_has_native_bf16  # noqa: E402
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, XLMRobertaConfig  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "data"

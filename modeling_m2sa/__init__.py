@@ -1,7 +1,8 @@
 """M2SA: multimodal (text + image), multilingual sentiment analysis of tweets, native to the Hugging Face stack.
 
-Importing this package registers M2SA with the transformers Auto classes, and `save_pretrained` writes the code
-needed to load a saved model with `trust_remote_code=True` where this package is not installed.
+Importing this package registers M2SA with the transformers Auto classes and the `m2sa-sentiment` pipeline task, and
+`save_pretrained` writes the code needed to load a saved model, and to run `pipeline(model=...)` on it, with
+`trust_remote_code=True` where this package is not installed.
 """
 
 from transformers import (
@@ -10,6 +11,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoProcessor,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_m2sa import LABEL_NAMES, M2SAConfig
 from .inference import predict
@@ -20,6 +22,7 @@ from .modeling_m2sa import (
     M2SAPreTrainedModel,
     M2SASequenceClassifierOutput,
 )
+from .pipeline_m2sa import PIPELINE_TASK, M2SASentimentPipeline
 from .processing_m2sa import EncodedTweets, InvalidImageError, M2SAProcessor, load_image
 
 AutoConfig.register(M2SAConfig.model_type, M2SAConfig, exist_ok=True)
@@ -30,6 +33,9 @@ M2SAConfig.register_for_auto_class()
 M2SAModel.register_for_auto_class("AutoModel")
 M2SAForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 M2SAProcessor.register_for_auto_class("AutoProcessor")
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=M2SASentimentPipeline, pt_model=AutoModelForSequenceClassification, type="multimodal"
+)
 
 __all__ = [
     "LABEL_NAMES",
@@ -41,6 +47,8 @@ __all__ = [
     "M2SAModelOutput",
     "M2SAPreTrainedModel",
     "M2SASequenceClassifierOutput",
+    "M2SASentimentPipeline",
+    "PIPELINE_TASK",
     "M2SAProcessor",
     "load_image",
     "predict",

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_m2sa import M2SAConfig
+from .pipeline_m2sa import pipeline_config_entry
 
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
@@ -175,6 +176,11 @@ class M2SAPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         # Both Auto classes point at this code, so a saved classifier also loads as the base model with AutoModel.
         self.config.auto_map = dict(AUTO_MAP)
+        # A saved classifier names its pipeline, so `pipeline(model=...)` needs no task and no M2SA package; the
+        # pipeline's file travels with this one (it is imported above, and relative imports are copied along).
+        self.config.custom_pipelines = (
+            pipeline_config_entry() if isinstance(self, M2SAForSequenceClassification) else {}
+        )
         super().save_pretrained(save_directory, *args, **kwargs)
 
 

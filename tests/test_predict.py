@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from modeling_m2sa import InvalidImageError, M2SAForSequenceClassification, M2SAProcessor, predict
-from modeling_m2sa.inference import cpu_has_native_bf16
+from modeling_m2sa.pipeline_m2sa import cpu_has_native_bf16
 
 TEXTS = ["ok", "this is a much longer tweet about the weather today", "", "kurz", "Me encanta esta canción, qué bonita."]
 
