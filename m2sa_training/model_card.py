@@ -12,6 +12,14 @@ from .evaluation import OVERALL, format_metric, metrics_table
 TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
 TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels
 TASK_NAMES = {True: "Multimodal (text + image) sentiment analysis", False: "Sentiment analysis (text)"}
+SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"
+"""Tag of a model trained on the embedded synthetic demo set, whose answers are not real sentiment; the Space reads
+it to say so on its page."""
+SYNTHETIC_DEMO_WARNING = (
+    "> **⚠️ Demo model: its answers are not real sentiment.** It was trained on M2SA's embedded synthetic demo set, "
+    "made-up tweets whose labels follow planted cue words, so it has learned those cues and nothing about how real "
+    "tweets feel. Train on real data (`python train.py --dataset ORG/NAME_OR_DIR ...`) for a model to use.\n\n"
+)
 
 
 def _is_hub_dataset_id(dataset):
@@ -40,14 +48,14 @@ def _eval_results(dataset, results, multimodal):
     return eval_results
 
 
-def card_data(model_name, dataset, languages, results, base_model, multimodal):
+def card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo=False):
     """The card's YAML metadata as `huggingface_hub.ModelCardData` (its `model-index` built from eval results)."""
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=TASK_TYPE,
         license="apache-2.0",
         language=list(languages),
-        tags=list(TAGS),
+        tags=[*TAGS, SYNTHETIC_DEMO_TAG] if synthetic_demo else list(TAGS),
         datasets=[dataset] if _is_hub_dataset_id(dataset) else None,
         base_model=base_model,
         model_name=model_name if results else None,
@@ -83,7 +91,7 @@ def _results_section(results):
 
 def render_model_card(
     *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
-    label_names=LABEL_NAMES
+    label_names=LABEL_NAMES, synthetic_demo=False
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
@@ -98,6 +106,8 @@ def render_model_card(
         training_args: hyper-parameter name -> value, shown as a table.
         base_model: Hub id of the checkpoint fine-tuned, listed as `base_model:` when given.
         label_names: the classes in id order (the training data's labels).
+        synthetic_demo: the model was trained on the embedded synthetic demo set: the card (and a Space serving the
+            model) warns that its answers are not real sentiment.
     """
     if vision_tower:
         towers = (
@@ -123,15 +133,24 @@ def render_model_card(
     if _is_hub_dataset_id(dataset):
         dataset_link = f"[`{dataset}`](https://huggingface.co/datasets/{dataset})"
     images_argument = '["beach.jpg", None]' if vision_tower else "None"
+    several_tweets = '["Worst service ever", "Der Zug kommt um acht"]'
+    single_image_example = ""
+    if vision_tower:
+        several_tweets = '[{"text": "Worst service ever"}, {"text": "", "image": "beach.jpg"}]'
+        single_image_example = (
+            'classify({"text": "look at this", "image": "beach.jpg"})  # image: a path, PIL image or bytes\n'
+        )
     input_image = "with an optional image, " if vision_tower else ""
-    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal=bool(vision_tower))
+    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal=bool(vision_tower),
+                         synthetic_demo=synthetic_demo)
+    demo_warning = SYNTHETIC_DEMO_WARNING if synthetic_demo else ""
     return f"""---
 {metadata.to_yaml()}
 ---
 
 # {model_name}
 
-M2SA classifies tweets as **{'**, **'.join(label_names)}** from their {modality}. It implements the model of
+{demo_warning}M2SA classifies tweets as **{'**, **'.join(label_names)}** from their {modality}. It implements the model of
 "M2SA: Multimodal and Multilingual Model for Sentiment Analysis of Tweets" (Thakkar, Hakimov, Tadić,
 LREC-COLING 2024) and is built from {towers}
 
@@ -141,19 +160,32 @@ The Hub lists the model under `text-classification`, the closest pipeline tag: t
 
 ## How to use
 
+With nothing but `transformers` (and Pillow) installed:
+
+```python
+from transformers import pipeline
+
+classify = pipeline(model="{model_name}", trust_remote_code=True)
+classify("Qué día tan bonito")
+# [{{'label': 'positive', 'score': ..., 'image_used': False, 'image_error': None}}]
+{single_image_example}# several tweets at once; top_k=None gives every label with its score
+classify({several_tweets}, batch_size=32, top_k=None)
+```
+
+Tweets are sorted by length and batched with dynamic padding. `on_invalid_image="text_only"` classifies a tweet
+whose image cannot be read from its text and says why in `image_error` (the default, `"raise"`, stops with the
+tweet's index and the reason); `autocast_dtype="bf16"` runs under bfloat16 autocast.
+`pipeline("text-classification", model="{model_name}", trust_remote_code=True)` also works for text alone.
+
+Without the pipeline:
+
 ```python
 from transformers import AutoModelForSequenceClassification, AutoProcessor
-from modeling_m2sa import predict  # from the M2SA package; or call the model on `processor(...)` outputs
 
 model = AutoModelForSequenceClassification.from_pretrained("{model_name}", trust_remote_code=True)
 processor = AutoProcessor.from_pretrained("{model_name}", trust_remote_code=True)
-
-predict(model, processor, ["Qué día tan bonito", "Worst service ever"], images={images_argument})
-# [{{'label': 'positive', 'score': ..., 'probabilities': {{...}}, 'image_used': ..., 'image_error': None}}, ...]
+logits = model(**processor(text=["Qué día tan bonito", "Worst service ever"], images={images_argument})).logits
 ```
-
-`predict` batches tweets by length, runs under `torch.inference_mode` and can use bf16 autocast
-(`autocast_dtype="bf16"`); images may be PIL images, paths, bytes or `datasets` image dicts.
 
 ## Training data
 

@@ -1,11 +1,15 @@
 """The model card: YAML metadata the Hub parses (model-index included) and the sections of its body."""
 
+import re
+
 import pytest
 import yaml
 from huggingface_hub import ModelCard
+from PIL import Image
 
+from conftest import run_without_package
 from m2sa_training.evaluation import aggregate_runs, compute_metrics
-from m2sa_training.model_card import render_model_card
+from m2sa_training.model_card import SYNTHETIC_DEMO_TAG, render_model_card
 
 LABELS = [0, 1, 2, 2, 1, 0]
 LANGUAGES = ["en", "en", "de", "de", "es", "es"]
@@ -116,7 +120,8 @@ def test_body_has_usage_data_hyperparameters_results_and_citation():
         assert heading in body
     for auto_class in ("AutoModelForSequenceClassification", "AutoProcessor"):
         assert f'{auto_class}.from_pretrained("someone/m2sa-xlmr-clip", trust_remote_code=True)' in body
-    assert "from modeling_m2sa import predict" in body
+    assert "modeling_m2sa" not in body  # the usage needs only transformers
+    assert body.index("from transformers import pipeline") < body.index("AutoModelForSequenceClassification")
     assert "concatenated" in body and '"no image" embedding' in body
     assert "| learning_rate | 2e-05 |" in body and "| seeds | 1\\|2 |" in body
     assert "| language (macro-F1) | validation | test |" in body
@@ -143,3 +148,33 @@ def test_card_without_results_has_no_model_index():
     metadata, body = _front_matter(_card(results={}, training_args={}))
     assert "model-index" not in metadata
     assert "No evaluation results" in body and "Not recorded." in body
+
+
+def test_synthetic_demo_model_is_tagged_and_warned_about():
+    metadata, body = _front_matter(_card(synthetic_demo=True))
+    assert SYNTHETIC_DEMO_TAG in metadata["tags"]
+    assert body.index("not real sentiment") < body.index("## How to use")
+    ordinary_metadata, ordinary_body = _front_matter(_card())
+    assert SYNTHETIC_DEMO_TAG not in ordinary_metadata["tags"] and "not real sentiment" not in ordinary_body
+
+
+@pytest.mark.parametrize("multimodal", [True, False], ids=["multimodal", "text-only"])
+def test_usage_snippets_run_verbatim_without_the_package(tiny_towers, saved_tiny_model_dir, tmp_path, multimodal):
+    """Every Python block of "How to use", run as written (the model id replaced by a saved model's directory)."""
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    model_dir = saved_tiny_model_dir
+    if not multimodal:
+        model_dir = tmp_path / "text-only-model"
+        M2SAForSequenceClassification.from_towers(tiny_towers["bert"]).save_pretrained(model_dir)
+        M2SAProcessor.from_towers(tiny_towers["bert"]).save_pretrained(model_dir)
+    card = _card(model_name=str(model_dir), vision_tower="clip" if multimodal else None)
+    usage = card[card.index("## How to use") : card.index("## Training data")]
+    blocks = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
+    assert len(blocks) == 2
+    Image.new("RGB", (64, 48), "orange").save(tmp_path / "beach.jpg")
+    script = "\n".join(blocks) + "\nprint(repr(classify('Qué día tan bonito')))\n"
+    result = run_without_package(script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (answer,) = eval(result.stdout.strip().splitlines()[-1])
+    assert answer["label"] in {"negative", "neutral", "positive"} and 0 < answer["score"] <= 1
