@@ -2,9 +2,9 @@
 
     python space/app.py [--model HUB_ID_OR_DIR]        # or M2SA_MODEL=...; default: outputs/m2sa-demo
 
-The app is a thin layer over `modeling_m2sa.predict`: the package installed with `pip install -e .`, or a copy of
-`modeling_m2sa/` next to this file (how the Hugging Face Space gets it). Gradio reads GRADIO_SERVER_NAME and
-GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless told otherwise.
+The app is a thin layer over the model's own pipeline, `pipeline(model=..., trust_remote_code=True)`: the code comes
+with the saved model, so this folder deploys as a Space with nothing but its requirements.txt. Gradio reads
+GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless told otherwise.
 """
 
 import argparse
@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-from huggingface_hub import SpaceCard
+from huggingface_hub import ModelCard, SpaceCard
+from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image, ImageDraw
-from transformers import AutoModelForSequenceClassification, AutoProcessor
+from transformers import pipeline
 
 from batch_files import BatchFileError, read_batch, write_predictions
-from modeling_m2sa import InvalidImageError, load_image, predict
 
 SPACE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = SPACE_DIR.parent / "outputs" / "m2sa-demo"  # written by `python train.py`
@@ -27,6 +27,13 @@ MAX_FILE_SIZE = "25mb"
 CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 32
 BATCH_SIZE = 32
+SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"  # model-card tag of models trained on train.py's synthetic demo set
+SYNTHETIC_DEMO_NOTICE = (
+    "ℹ️ **This is the offline demo model.** It was trained on M2SA's synthetic demo set (made-up tweets whose labels "
+    "follow planted cue words), so its answers are **not real sentiment**: it knows those cues, not how real "
+    "tweets feel. To serve a real model, start the app with `--model ORG/NAME_OR_DIR` (or set `M2SA_MODEL`) to a "
+    "model trained with `python train.py --dataset ...`."
+)
 
 EXAMPLES = [  # (tweet, example image name or None)
     ("What a perfect day at the beach with my friends! ☀️", "sunny_beach"),
@@ -60,10 +67,19 @@ def resolve_model(cli_model, environ, default_dir):
     )
 
 
-def load_model(source):
-    model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=True).eval()
-    processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-    return model, processor
+def load_pipeline(source):
+    """The model's own `m2sa-sentiment` pipeline (its code is saved with the model), on a GPU when there is one."""
+    return pipeline(model=source, trust_remote_code=True)
+
+
+def served_model_notice(source):
+    """A note for the page when the served model was trained on the synthetic demo set (its card's tags say so)."""
+    card_path = Path(source) / "README.md" if Path(source).is_dir() else source
+    try:
+        tags = ModelCard.load(card_path).data.tags or []
+    except (OSError, ValueError, HfHubHTTPError):  # no card to read: nothing known to warn about
+        return ""
+    return SYNTHETIC_DEMO_NOTICE if SYNTHETIC_DEMO_TAG in tags else ""
 
 
 def make_example_images(directory):
@@ -96,12 +112,18 @@ def _percent(probability):
     return f"{100 * probability:.1f}%"
 
 
-def breakdown_table(rows):
-    """Markdown table of (input, result) pairs: what each modality alone, and both together, say."""
-    label_names = list(rows[0][1]["probabilities"])
+def label_scores(ranked, label_names):
+    """{label: score} in the model's label order, from the pipeline's `top_k=None` result for one tweet."""
+    scores = {entry["label"]: entry["score"] for entry in ranked}
+    return {name: scores[name] for name in label_names}
+
+
+def breakdown_table(rows, label_names):
+    """Markdown table of (input, ranked labels) pairs: what each modality alone, and both together, say."""
     lines = ["| input | sentiment | " + " | ".join(label_names) + " |", "|---" * (2 + len(label_names)) + "|"]
-    for name, result in rows:
-        cells = [name, f"**{result['label']}**"] + [_percent(result["probabilities"][k]) for k in label_names]
+    for name, ranked in rows:
+        scores = label_scores(ranked, label_names)
+        cells = [name, f"**{ranked[0]['label']}**"] + [_percent(scores[k]) for k in label_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -110,82 +132,79 @@ def warning(message):
     return f"⚠️ {message}"
 
 
-def image_problem(error, name):
-    """Why an uploaded image can't be used, for people rather than programs (no paths, no indices)."""
-    if isinstance(error.__cause__, Image.DecompressionBombError):
+def image_problem(reason, name):
+    """Why an uploaded image can't be used (the pipeline's `image_error`), for people: no paths, no indices."""
+    if "too large" in reason:
         return f"{name} is too large to decode safely; resize it to a few megapixels"
     return f"{name} is not a readable image (not a complete JPEG, PNG, GIF or WebP file)"
 
 
-def classify_tweet(model, processor, text, image_path):
+def label_names_of(classify):
+    config = classify.model.config
+    return [config.id2label[index] for index in range(config.num_labels)]
+
+
+def classify_tweet(classify, text, image_path):
     """Single-tweet handler: (Label value, breakdown markdown, message markdown)."""
     text = text or ""
     if not text.strip() and not image_path:
         return None, "", warning("Type a tweet or add an image: there is nothing to classify yet.")
-    image = None
-    if image_path:
-        if model.config.vision_config is None:
-            return None, "", warning("This model reads text only; remove the image.")
-        try:
-            image = load_image(image_path)
-        except InvalidImageError as error:
-            return None, "", warning(
-                f"{image_problem(error, Path(image_path).name)}. Upload a picture, or remove the image to classify "
-                f"the text alone."
-            )
+    if image_path and classify.model.config.vision_config is None:
+        return None, "", warning("This model reads text only; remove the image.")
     inputs = []
     if text.strip():
-        inputs.append(("text alone", text, None))
-    if image is not None:
-        inputs.append(("image alone", "", image))
-    if text.strip() and image is not None:
-        inputs.append(("both", text, image))
-    results = predict(model, processor, [t for _, t, _ in inputs], [im for _, _, im in inputs], batch_size=BATCH_SIZE)
-    rows = [(name, result) for (name, _, _), result in zip(inputs, results)]
+        inputs.append(("text alone", {"text": text}))
+    if image_path:
+        inputs.append(("image alone", {"text": "", "image": image_path}))
+    if text.strip() and image_path:
+        inputs.append(("both", {"text": text, "image": image_path}))
+    results = classify([tweet for _, tweet in inputs], top_k=None, on_invalid_image="text_only",
+                       batch_size=BATCH_SIZE)
+    image_error = results[-1][0]["image_error"]
+    if image_error:
+        return None, "", warning(
+            f"{image_problem(image_error, Path(image_path).name)}. Upload a picture, or remove the image to classify "
+            f"the text alone."
+        )
+    label_names = label_names_of(classify)
+    rows = [(name, ranked) for (name, _), ranked in zip(inputs, results)]
     message = ""
+    processor = classify.processor
     if text.strip() and len(processor.tokenize([text], padding=False, return_tensors=None)["input_ids"][0]) >= (
         processor.max_length
     ):
         message = f"ℹ️ Long text: the model reads its first {processor.max_length} tokens."
-    return rows[-1][1]["probabilities"], breakdown_table(rows), message
+    return label_scores(rows[-1][1], label_names), breakdown_table(rows, label_names), message
 
 
-def check_batch_images(rows, texts, images):
-    """Decode each image once up front: unreadable ones become None (the tweet is classified from its text) and
-    their reason is returned by row; a tweet left with neither text nor image makes the file unclassifiable."""
-    image_errors, problems = {}, []
-    for row, ((line, record), text, image) in enumerate(zip(rows, texts, images)):
-        if image is None:
-            continue
-        try:
-            load_image(image)
-        except InvalidImageError as error:
-            image_errors[row] = image_problem(error, record["image"])
-            images[row] = None
-            if not text.strip():
-                problems.append((line, f"{image_errors[row]}, and the text is empty"))
-    if problems:
-        raise BatchFileError(problems)
-    return image_errors
+def classify_file(classify, tweets_path, image_paths, output_root):
+    """Batch handler: (message markdown, preview rows, predictions CSV path).
 
-
-def classify_file(model, processor, tweets_path, image_paths, output_root):
-    """Batch handler: (message markdown, preview rows, predictions CSV path)."""
+    Every image is decoded once, by the pipeline: an unreadable one leaves its tweet to be classified from its text,
+    unless the tweet has no text, which makes the file unclassifiable (each such line is listed).
+    """
     if not tweets_path:
         return warning("Upload a .csv or .jsonl file of tweets first."), None, None
     try:
         rows, images = read_batch(tweets_path, image_paths)
-        if model.config.vision_config is None and any(image is not None for image in images):
+        if classify.model.config.vision_config is None and any(image is not None for image in images):
             raise BatchFileError([(0, "this model reads text only; remove the `image` field")])
         texts = [record.get("text") or "" for _, record in rows]
-        image_errors = check_batch_images(rows, texts, images)
+        results = classify([{"text": text, "image": image} for text, image in zip(texts, images)], top_k=None,
+                           on_invalid_image="text_only", batch_size=BATCH_SIZE)
+        image_errors = {row: image_problem(ranked[0]["image_error"], rows[row][1]["image"])
+                        for row, ranked in enumerate(results) if ranked[0]["image_error"]}
+        unclassifiable = [(rows[row][0], f"{reason}, and the text is empty")
+                          for row, reason in image_errors.items() if not texts[row].strip()]
+        if unclassifiable:
+            raise BatchFileError(unclassifiable)
     except BatchFileError as error:
         return warning(f"**{Path(tweets_path).name} can't be classified:**\n\n{error}"), None, None
-    results = predict(model, processor, texts, images, batch_size=BATCH_SIZE)
+    label_names = label_names_of(classify)
     output_path = Path(tempfile.mkdtemp(dir=output_root)) / "predictions.csv"
-    write_predictions(rows, results, image_errors, output_path)
-    preview = [[line, text[:80], r["label"], *map(_percent, r["probabilities"].values())]
-               for (line, _), text, r in zip(rows, texts, results)]
+    write_predictions(rows, results, label_names, image_errors, output_path)
+    preview = [[line, text[:80], ranked[0]["label"], *map(_percent, label_scores(ranked, label_names).values())]
+               for (line, _), text, ranked in zip(rows, texts, results)]
     message = f"✅ Classified {len(rows)} tweets."
     if image_errors:
         lines = [str(rows[row][0]) for row in sorted(image_errors)]
@@ -194,12 +213,13 @@ def classify_file(model, processor, tweets_path, image_paths, output_root):
     return message, preview, str(output_path)
 
 
-def build_demo(model, processor):
-    """The Blocks app: a single-tweet tab with examples and a modality breakdown, and a batch tab."""
-    has_vision = model.config.vision_config is not None
+def build_demo(classify, notice=""):
+    """The Blocks app over the model's pipeline: a single-tweet tab with examples and a modality breakdown, and a
+    batch tab. `notice` (Markdown) is shown under the title, e.g. that the model is the synthetic-data demo."""
+    has_vision = classify.model.config.vision_config is not None
     work_dir = tempfile.mkdtemp(prefix="m2sa-space-")
     example_images = make_example_images(work_dir) if has_vision else {}
-    label_names = list(model.config.id2label.values())
+    label_names = label_names_of(classify)
 
     with gr.Blocks(title="M2SA tweet sentiment", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -208,6 +228,7 @@ def build_demo(model, processor):
             + (", add an image if you like," if has_vision else "")
             + " and see how negative, neutral or positive it is."
         )
+        gr.Markdown(notice, visible=bool(notice), elem_id="model-notice")
         with gr.Tab("Tweet"):
             with gr.Row():
                 with gr.Column():
@@ -241,10 +262,10 @@ def build_demo(model, processor):
             preview = gr.Dataframe(headers=["line", "text", "sentiment", *label_names], interactive=False)
 
         def on_submit(tweet, uploaded_image=None):
-            return classify_tweet(model, processor, tweet, uploaded_image and uploaded_image["path"])
+            return classify_tweet(classify, tweet, uploaded_image and uploaded_image["path"])
 
         def on_batch(tweets_path, image_paths=None):
-            return classify_file(model, processor, tweets_path, image_paths, work_dir)
+            return classify_file(classify, tweets_path, image_paths, work_dir)
 
         # preprocess=False: the handler gets the uploaded file unopened (gradio has still checked it is an upload).
         # gr.Image's own preprocessing opens it with PIL first and answers non-images and decompression bombs with a
@@ -270,7 +291,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     source = resolve_model(args.model, os.environ, DEFAULT_MODEL_DIR)
     print(f"Loading M2SA model from {source}", flush=True)
-    serve(build_demo(*load_model(source)))
+    serve(build_demo(load_pipeline(source), served_model_notice(source)))
 
 
 if __name__ == "__main__":

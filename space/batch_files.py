@@ -153,20 +153,22 @@ def read_batch(tweets_path, image_paths=None):
     return rows, [None if source is None else _read_image(source) for source in sources]
 
 
-def write_predictions(rows, results, image_errors, path):
-    """Write each tweet's input fields, then its predicted label, class probabilities and whether its image was used
-    (`image_errors`: {row: why its image could not be used})."""
+def write_predictions(rows, results, label_names, image_errors, path):
+    """Write each tweet's input fields, then its predicted label, class probabilities and whether its image was used.
+
+    `results`: the pipeline's `top_k=None` output, one ranked list of {label, score, image_used} per row;
+    `label_names`: the probability columns, in order; `image_errors`: {row: why its image could not be used}.
+    """
     input_columns = list(dict.fromkeys(key for _, record in rows for key in record))
-    label_names = list(results[0]["probabilities"])
     columns = input_columns + ["predicted_label"] + [f"p_{name}" for name in label_names]
     columns += ["image_used", "image_error"]
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
-        for row, ((_, record), result) in enumerate(zip(rows, results)):
+        for row, ((_, record), ranked) in enumerate(zip(rows, results)):
             fields = {key: value if isinstance(value, str) or value is None else json.dumps(value)
                       for key, value in record.items()}
-            fields["predicted_label"] = result["label"]
-            fields.update({f"p_{name}": f"{result['probabilities'][name]:.4f}" for name in label_names})
-            fields.update(image_used=result["image_used"], image_error=image_errors.get(row, ""))
+            fields["predicted_label"] = ranked[0]["label"]
+            fields.update({f"p_{entry['label']}": f"{entry['score']:.4f}" for entry in ranked})
+            fields.update(image_used=ranked[0]["image_used"], image_error=image_errors.get(row, ""))
             writer.writerow(fields)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
-from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
+from conftest import REPO_ROOT, run_without_package
+from m2sa_training.model_card import SYNTHETIC_DEMO_TAG
+from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, M2SASentimentPipeline, predict
 
 sys.path.insert(0, str(REPO_ROOT / "space"))
 import app as space_app  # noqa: E402  (space/ is a Space repo, not a package)
@@ -37,11 +38,12 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def space(saved_tiny_model_dir):
-    """The app served on a free port, with the model it serves (loaded by path, as `--model DIR` does)."""
-    model, processor = space_app.load_model(str(saved_tiny_model_dir))
-    demo = space_app.build_demo(model, processor)
+    """The app served on a free port, with the model and processor it serves (loaded by path through the model's own
+    pipeline, as `--model DIR` does)."""
+    classify = space_app.load_pipeline(str(saved_tiny_model_dir))
+    demo = space_app.build_demo(classify)
     space_app.serve(demo, server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo, model, processor
+    yield demo, classify.model, classify.processor
     demo.close()
 
 
@@ -233,12 +235,52 @@ def test_missing_default_model_exits_with_the_command_to_create_it(tmp_path, mon
 
 
 def test_text_only_model_hides_the_image_and_refuses_one(tiny_towers, files):
-    model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"]).eval()
-    processor = M2SAProcessor.from_towers(tiny_towers["bert"])
-    space_app.build_demo(model, processor)
-    label, breakdown, message = space_app.classify_tweet(model, processor, TWEET, None)
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"])
+    classify = M2SASentimentPipeline(model=model, processor=M2SAProcessor.from_towers(tiny_towers["bert"]), device="cpu")
+    demo = space_app.build_demo(classify)
+    assert not any(getattr(block, "elem_id", None) == "tweet-image" and block.visible for block in demo.blocks.values())
+    label, breakdown, message = space_app.classify_tweet(classify, TWEET, None)
     assert set(label) == LABELS and "text alone" in breakdown and "image alone" not in breakdown
-    assert "text only" in space_app.classify_tweet(model, processor, TWEET, str(files / "red.png"))[2]
+    assert "text only" in space_app.classify_tweet(classify, TWEET, str(files / "red.png"))[2]
+
+
+def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
+    """The Space deploys as its folder alone: no module of this repository is imported, the model's own pipeline
+    (remote code) does the work."""
+    for path in (REPO_ROOT / "space").glob("*.py"):
+        for line in path.read_text().splitlines():
+            assert not line.startswith(("from modeling_m2sa", "import modeling_m2sa", "from m2sa_training",
+                                        "from dataset_script")), f"{path.name}: {line}"
+    space_copy = tmp_path / "space"
+    shutil.copytree(REPO_ROOT / "space", space_copy)
+    child = (
+        "import sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "import app\n"
+        "classify = app.load_pipeline(sys.argv[1])\n"
+        "label, breakdown, message = app.classify_tweet(classify, 'What a lovely day', None)\n"
+        "print(type(classify).__module__, sorted(label), breakdown.splitlines()[-1].split('|')[1].strip())\n"
+    )
+    result = run_without_package(child, saved_tiny_model_dir, space_copy, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, answer = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert module.startswith("transformers_modules.") and module.endswith("pipeline_m2sa")
+    assert answer == "['negative', 'neutral', 'positive'] text alone"
+
+
+def test_page_says_when_the_model_was_trained_on_the_synthetic_demo_set(saved_tiny_model_dir, tmp_path):
+    assert space_app.SYNTHETIC_DEMO_TAG == SYNTHETIC_DEMO_TAG  # the tag train.py writes into the model card
+    demo_model = tmp_path / "demo-model"
+    shutil.copytree(saved_tiny_model_dir, demo_model)
+    (demo_model / "README.md").write_text(f"---\ntags:\n- m2sa\n- {SYNTHETIC_DEMO_TAG}\n---\n# demo\n")
+    notice = space_app.served_model_notice(str(demo_model))
+    assert "not real sentiment" in notice and "--model" in notice and "M2SA_MODEL" in notice
+    (demo_model / "README.md").write_text("---\ntags:\n- m2sa\n---\n# a real model\n")
+    assert space_app.served_model_notice(str(demo_model)) == ""
+    assert space_app.served_model_notice(str(saved_tiny_model_dir)) == ""  # no card at all
+    demo = space_app.build_demo(space_app.load_pipeline(str(saved_tiny_model_dir)), notice)
+    (shown,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "model-notice"]
+    assert shown.visible and shown.value == notice
 
 
 @pytest.fixture(scope="module")
