@@ -179,6 +179,26 @@ def test_generator_input_streams_results(pipe):
     assert [result["label"] for result in got] == [result["label"] for result in pipe(texts)]
 
 
+def test_datasets_dataset_streams_results(pipe, image_files):
+    import datasets
+
+    rows = datasets.Dataset.from_dict(
+        {"text": ["one", "", "three words here"], "image": [None, image_files["red"], image_files["green"]],
+         "label": [0, 1, 2]},
+        features=datasets.Features({"text": datasets.Value("string"), "image": datasets.Image(),
+                                    "label": datasets.Value("int64")}),
+    )
+    streamed = list(pipe(rows.select_columns(["text", "image"]), batch_size=2, top_k=None))
+    tweets = [{"text": "one"}, {"image": image_files["red"]}, {"text": "three words here", "image": image_files["green"]}]
+    expected = pipe(tweets, top_k=None)
+    for got, reference in zip(streamed, expected):
+        assert {e["label"]: e["score"] for e in got} == pytest.approx({e["label"]: e["score"] for e in reference},
+                                                                      abs=1e-5)
+    assert [ranked[0]["image_used"] for ranked in streamed] == [False, True, True]
+    with pytest.raises(ValueError, match="select_columns"):
+        list(pipe(rows))
+
+
 def test_task_name_works_with_a_model_object(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
     pipe = pipeline(PIPELINE_TASK, model=model, processor=processor)
