@@ -5,6 +5,10 @@
         --vision-model openai/clip-vit-base-patch32 --dataset <org>/m2sa --languages all --mixed-precision bf16
     python train.py --config configs/paper_xlmr_sm_clip.yaml --seeds 42 123 777 2020 31337
     python train.py --preset tiny --dataset ./m2sa-umsab --languages all --vision-model none
+    python train.py --dataset cardiffnlp/tweet_sentiment_multilingual --dataset-config english german \
+        --vision-model none --modalities text                   # any dataset: other configs, columns and labels
+    python train.py --dataset ./mvsa --image-column photo --label-column sentiment   # validation/test carved
+    python train.py --dataset tweets.csv --text-column tweet --label-column sentiment --vision-model none
 
 `python train.py --help` lists every option. The output directory holds the model, its processor, remote code,
 a model card, evaluation reports (JSON, Markdown, PNG) and per-run checkpoints.
@@ -36,11 +40,9 @@ def main(argv=None):
         print(f"{len(outcome['invalid_images'])} unreadable images were used as 'no image'; see invalid_images.json")
     output_dir = outcome["output_dir"]
     print(f"Model, processor, model card and reports: {output_dir}")
-    print("Try it:\n"
-          f"  python -c \"import modeling_m2sa; from transformers import AutoModelForSequenceClassification, "
-          f"AutoProcessor; m = AutoModelForSequenceClassification.from_pretrained('{output_dir}', "
-          f"trust_remote_code=True); p = AutoProcessor.from_pretrained('{output_dir}', trust_remote_code=True); "
-          f"print(modeling_m2sa.predict(m, p, ['What a wonderful day!']))\"\n"
+    print("Try it (needs only transformers):\n"
+          f"  python -c \"from transformers import pipeline; "
+          f"print(pipeline(model='{output_dir}', trust_remote_code=True)('What a wonderful day!'))\"\n"
           f"  python space/app.py --model {output_dir}")
 
 

@@ -32,21 +32,26 @@ def _round_half_up(value: float) -> int:
     return int(value + 0.5)
 
 
-def _carve(train_indices: list[int], records: Sequence[TweetRecord], missing_splits: list[str]) -> dict[int, str]:
-    """Split the train rows of one config: per label, hash-ordered, the first rows go to the missing splits."""
-    by_label = defaultdict(list)
-    for index in train_indices:
-        by_label[records[index].label].append(index)
-    assignment = {}
-    for label in sorted(by_label):
-        ordered = sorted(by_label[label], key=lambda i: (tweet_id_hash(records[i].tweet_id), records[i].tweet_id))
+def carve_splits(ids: Sequence[str], labels: Sequence, missing_splits: Sequence[str]) -> list[str]:
+    """The split of each row of a train set that lacks `missing_splits` (same order as `ids` and `labels`).
+
+    Per label, rows are ordered by the hash of their id; the first `CARVED_FRACTIONS[split]` of them go to each
+    missing split in turn and the rest stay "train". The dataset builder carves by tweet id; training carves
+    datasets that come without validation or test rows the same way (by an id column or a hash of the content).
+    """
+    positions_by_label = defaultdict(list)
+    for position, label in enumerate(labels):
+        positions_by_label[label].append(position)
+    splits = ["train"] * len(ids)
+    for positions in positions_by_label.values():
+        ordered = sorted(positions, key=lambda p: (tweet_id_hash(ids[p]), ids[p]))
         start = 0
         for split in missing_splits:
             size = _round_half_up(len(ordered) * CARVED_FRACTIONS[split])
-            assignment.update({index: split for index in ordered[start : start + size]})
+            for position in ordered[start : start + size]:
+                splits[position] = split
             start += size
-        assignment.update({index: "train" for index in ordered[start:]})
-    return assignment
+    return splits
 
 
 def assign_splits(records: Sequence[TweetRecord]) -> list[str]:
@@ -73,7 +78,9 @@ def assign_splits(records: Sequence[TweetRecord]) -> list[str]:
                 missing = tuple(s for s in CARVED_FRACTIONS if s not in provided_by_source[record.source])
                 train_indices_by_missing[missing].append(index)
         for missing, train_indices in sorted(train_indices_by_missing.items()):
-            for index, split in _carve(train_indices, records, list(missing)).items():
+            carved = carve_splits([records[i].tweet_id for i in train_indices],
+                                  [records[i].label for i in train_indices], missing)
+            for index, split in zip(train_indices, carved):
                 splits[index] = split
         for index in indices:
             split_of_id.setdefault(records[index].tweet_id, splits[index])

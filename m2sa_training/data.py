@@ -1,83 +1,12 @@
-"""Training data: the chosen configs of an M2SA-format dataset, checked before any training time is spent, and batching."""
+"""Training data in the M2SA schema (read by `dataset_sources`): checks against the model, and batching."""
 
-from pathlib import Path
-
-import datasets
 import torch
-
-from dataset_script.schema import ALL_CONFIG, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
-from .processes import process_state
-
-
-def demo_dataset_path(cache_dir):
-    """The embedded demo set under `cache_dir`, generated on first use (seconds) by the main process only."""
-    from dataset_script.demo import ensure_demo_dataset
-
-    with process_state().main_process_first():
-        return str(ensure_demo_dataset(Path(cache_dir) / "demo-dataset"))
-
-
-def available_configs(dataset):
-    try:
-        return datasets.get_dataset_config_names(dataset)
-    except Exception as error:  # datasets raises several types for "not there"; all mean the same to the user
-        raise ValueError(
-            f"Could not open the dataset {dataset!r} ({type(error).__name__}: {error}). Pass a local directory built "
-            f"with `python dataset_script/build.py` or a Hub dataset id (needs network access)."
-        ) from error
-
-
-def resolve_configs(languages, include_translated, available):
-    """The dataset configs to load for `languages` ("all", ISO codes, `*_mt` sets or any config of the dataset),
-    checked against the `available` configs."""
-    configs = []
-    for language in languages:
-        if language not in available:
-            base = language.removesuffix(TRANSLATED_SUFFIX)
-            if language != ALL_CONFIG and base not in M2SA_LANGUAGES:
-                raise ValueError(
-                    f"Unknown language code {language!r}. Use 'all' or one of the M2SA languages: "
-                    f"{', '.join(M2SA_LANGUAGES)} (add '_mt' for a machine-translated set), or a config of the "
-                    f"dataset: {', '.join(sorted(available))}."
-                )
-            raise ValueError(f"The dataset has no config {language!r}. Its configs: {', '.join(sorted(available))}.")
-        configs.append(language)
-        translated = f"{language}{TRANSLATED_SUFFIX}"
-        if include_translated and language != ALL_CONFIG and translated in available:
-            configs.append(translated)
-    if include_translated and ALL_CONFIG in languages:
-        configs += [name for name in sorted(available) if name.endswith(TRANSLATED_SUFFIX) and name not in configs]
-    return configs
-
-
-def load_splits(dataset, configs, max_train_samples=None):
-    """train / validation / test of the configs concatenated; images left encoded (decoded per batch)."""
-    parts = {split: [] for split in SPLITS}
-    for config in configs:
-        loaded = datasets.load_dataset(dataset, config)
-        missing = [split for split in SPLITS if split not in loaded]
-        if missing:
-            raise ValueError(
-                f"Config {config!r} of {dataset!r} has no {', '.join(missing)} split (it has {', '.join(loaded)}). "
-                f"Rebuild the dataset with dataset_script/build.py, which writes train, validation and test."
-            )
-        for split in SPLITS:
-            part = loaded[split]
-            if "image" in part.features:
-                part = part.cast_column("image", datasets.Image(decode=False))
-            parts[split].append(part)
-    splits = datasets.DatasetDict({split: datasets.concatenate_datasets(parts[split]) for split in SPLITS})
-    if max_train_samples is not None:
-        splits["train"] = splits["train"].select(range(min(max_train_samples, len(splits["train"]))))
-    for split, part in splits.items():
-        if len(part) == 0:
-            raise ValueError(f"The {split} split of {', '.join(configs)} is empty; choose languages that have data.")
-    return splits
 
 
 def has_images(split):
     """Whether any row of the split has an image."""
-    return "image" in split.features and split.data.column("image").null_count < len(split)
+    # Read through the rows, not `split.data`: a carved split selects rows of a larger table.
+    return "image" in split.features and any(image is not None for image in split["image"])
 
 
 class IndexedRows(torch.utils.data.Dataset):

@@ -60,9 +60,23 @@ class TrainingOptions:
     text_model: str = _option(TINY, "text tower: Hub id, local path, or 'tiny' (small tower from scratch)")
     vision_model: str = _option(TINY, "image tower: Hub id, local path, 'tiny', or 'none' for a text-only model")
     dataset: str | None = _option(
-        None, "Hub id or local directory of an M2SA-format dataset; None: the embedded demo set")
+        None, "Hub id, local directory (built by dataset_script/ or any load_dataset-able folder) or data file "
+              "(.parquet, .csv, .tsv, .json, .jsonl); None: the embedded demo set")
+    dataset_config: list[str] | None = _option(
+        None, "configs of --dataset to train and evaluate on (e.g. english german); None: those --languages names")
     languages: list[str] = _option(
         ["all"], "configs to train and evaluate on: language codes (de en ...), 'all', or *_mt sets")
+    text_column: str = _option("text", "dataset column holding the tweet text")
+    image_column: str = _option(
+        "image", "dataset column holding the images (an Image column, image bytes or file paths); data without it "
+                 "is text-only")
+    label_column: str = _option("label", "dataset column holding the sentiment label")
+    language_column: str = _option(
+        "language", "dataset column holding each row's language; without it the config name is the language "
+                    "('und' for a dataset with only a 'default' config)")
+    label_names: list[str] | None = _option(
+        None, "names of integer labels 0, 1, 2, ... in order, e.g. negative neutral positive; None: ClassLabel "
+              "names, label strings, or integers -1/0/1")
     include_translated: bool = _option(False, "add the machine-translated *_mt sets of the chosen languages")
     modalities: list[str] = _option(
         list(MODALITIES), "one model per entry: multimodal, text (no image tower), image (texts blanked)")
@@ -158,6 +172,11 @@ def validate_options(options):
         raise ValueError(f"Unknown modalities {unknown_modalities}; choose from {MODALITIES}.")
     if options.vision_model == NO_VISION and set(options.modalities) - {"text"}:
         raise ValueError("--vision-model none trains a text-only model; use --modalities text (or pick an image tower).")
+    if options.dataset_config and options.languages != ["all"]:
+        raise ValueError(
+            f"--dataset-config {' '.join(options.dataset_config)} and --languages {' '.join(options.languages)} both "
+            f"choose the configs to load; pass only one of them."
+        )
     for name in ("batch_size", "num_epochs", "gradient_accumulation_steps", "max_length"):
         if getattr(options, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}.")

@@ -5,14 +5,15 @@ import logging
 import shutil
 from pathlib import Path
 
+from dataset_script.demo import DEMO_SOURCE
 
-from .data import (available_configs, blank_texts, check_label_names, demo_dataset_path, has_images, load_splits,
-                   resolve_configs)
+from .data import blank_texts, check_label_names, has_images
+from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
 from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
 from .loop import RunSpec, latest_checkpoint, read_checkpoint_state, train_run
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
-from .options import NO_VISION
+from .options import NO_VISION, TrainingOptions
 from .processes import process_state
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ def check_output_dir(options):
     config_path = output_dir / RUN_CONFIG
     if config_path.is_file() and not options.overwrite_output_dir:
         previous = json.loads(config_path.read_text())
-        previous_identity = {key: previous.get(key) for key in options.run_identity()}
+        # An option missing from an older run_config.json did not exist then: that run used what is now its default.
+        defaults = TrainingOptions().run_identity()
+        previous_identity = {key: previous.get(key, defaults[key]) for key in options.run_identity()}
         if previous_identity != options.run_identity():
             changed = sorted(key for key, value in options.run_identity().items() if previous_identity[key] != value)
             raise ValueError(
@@ -72,8 +75,9 @@ def prepare(options):
     check_tower_exists(options.text_model, "text")
     check_tower_exists(options.vision_model, "vision")
     dataset = options.dataset or demo_dataset_path(options.cache_dir)
-    configs = resolve_configs(options.languages, options.include_translated, available_configs(dataset))
-    splits = load_splits(dataset, configs, options.max_train_samples)
+    configs = resolve_configs(options.languages, options.include_translated, dataset_configs(dataset),
+                              options.dataset_config)
+    splits = load_training_splits(dataset, configs, options)
     if options.vision_model != NO_VISION and not has_images(splits["train"]):
         raise ValueError(
             f"The training data ({dataset}, {', '.join(configs)}) has no images, but an image tower was chosen. "
@@ -189,10 +193,16 @@ def write_outputs(options, dataset, splits, outcome, exported):
         results=main_results,
         training_args=json.loads(options.to_json()),
         label_names=splits["train"].features["label"].names,
+        synthetic_demo=trained_on_synthetic_demo(splits["train"]),
     )
     (output_dir / "README.md").write_text(card)
     if options.push_to_hub:
         push_output_dir(output_dir, options.push_to_hub)
+
+
+def trained_on_synthetic_demo(train_split):
+    """Whether training rows come from the synthetic demo set (their `source` says so, however the set was named)."""
+    return "source" in train_split.column_names and DEMO_SOURCE in set(train_split.unique("source"))
 
 
 def push_output_dir(output_dir, repo_id):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from conftest import REPO_ROOT, run_without_package
@@ -41,13 +42,16 @@ def trained(demo_dataset, tmp_path_factory):
 def test_output_dir_holds_model_processor_card_and_reports(trained):
     _, outcome = trained
     output_dir = outcome["output_dir"]
-    for name in ("config.json", "model.safetensors", "modeling_m2sa.py", "processor_config.json", "README.md",
+    for name in ("config.json", "model.safetensors", "modeling_m2sa.py", "pipeline_m2sa.py", "processor_config.json",
+                 "README.md",
                  "evaluation.json", "evaluation.md", "per_language_f1_test.png", "confusion_matrix_test.png",
                  "comparison.md", "run_config.json"):
         assert (output_dir / name).is_file(), name
     evaluation = json.loads((output_dir / "evaluation.json").read_text())
     assert set(evaluation["test"]["per_language"]) == {"ar", "de", "en", "es", "fr", "it", "pt", "zh"}
     assert "model-index" in (output_dir / "README.md").read_text()
+    assert list(json.loads((output_dir / "config.json").read_text())["custom_pipelines"]) == ["m2sa-sentiment"]
+    assert "m2sa-synthetic-demo" in ModelCard.load(output_dir / "README.md").data.tags  # trained on the demo set
     assert "majority" in outcome["comparison"]
 
 
