@@ -2,8 +2,9 @@
 
 Towers: XLM-R base (real 250,002-token vocabulary) + CLIP ViT-B/32, random weights (no downloads). Tweets: real
 UMSAB texts in 8 languages, half of them with a real MVSA image (from ../shared/data). The paper's demo path
-classifies one tweet at a time with the text padded to 512 tokens; `predict` sorts by length, pads each batch to its
-longest tweet and runs under `torch.inference_mode` (fp32, then bf16 autocast).
+classifies one tweet at a time with the text padded to 512 tokens; the model's own pipeline (saved with it, loaded
+with `pipeline(model=DIR, trust_remote_code=True)`) and `predict` (the same pipeline as a function) sort by length,
+pad each batch to its longest tweet and run under `torch.inference_mode` (fp32, then bf16 autocast).
 
     python benchmarks/bench_inference.py [--num-tweets 96] [--batch-size 32]
 """
@@ -13,6 +14,7 @@ import json
 import platform
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from m2sa_training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
 from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAProcessor, load_image, predict  # noqa: E402
 from modeling_m2sa.pipeline_m2sa import cpu_has_native_bf16  # noqa: E402
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, XLMRobertaConfig  # noqa: E402
+from transformers import CLIPImageProcessorPil, CLIPVisionConfig, XLMRobertaConfig, pipeline  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -94,13 +96,23 @@ def main():
     predict(model, processor, texts[:4], images[:4])  # warm-up
 
     paper, paper_seconds = timed(paper_demo_path, model, processor, texts, images)
+    with tempfile.TemporaryDirectory() as saved:
+        model.save_pretrained(saved)
+        processor.save_pretrained(saved)
+        classify = pipeline(model=saved, trust_remote_code=True, device="cpu")
+        tweets = [{"text": text, "image": image} for text, image in zip(texts, images)]
+        classify(tweets[:4])  # warm-up
+        piped, pipeline_seconds = timed(classify, tweets, batch_size=args.batch_size)
+        del classify
     fp32, fp32_seconds = timed(predict, model, processor, texts, images, batch_size=args.batch_size)
     bf16, bf16_seconds = timed(predict, model, processor, texts[:bf16_count], images[:bf16_count],
                                batch_size=args.batch_size, autocast_dtype="bf16")
     fp32_labels = [model.config.label2id[result["label"]] for result in fp32]
     bf16_labels = [model.config.label2id[result["label"]] for result in bf16]
+    pipeline_labels = [model.config.label2id[result["label"]] for result in piped]
     rates = {
         "paper_demo_fp32": args.num_tweets / paper_seconds,
+        "pipeline_fp32": args.num_tweets / pipeline_seconds,
         "predict_fp32": args.num_tweets / fp32_seconds,
         "predict_bf16": bf16_count / bf16_seconds,
     }
@@ -112,8 +124,10 @@ def main():
         "batch_size": args.batch_size,
         "samples_per_second": rates,
         "speedup_fp32": rates["predict_fp32"] / rates["paper_demo_fp32"],
+        "speedup_pipeline_fp32": rates["pipeline_fp32"] / rates["paper_demo_fp32"],
         "speedup_bf16": rates["predict_bf16"] / rates["paper_demo_fp32"],
         "argmax_agreement_fp32_vs_paper": sum(a == b for a, b in zip(fp32_labels, paper)) / len(paper),
+        "argmax_agreement_pipeline_vs_paper": sum(a == b for a, b in zip(pipeline_labels, paper)) / len(paper),
         "argmax_agreement_bf16_vs_fp32": sum(a == b for a, b in zip(bf16_labels, fp32_labels)) / bf16_count,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +138,7 @@ def main():
     for name, rate in rates.items():
         print(f"| {name} | {rate:.2f} | {rate / rates['paper_demo_fp32']:.1f}x |")
     print(f"\nargmax agreement: fp32 predict vs paper path {report['argmax_agreement_fp32_vs_paper']:.1%}, "
+          f"pipeline vs paper path {report['argmax_agreement_pipeline_vs_paper']:.1%}, "
           f"bf16 vs fp32 {report['argmax_agreement_bf16_vs_fp32']:.1%} (over {bf16_count} tweets)")
 
 
