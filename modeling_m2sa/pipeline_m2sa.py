@@ -11,7 +11,6 @@ works with nothing but transformers, torch and Pillow installed. Outputs follow 
 pipeline (`top_k`, `function_to_apply`) and add, for every tweet, `image_used` and `image_error`.
 """
 
-import types
 import warnings
 
 import torch
@@ -141,7 +140,7 @@ class M2SASentimentPipeline(Pipeline):
         if isinstance(inputs, (list, tuple)):
             tweets = [as_tweet(item, index) for index, item in enumerate(inputs)]
             return self.classify_tweets(tweets, list(range(len(tweets))), batch_size, *params)
-        if isinstance(inputs, types.GeneratorType) or hasattr(inputs, "__iter__"):
+        if hasattr(inputs, "__iter__"):  # a generator, a `datasets` dataset, ...
             return self.classify_stream(inputs, batch_size, *params)
         raise TypeError(f"Cannot classify a {type(inputs).__name__}; pass a tweet, a list of tweets or an iterable.")
 
