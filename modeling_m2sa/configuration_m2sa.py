@@ -7,7 +7,9 @@ LABEL_NAMES = ("negative", "neutral", "positive")
 """The three sentiment classes, in label-id order, shared by the model, the dataset and the metrics."""
 
 POOLING_CHOICES = ("mean", "first_token", "pooler")
-FUSION_CHOICES = ("concat",)
+FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
+TEXT_ONLY_FUSION = "concat"
+"""The only fusion of a text-only model (`vision_config=None`): its text features pass through unchanged."""
 
 # Hub checkpoints of dual encoders (CLIP, SigLIP, ...) hold a text and a vision model; M2SA only uses
 # the vision half, so their configs are reduced to their `vision_config`.
@@ -60,7 +62,26 @@ class M2SAConfig(PretrainedConfig):
         vision_pooling (`str`, *optional*, defaults to `"pooler"`):
             Same choices for the image tower; CLIP, DINOv2 and SigLIP vision checkpoints all carry their pooler.
         fusion_type (`str`, *optional*, defaults to `"concat"`):
-            How the pooled text and image features are fused; `"concat"` is the paper's concatenation.
+            How text and image are combined before the classification layer:
+            - `"concat"`: the paper's head: pooled text and image features concatenated.
+            - `"gated"`: a Gated Multimodal Unit (Arevalo et al., 2017): each modality's pooled features go through
+              a tanh projection to `fusion_hidden_size`, and a sigmoid gate computed from both mixes them per
+              dimension, so the model can learn how far to trust the image of each tweet.
+            - `"late"`: one classification layer per modality; their logits are mixed with two learned weights
+              (softmax-normalised). A tweet without an image takes the text layer's logits alone, where the other
+              types read the learned "no image" embedding in place of the image features.
+            - `"cross_attention"`: the text tower's token states attend to the image tower's patch states
+              (`cross_attention_layers` layers), then are mean-pooled. It needs unpooled tower outputs, so it cannot
+              run on precomputed `text_embeds` / `image_embeds` (cached features). A tweet without an image attends
+              to the learned "no image" embedding only.
+            A text-only model (`vision_config=None`) only has `"concat"`.
+        fusion_hidden_size (`int`, *optional*):
+            Width of the `"gated"` and `"cross_attention"` fusion; defaults to the text tower's hidden size.
+        cross_attention_layers (`int`, *optional*, defaults to 1):
+            Number of cross-attention layers (attention then feed-forward, each with a residual and LayerNorm).
+        cross_attention_heads (`int`, *optional*):
+            Attention heads of the cross-attention layers; defaults to the text tower's `num_attention_heads`. Must
+            divide `fusion_hidden_size`.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
             Dropout applied to the fused features before the classification layer.
         freeze_text_model (`bool`, *optional*, defaults to `False`):
@@ -81,6 +102,9 @@ class M2SAConfig(PretrainedConfig):
         text_pooling="mean",
         vision_pooling="pooler",
         fusion_type="concat",
+        fusion_hidden_size=None,
+        cross_attention_layers=1,
+        cross_attention_heads=None,
         classifier_dropout=0.1,
         freeze_text_model=False,
         freeze_vision_model=False,
@@ -96,6 +120,23 @@ class M2SAConfig(PretrainedConfig):
                 raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
         self.text_config = _tower_config(text_config, "text")
         self.vision_config = _tower_config(vision_config, "vision")
+        if self.vision_config is None and fusion_type != TEXT_ONLY_FUSION:
+            raise ValueError(
+                f"fusion_type={fusion_type!r} fuses text with images, but this model is text-only (vision_config=None). "
+                f"A text-only model uses fusion_type={TEXT_ONLY_FUSION!r} (its text features alone); give it a "
+                f"vision tower to use {fusion_type!r}."
+            )
+        text_hidden_size = getattr(self.text_config, "hidden_size", None)
+        self.fusion_hidden_size = fusion_hidden_size or text_hidden_size
+        self.cross_attention_heads = cross_attention_heads or getattr(self.text_config, "num_attention_heads", None)
+        if cross_attention_layers < 1:
+            raise ValueError(f"`cross_attention_layers` must be at least 1, got {cross_attention_layers}.")
+        self.cross_attention_layers = cross_attention_layers
+        if fusion_type == "cross_attention" and self.fusion_hidden_size % self.cross_attention_heads:
+            raise ValueError(
+                f"`cross_attention_heads` ({self.cross_attention_heads}) must divide `fusion_hidden_size` "
+                f"({self.fusion_hidden_size}); pass values where it does."
+            )
         self.text_pooling = text_pooling
         self.vision_pooling = vision_pooling
         self.fusion_type = fusion_type

@@ -29,8 +29,10 @@ def _nested_to_tuple(output):
 @dataclass
 class M2SAModelOutput(ModelOutput):
     r"""
-    fused_embeds (`torch.FloatTensor` of shape `(batch, text_hidden + vision_hidden)`):
-        The fused tweet representation the classification head reads (`text_hidden` for a text-only model).
+    fused_embeds (`torch.FloatTensor` of shape `(batch, fused_dim)`):
+        The fused tweet representation: `text_hidden + vision_hidden` wide for `"concat"` and `"late"` fusion (the
+        concatenation), `fusion_hidden_size` for `"gated"` and `"cross_attention"`, `text_hidden` for a text-only
+        model.
     text_embeds (`torch.FloatTensor` of shape `(batch, text_hidden)`):
         Pooled text features.
     image_embeds (`torch.FloatTensor` of shape `(batch, vision_hidden)`, *optional*):
@@ -42,6 +44,8 @@ class M2SAModelOutput(ModelOutput):
     vision_model_output (`BaseModelOutputWithPooling`, *optional*):
         The image tower's output for the tweets that have an image (rows where `has_image` is True, in order);
         `None` when no tweet has an image or `image_embeds` was passed in.
+    has_image (`torch.BoolTensor` of shape `(batch,)`, *optional*):
+        Which tweets' images were used (the given `has_image`, or its default); `None` for a text-only model.
     """
 
     fused_embeds: torch.FloatTensor | None = None
@@ -49,6 +53,7 @@ class M2SAModelOutput(ModelOutput):
     image_embeds: torch.FloatTensor | None = None
     text_model_output: ModelOutput | None = None
     vision_model_output: ModelOutput | None = None
+    has_image: torch.BoolTensor | None = None
 
     def to_tuple(self):
         return _nested_to_tuple(self)
@@ -89,6 +94,14 @@ M2SA_FORWARD_ARGUMENTS = (
 )  # fmt: skip
 
 
+def masked_mean(states, attention_mask):
+    """Mean over the sequence of `states` `(batch, seq_len, hidden)`, counting only positions where the mask is 1."""
+    if attention_mask is None:
+        return states.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 def pool_tower_output(tower_output, pooling, attention_mask=None):
     """Reduce a tower's output to one vector per example: `(batch, hidden)`."""
     if pooling == "pooler":
@@ -101,10 +114,7 @@ def pool_tower_output(tower_output, pooling, attention_mask=None):
     hidden_states = tower_output.last_hidden_state
     if pooling == "first_token":
         return hidden_states[:, 0]
-    if attention_mask is None:
-        return hidden_states.mean(dim=1)
-    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    return masked_mean(hidden_states, attention_mask)
 
 
 def copy_tower_weights(target_tower, source_tower, name_or_path):
@@ -118,6 +128,96 @@ def copy_tower_weights(target_tower, source_tower, name_or_path):
             f"The checkpoint {name_or_path!r} lacks weights the tower needs ({', '.join(missing[:5])}...). "
             f"Check that it is a {target_tower.config.model_type!r} encoder checkpoint."
         )
+
+
+class M2SAGatedFusion(nn.Module):
+    """Gated Multimodal Unit (Arevalo et al., 2017): `z * tanh(W_t t) + (1 - z) * tanh(W_v v)`, with the gate
+    `z = sigmoid(W_z [t; v])` computed per dimension from both modalities."""
+
+    def __init__(self, config):
+        super().__init__()
+        text_dim, image_dim = config.text_config.hidden_size, config.vision_config.hidden_size
+        self.text_projection = nn.Linear(text_dim, config.fusion_hidden_size)
+        self.image_projection = nn.Linear(image_dim, config.fusion_hidden_size)
+        self.gate = nn.Linear(text_dim + image_dim, config.fusion_hidden_size)
+
+    def forward(self, text_embeds, image_embeds):
+        gate = torch.sigmoid(self.gate(torch.cat([text_embeds, image_embeds], dim=-1)))
+        return gate * torch.tanh(self.text_projection(text_embeds)) + (1 - gate) * torch.tanh(
+            self.image_projection(image_embeds)
+        )
+
+
+class M2SACrossAttentionLayer(nn.Module):
+    """Text states attend to image states (multi-head attention, residual, LayerNorm), then a feed-forward block
+    (residual, LayerNorm), as in a post-LN transformer layer without self-attention."""
+
+    def __init__(self, hidden_size, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.attention_output = nn.Linear(hidden_size, hidden_size)
+        self.attention_LayerNorm = nn.LayerNorm(hidden_size)
+        self.intermediate = nn.Linear(hidden_size, 4 * hidden_size)
+        self.output = nn.Linear(4 * hidden_size, hidden_size)
+        self.output_LayerNorm = nn.LayerNorm(hidden_size)
+
+    def _heads(self, states):
+        batch, length, hidden = states.shape
+        return states.view(batch, length, self.num_heads, hidden // self.num_heads).transpose(1, 2)
+
+    def forward(self, text_states, image_states, image_mask):
+        """`text_states` `(batch, text_len, hidden)`, `image_states` `(batch, image_len, hidden)`, `image_mask`
+        `(batch, image_len)` True where a text token may attend."""
+        attended = nn.functional.scaled_dot_product_attention(
+            self._heads(self.query(text_states)), self._heads(self.key(image_states)),
+            self._heads(self.value(image_states)), attn_mask=image_mask[:, None, None, :],
+        )
+        attended = attended.transpose(1, 2).reshape(text_states.shape)
+        states = self.attention_LayerNorm(text_states + self.attention_output(attended))
+        feed_forward = self.output(nn.functional.gelu(self.intermediate(states)))
+        return self.output_LayerNorm(states + feed_forward)
+
+
+class M2SACrossAttentionFusion(nn.Module):
+    """Text token states, projected to `fusion_hidden_size`, attend to the image's patch states (same width) and to
+    one extra "no image" state (the projected learned embedding); then a mask-aware mean over the text tokens.
+
+    A tweet without an image can only attend to the "no image" state. Memory beyond the towers: the projected patch
+    states `(batch, num_patches + 1, fusion_hidden_size)` and attention weights
+    `(batch, heads, text_len, num_patches + 1)` per layer.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = config.fusion_hidden_size
+        self.text_projection = nn.Linear(config.text_config.hidden_size, hidden)
+        self.image_projection = nn.Linear(config.vision_config.hidden_size, hidden)
+        self.layers = nn.ModuleList(
+            M2SACrossAttentionLayer(hidden, config.cross_attention_heads) for _ in range(config.cross_attention_layers)
+        )
+
+    def forward(self, text_states, attention_mask, patch_states, has_image, missing_image_embedding):
+        """`text_states` `(batch, text_len, text_hidden)`; `patch_states` `(num_images, num_patches, vision_hidden)`
+        for the rows where `has_image` is True (or None when no tweet has an image). Returns `(batch, hidden)`."""
+        batch = text_states.shape[0]
+        states = self.text_projection(text_states)
+        keys = self.image_projection(missing_image_embedding.to(states.dtype)).expand(batch, 1, -1)
+        mask = torch.ones(batch, 1, dtype=torch.bool, device=states.device)
+        if patch_states is not None:
+            projected = self.image_projection(patch_states.to(states.dtype))
+            rows = has_image.nonzero(as_tuple=True)[0]
+            scattered = projected.new_zeros(batch, *projected.shape[1:]).index_copy(0, rows, projected)
+            keys = torch.cat([keys, scattered], dim=1)
+            mask = torch.cat([mask, has_image[:, None].expand(batch, projected.shape[1])], dim=1)
+        for layer in self.layers:
+            states = layer(states, keys, mask)
+        return masked_mean(states, attention_mask)
+
+
+FUSION_MODULES = {"gated": M2SAGatedFusion, "cross_attention": M2SACrossAttentionFusion}
 
 
 class M2SAPreTrainedModel(PreTrainedModel):
@@ -138,6 +238,8 @@ class M2SAPreTrainedModel(PreTrainedModel):
         elif isinstance(module, M2SAClassificationHead):
             nn.init.normal_(module.classifier.weight, mean=0.0, std=std)
             nn.init.zeros_(module.classifier.bias)
+        elif isinstance(module, M2SALateFusionHead):
+            nn.init.zeros_(module.modality_weights)  # equal trust in text and image at the start
 
     @classmethod
     def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, **config_kwargs):
@@ -199,6 +301,8 @@ class M2SAModel(M2SAPreTrainedModel):
         else:
             self.vision_model = AutoModel.from_config(config.vision_config)
             self.missing_image_embedding = nn.Parameter(torch.zeros(config.vision_config.hidden_size))
+        fusion_module = FUSION_MODULES.get(config.fusion_type) if config.vision_config is not None else None
+        self.fusion = fusion_module(config) if fusion_module is not None else None
         self.post_init()
         self.set_tower_freezing()
 
@@ -298,6 +402,11 @@ class M2SAModel(M2SAPreTrainedModel):
         Any other keyword argument raises `TypeError` (a misspelt `pixel_value` would otherwise be ignored).
         """
         reject_unknown_arguments(f"{type(self).__name__}.forward", unexpected, M2SA_FORWARD_ARGUMENTS)
+        if self.config.fusion_type == "cross_attention" and (text_embeds is not None or image_embeds is not None):
+            raise ValueError(
+                "fusion_type='cross_attention' reads the towers' token and patch states, so it cannot use precomputed "
+                "`text_embeds` / `image_embeds` (cached features); pass `input_ids` and `pixel_values` instead."
+            )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         tower_options = {
             name: value
@@ -329,25 +438,34 @@ class M2SAModel(M2SAPreTrainedModel):
             batch_size, has_image.to(torch.bool), pixel_values, image_embeds, text_embeds.dtype, text_embeds.device,
             tower_options,
         )
+        has_image = has_image.to(torch.bool)
+        if self.config.fusion_type == "cross_attention":
+            fused_embeds = self.fusion(
+                text_model_output.last_hidden_state, attention_mask,
+                vision_model_output.last_hidden_state if vision_model_output is not None else None,
+                has_image, self.missing_image_embedding,
+            )
+        elif self.config.fusion_type == "gated":
+            fused_embeds = self.fusion(text_embeds, image_embeds)
+        else:  # "concat" and "late" (whose head reads the two halves separately)
+            fused_embeds = torch.cat([text_embeds, image_embeds], dim=-1)
         output = M2SAModelOutput(
-            fused_embeds=self.fuse(text_embeds, image_embeds),
+            fused_embeds=fused_embeds,
             text_embeds=text_embeds,
             image_embeds=image_embeds,
             text_model_output=text_model_output,
             vision_model_output=vision_model_output,
+            has_image=has_image,
         )
         return output if return_dict else output.to_tuple()
-
-    def fuse(self, text_embeds, image_embeds):
-        """Combine pooled text `(batch, text_hidden)` and image `(batch, vision_hidden)` features: the paper's
-        concatenation (`config.fusion_type="concat"`, the only type `M2SAConfig` accepts)."""
-        return torch.cat([text_embeds, image_embeds], dim=-1)
 
     @property
     def fused_dim(self):
         text_dim = self.config.text_config.hidden_size
         if self.config.vision_config is None:
             return text_dim
+        if self.config.fusion_type in FUSION_MODULES:
+            return self.config.fusion_hidden_size
         return text_dim + self.config.vision_config.hidden_size
 
 
@@ -363,13 +481,35 @@ class M2SAClassificationHead(nn.Module):
         return self.classifier(self.dropout(fused_embeds))
 
 
+class M2SALateFusionHead(nn.Module):
+    """Late fusion: a classification layer per modality; the logits are mixed with two learned, softmax-normalised
+    weights. A tweet without an image takes the text layer's logits alone."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.text_classifier = nn.Linear(config.text_config.hidden_size, config.num_labels)
+        self.image_classifier = nn.Linear(config.vision_config.hidden_size, config.num_labels)
+        self.modality_weights = nn.Parameter(torch.zeros(2))
+
+    def forward(self, text_embeds, image_embeds, has_image):
+        text_logits = self.text_classifier(self.dropout(text_embeds))
+        image_logits = self.image_classifier(self.dropout(image_embeds))
+        text_weight, image_weight = self.modality_weights.softmax(dim=0)
+        mixed = text_weight * text_logits + image_weight * image_logits
+        return torch.where(has_image.unsqueeze(-1), mixed, text_logits)
+
+
 class M2SAForSequenceClassification(M2SAPreTrainedModel):
     """M2SA with its classification head: logits over negative / neutral / positive."""
 
     def __init__(self, config: M2SAConfig):
         super().__init__(config)
         self.m2sa = M2SAModel(config)
-        self.head = M2SAClassificationHead(config, self.m2sa.fused_dim)
+        if config.fusion_type == "late" and config.vision_config is not None:
+            self.head = M2SALateFusionHead(config)
+        else:
+            self.head = M2SAClassificationHead(config, self.m2sa.fused_dim)
         self.post_init()
 
     def set_tower_freezing(self, freeze_text_model=None, freeze_vision_model=None):
@@ -409,7 +549,10 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
             output_attentions=output_attentions,
             return_dict=True,
         )
-        logits = self.head(outputs.fused_embeds)
+        if isinstance(self.head, M2SALateFusionHead):
+            logits = self.head(outputs.text_embeds, outputs.image_embeds, outputs.has_image)
+        else:
+            logits = self.head(outputs.fused_embeds)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
