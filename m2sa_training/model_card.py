@@ -22,6 +22,37 @@ SYNTHETIC_DEMO_WARNING = (
 )
 
 
+FUSION_DESCRIPTIONS = {
+    "concat": "The pooled text features and the pooled image features are concatenated (the paper's fusion, "
+              "`fusion_type=\"concat\"`), then dropout and a linear layer give the three logits.",
+    "gated": "The pooled text and image features are fused by a Gated Multimodal Unit (`fusion_type=\"gated\"`): "
+             "each goes through a tanh projection to a common width and a sigmoid gate computed from both mixes them "
+             "per dimension, so the model learns how far to trust each tweet's image; then dropout and a linear "
+             "layer give the three logits.",
+    "late": "Late fusion (`fusion_type=\"late\"`): a linear layer on the pooled text features and one on the pooled "
+            "image features each give three logits, mixed with two learned weights.",
+    "cross_attention": "Cross-attention fusion (`fusion_type=\"cross_attention\"`): the text encoder's token states "
+                       "attend to the image encoder's patch states, are mean-pooled, then dropout and a linear layer "
+                       "give the three logits.",
+}
+NO_IMAGE_DESCRIPTIONS = {
+    "late": "A tweet without an image is never dropped: it takes the text layer's logits alone, so one batch may mix "
+            "tweets with and without images.",
+    None: "A tweet without an image is never dropped: the model puts a learned \"no image\" embedding in place of "
+          "the image features, so one batch may mix tweets with and without images.",
+}
+
+
+def _lora_sentence(lora):
+    if not lora:
+        return ""
+    return (
+        f" The {lora['towers']} tower(s) were fine-tuned with LoRA (r={lora['r']}, alpha={lora['alpha']}, dropout "
+        f"{lora['dropout']}, target modules {lora['target_modules']}); the adapters are merged into the weights, so "
+        f"the model loads and runs without `peft`."
+    )
+
+
 def _is_hub_dataset_id(dataset):
     return "/" in dataset and not Path(dataset).exists()
 
@@ -91,7 +122,7 @@ def _results_section(results):
 
 def render_model_card(
     *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
-    label_names=LABEL_NAMES, synthetic_demo=False
+    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
@@ -108,13 +139,14 @@ def render_model_card(
         label_names: the classes in id order (the training data's labels).
         synthetic_demo: the model was trained on the embedded synthetic demo set: the card (and a Space serving the
             model) warns that its answers are not real sentiment.
+        fusion_type: the model's `config.fusion_type` (a text-only model has only "concat").
+        lora: None for full fine-tuning, or {"r", "alpha", "dropout", "towers", "target_modules"} of the LoRA
+            adapters merged into the towers.
     """
     if vision_tower:
         towers = (
-            f"a text encoder (`{text_tower}`) and an image encoder (`{vision_tower}`). The pooled text features and "
-            f"the pooled image features are concatenated, then dropout and a linear layer give the three logits. "
-            f"A tweet without an image is never dropped: the model puts a learned \"no image\" embedding in place of "
-            f"the image features, so one batch may mix tweets with and without images."
+            f"a text encoder (`{text_tower}`) and an image encoder (`{vision_tower}`). {FUSION_DESCRIPTIONS[fusion_type]} "
+            f"{NO_IMAGE_DESCRIPTIONS.get(fusion_type, NO_IMAGE_DESCRIPTIONS[None])}{_lora_sentence(lora)}"
         )
         modality = "text + image"
         images_limitation = (
@@ -124,7 +156,7 @@ def render_model_card(
     else:
         towers = (
             f"a text encoder (`{text_tower}`) only (a text-only M2SA model): the pooled text features go through "
-            f"dropout and a linear layer that gives the three logits."
+            f"dropout and a linear layer that gives the three logits.{_lora_sentence(lora)}"
         )
         modality = "text"
         images_limitation = "- **Images**: this model reads the text only; images attached to tweets are ignored."

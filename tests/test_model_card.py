@@ -178,3 +178,14 @@ def test_usage_snippets_run_verbatim_without_the_package(tiny_towers, saved_tiny
     assert result.returncode == 0, result.stderr[-3000:]
     (answer,) = eval(result.stdout.strip().splitlines()[-1])
     assert answer["label"] in {"negative", "neutral", "positive"} and 0 < answer["score"] <= 1
+
+
+def test_card_names_the_fusion_type_and_the_lora_settings():
+    lora = {"r": 8, "alpha": 16, "dropout": 0.05, "towers": "text", "target_modules": "all-linear"}
+    _, gated = _front_matter(_card(fusion_type="gated", lora=lora))
+    assert 'fusion_type="gated"' in gated and "Gated Multimodal Unit" in gated
+    assert "LoRA (r=8, alpha=16, dropout 0.05, target modules all-linear)" in gated and "without `peft`" in gated
+    _, late = _front_matter(_card(fusion_type="late"))
+    assert 'fusion_type="late"' in late and "takes the text layer's logits alone" in late and "LoRA" not in late
+    _, paper = _front_matter(_card())
+    assert 'fusion_type="concat"' in paper and "concatenated" in paper
