@@ -50,7 +50,8 @@ class TweetCollator:
     `cached`: optional {"text_embeds": (N, D), "image_embeds": (N, D), "has_image": (N,)} indexed by row position.
 
     Stateless, so it works the same in DataLoader worker processes: an unreadable image makes its tweet one without an
-    image, and the reason travels with the batch as `batch["image_errors"]` ({row position: reason}).
+    image, and the reason travels with the batch as `batch["image_errors"]` ({row position: reason}). The rows'
+    positions travel as `batch["row_index"]` (modality dropout decides by them).
     """
 
     def __init__(self, processor, use_images, cached=None):
@@ -62,12 +63,12 @@ class TweetCollator:
         row_ids = [row["row_index"] for row in rows]
         texts = None if "text_embeds" in self.cached else [row["text"] for row in rows]
         images = [row.get("image") for row in rows] if self.use_images and "image_embeds" not in self.cached else None
-        batch = {"labels": torch.tensor([row["label"] for row in rows]), "image_errors": {}}
+        indices = torch.tensor(row_ids)
+        batch = {"labels": torch.tensor([row["label"] for row in rows]), "row_index": indices, "image_errors": {}}
         if texts is not None or images is not None:
             encoded = self.processor.encode_tweets(texts, images, on_invalid_image="text_only", row_ids=row_ids)
             batch.update(encoded.inputs)
             batch["image_errors"] = encoded.image_errors
-        indices = torch.tensor(row_ids)
         for key in ("text_embeds", "image_embeds", "has_image"):
             if key in self.cached:
                 batch[key] = self.cached[key][indices]
@@ -77,6 +78,8 @@ class TweetCollator:
 
 
 def model_inputs_and_image_errors(batch):
-    """Split a collated batch into what the model takes and the {row position: reason} of unusable images."""
+    """Split a collated batch into what the model takes and the {row position: reason} of unusable images
+    (`batch` itself keeps its `row_index`)."""
     inputs = dict(batch)
+    inputs.pop("row_index")
     return inputs, inputs.pop("image_errors")

@@ -19,6 +19,8 @@ from modeling_m2sa import M2SAForSequenceClassification
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .evaluation import compute_metrics
 from .feature_cache import cached_features
+from .lora import save_exported_model
+from .modality_dropout import drop_images, image_dropout_for
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class PreparedRun:
     eval_loaders: dict
     feature_cache_seconds: float
     image_errors: dict = field(default_factory=dict)  # {split: {row position: reason}}
+    image_dropout: float = 0.0  # probability that a training tweet is shown without its image in an epoch
 
 
 def frozen_towers(model, modality):
@@ -63,6 +66,11 @@ def frozen_towers(model, modality):
         towers.add("text")
     if config.vision_config is not None and config.freeze_vision_model and modality != "text":
         towers.add("vision")
+    if towers and config.fusion_type == "cross_attention":
+        logger.info("Features of the frozen %s tower(s) are recomputed every step: cross_attention fusion reads "
+                    "their token and patch states, which the cache (pooled features) does not hold.",
+                    " and ".join(sorted(towers)))
+        return set()
     return towers
 
 
@@ -132,7 +140,7 @@ def setup_run(options, spec, model, processor, splits):
     if options.report_to:
         accelerator.init_trackers(spec.name, config=json.loads(options.to_json()))
     return PreparedRun(accelerator, model, optimizer, scheduler, train_loader, dict(zip(EVAL_SPLITS, eval_loaders)),
-                       feature_seconds, image_errors)
+                       feature_seconds, image_errors, image_dropout_for(options, spec.modality))
 
 
 def train_epoch(run, epoch, spec, num_epochs):
@@ -147,6 +155,9 @@ def train_epoch(run, epoch, spec, num_epochs):
     for batch in progress:
         inputs, batch_image_errors = model_inputs_and_image_errors(batch)
         image_errors.update(batch_image_errors)
+        if run.image_dropout:
+            inputs["has_image"] = drop_images(inputs["has_image"], batch["row_index"].tolist(), spec.seed, epoch,
+                                              run.image_dropout)
         with accelerator.accumulate(model):
             loss = model(**inputs).loss
             accelerator.backward(loss)
@@ -176,12 +187,12 @@ def record_image_errors(records, split_name, image_errors):
     records.setdefault(split_name, {}).update(image_errors)
 
 
-def end_epoch(run, spec, state, epoch, macro_f1):
+def end_epoch(options, run, spec, state, epoch, macro_f1):
     """Best-model selection, early-stopping count and the epoch's checkpoint."""
     if macro_f1 > state["best_metric"]:
         state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
         if run.accelerator.is_main_process:
-            run.accelerator.unwrap_model(run.model).save_pretrained(spec.run_dir / "best")
+            save_exported_model(run.accelerator.unwrap_model(run.model), spec.run_dir / "best", options)
     else:
         state["epochs_without_improvement"] += 1
     state["epoch"] = epoch + 1
@@ -192,9 +203,9 @@ def train_run(options, spec, model, processor, splits):
     """Train `model` on `splits["train"]`, keep the epoch with the best validation macro-F1 and return its metrics.
 
     Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
-    `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling and dropout
-    depend only on (seed, epoch). The best model is saved to `run_dir/best`. The returned `image_errors` hold, per
-    split, every row whose image could not be used (from all processes).
+    `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling, dropout and
+    image dropout depend only on (seed, epoch). The best model is saved to `run_dir/best` (LoRA adapters merged). The
+    returned `image_errors` hold, per split, every row whose image could not be used (from all processes).
     """
     label_names = splits["train"].features["label"].names
     run = setup_run(options, spec, model, processor, splits)
@@ -223,7 +234,7 @@ def train_run(options, spec, model, processor, splits):
         accelerator.log({"train_loss": train_loss, "validation_macro_f1": macro_f1}, step=epoch + 1)
         logger.info("%s epoch %d: train loss %.4f, validation macro-F1 %.4f", spec.name, epoch + 1, train_loss,
                     macro_f1)
-        end_epoch(run, spec, state, epoch, macro_f1)
+        end_epoch(options, run, spec, state, epoch, macro_f1)
 
     accelerator.wait_for_everyone()
     best = accelerator.prepare(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"))

@@ -7,6 +7,7 @@ from transformers import AutoConfig
 
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
+from .lora import add_lora_adapters
 from .options import NO_VISION, TINY
 from .processes import process_state
 from .tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
@@ -54,14 +55,32 @@ def tower_paths(options, train_texts, work_dir, seed):
 
 
 def build_model_and_processor(options, modality, text_tower, vision_tower, seed):
-    """The M2SA classifier and processor for one modality: `text` drops the image tower."""
+    """The M2SA classifier and processor for one modality (`text` drops the image tower), with the options' fusion,
+    LoRA adapters and gradient checkpointing."""
     vision_tower = None if modality == "text" else vision_tower
-    set_seed(seed)  # the fusion head and "no image" embedding start from seeded random weights
+    set_seed(seed)  # the fusion, head, "no image" embedding and LoRA adapters start from seeded random weights
     model = M2SAForSequenceClassification.from_towers(
         text_tower,
         vision_tower,
         freeze_text_model=options.freeze_text_model,
         freeze_vision_model=options.freeze_vision_model,
+        # A text-only model has nothing to fuse: its text features go to the head as they are.
+        fusion_type=options.fusion if vision_tower is not None else "concat",
+        cross_attention_layers=options.cross_attention_layers,
     )
+    add_lora_adapters(model, options)
+    if options.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     processor = M2SAProcessor.from_towers(text_tower, vision_tower, max_length=options.max_length)
     return model, processor
+
+
+def enable_gradient_checkpointing(model):
+    """Recompute the towers' layer activations in the backward pass instead of keeping them (transformers' switch;
+    frozen towers run in eval mode, where it does nothing)."""
+    # Non-reentrant checkpointing gives the weights inside a checkpointed layer (LoRA adapters included) their
+    # gradients even when the layer's input needs none.
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    # The switch also makes the embedding outputs require grad, which only reentrant checkpointing needs; it would
+    # make the backward pass run through the layers of a frozen tower for nothing.
+    model.disable_input_require_grads()

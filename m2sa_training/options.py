@@ -88,10 +88,31 @@ class TrainingOptions:
     early_stopping_patience: int = _option(3, "stop after N epochs without a better validation macro-F1")
     warmup_ratio: float = _option(0.0, "fraction of steps with linear learning-rate warm-up")
     max_length: int = _option(64, "maximum tokens per tweet")
+    fusion: Literal["concat", "gated", "late", "cross_attention"] = _option(
+        "concat", "how text and image features are combined: concat (the paper's), gated, late or cross_attention; "
+                  "a text-only model always uses concat")
+    cross_attention_layers: int = _option(1, "layers of --fusion cross_attention")
+    image_dropout: float = _option(
+        0.0, "training only: probability in [0, 1) that a tweet is shown without its image in an epoch (multimodal "
+             "model only; decided by the seed, the epoch and the row)")
     freeze_text_model: bool = _option(False, "do not train the text tower (its features are cached)")
     freeze_vision_model: bool = _option(False, "do not train the image tower (its features are cached)")
     cache_features: bool = _option(
         True, "cache features of frozen towers on disk (use --no-cache-features to recompute)")
+    lora_r: int = _option(0, "rank of LoRA adapters on the towers (their base weights frozen); 0: no LoRA")
+    lora_alpha: int = _option(16, "LoRA scaling numerator: adapters are scaled by lora_alpha / lora_r")
+    lora_dropout: float = _option(0.05, "dropout on the inputs of the LoRA adapters")
+    lora_towers: Literal["text", "vision", "both"] = _option(
+        "both", "towers that get LoRA adapters (a text-only model: its text tower); other towers train fully unless "
+                "frozen")
+    lora_target_modules: list[str] = _option(
+        ["all-linear"], "Linear layers that get adapters: all-linear, or module names of the chosen towers "
+                        "(e.g. query value q_proj v_proj)")
+    save_adapter: bool = _option(
+        False, "also save the LoRA adapters as PEFT folders (adapter_text/, adapter_vision/) next to the merged model")
+    gradient_checkpointing: bool = _option(
+        False, "recompute the towers' layer activations in the backward pass instead of keeping them: less memory, "
+               "one more forward pass of the towers per step")
     mixed_precision: Literal["no", "bf16", "fp16"] = _option(
         "no", "bf16 needs a GPU or a CPU with native bf16; fp16 needs a GPU")
     seeds: list[int] = _option([42], "one run per seed; results are aggregated as mean ± std")
@@ -149,7 +170,7 @@ def parse_options(argv=None):
     if config_path is not None:
         if not config_path.is_file():
             raise ValueError(f"Config file {str(config_path)!r} does not exist.")
-        from_file = yaml.safe_load(config_path.read_text()) or {}
+        from_file = listed_scalars(yaml.safe_load(config_path.read_text()) or {})
         try:
             parser.parse_dict({**from_file, "preset": TINY})  # unknown keys are refused here
         except (TypeError, ValueError) as error:
@@ -164,6 +185,17 @@ def parse_options(argv=None):
     (options,) = parser.parse_dict(merged)
     validate_options(options)
     return options
+
+
+def listed_scalars(from_file):
+    """YAML values with a single value for a list option as one-element lists (`lora_target_modules: all-linear`)."""
+    hints = typing.get_type_hints(TrainingOptions)
+
+    def takes_a_list(annotation):
+        return typing.get_origin(annotation) is list or any(map(takes_a_list, typing.get_args(annotation)))
+
+    return {name: [value] if name in hints and takes_a_list(hints[name]) and value is not None
+            and not isinstance(value, list) else value for name, value in from_file.items()}
 
 
 def validate_options(options):
@@ -182,10 +214,42 @@ def validate_options(options):
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}.")
     if options.dataloader_num_workers < 0:
         raise ValueError(f"--dataloader-num-workers must be 0 or more, got {options.dataloader_num_workers}.")
-    for name in ("mixed_precision", "report_to"):
+    for name in ("fusion", "lora_towers", "mixed_precision", "report_to"):
         choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
             raise ValueError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.")
+    if options.cross_attention_layers < 1:
+        raise ValueError(f"--cross-attention-layers must be at least 1, got {options.cross_attention_layers}.")
+    for name in ("image_dropout", "lora_dropout"):
+        if not 0 <= getattr(options, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} is a probability in [0, 1), got {getattr(options, name)}.")
+    validate_lora_options(options)
+
+
+def validate_lora_options(options):
+    if options.lora_r < 0:
+        raise ValueError(f"--lora-r must be 0 (no LoRA) or a positive rank, got {options.lora_r}.")
+    if options.lora_alpha <= 0:
+        raise ValueError(f"--lora-alpha must be positive, got {options.lora_alpha}.")
+    if "all-linear" in options.lora_target_modules and len(options.lora_target_modules) > 1:
+        raise ValueError(
+            f"--lora-target-modules {' '.join(options.lora_target_modules)} mixes 'all-linear' with module names; pass "
+            f"either all-linear or the names."
+        )
+    if options.lora_r == 0:
+        if options.save_adapter:
+            raise ValueError("--save-adapter saves LoRA adapters, but LoRA is off; pass --lora-r N (N > 0) as well.")
+        return
+    if options.lora_towers == "vision" and options.vision_model == NO_VISION:
+        raise ValueError("--lora-towers vision adapts the image tower, but --vision-model none has none; "
+                         "use --lora-towers text.")
+    for tower, frozen in (("text", options.freeze_text_model), ("vision", options.freeze_vision_model)):
+        if frozen and options.lora_towers in (tower, "both"):
+            raise ValueError(
+                f"--freeze-{tower}-model and LoRA on the {tower} tower (--lora-towers {options.lora_towers}) "
+                f"contradict each other: a frozen tower gets no adapters. Drop --freeze-{tower}-model, or leave the "
+                f"{tower} tower out of --lora-towers."
+            )
 
 
 def literal_choices(annotation):

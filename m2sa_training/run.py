@@ -10,6 +10,7 @@ from dataset_script.demo import DEMO_SOURCE
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
 from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
+from .lora import lora_settings
 from .loop import RunSpec, latest_checkpoint, read_checkpoint_state, train_run
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
@@ -182,7 +183,10 @@ def write_outputs(options, dataset, splits, outcome, exported):
 
     run_dir, processor, text_tower, vision_tower = exported
     for path in (run_dir / "best").iterdir():
-        shutil.copy2(path, output_dir / path.name)
+        if path.is_dir():  # the PEFT adapters of --save-adapter
+            shutil.copytree(path, output_dir / path.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, output_dir / path.name)
     processor.save_pretrained(output_dir)
     card = render_model_card(
         model_name=output_dir.name,
@@ -194,6 +198,8 @@ def write_outputs(options, dataset, splits, outcome, exported):
         training_args=json.loads(options.to_json()),
         label_names=splits["train"].features["label"].names,
         synthetic_demo=trained_on_synthetic_demo(splits["train"]),
+        fusion_type=options.fusion if vision_tower else "concat",
+        lora=lora_settings(options, has_vision_tower=vision_tower is not None),
     )
     (output_dir / "README.md").write_text(card)
     if options.push_to_hub:
