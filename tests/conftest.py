@@ -1,9 +1,12 @@
 """Shared fixtures: tiny towers saved to temp dirs and loaded by path, like Hub ids, with the Hub switched off."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,49 @@ def run_without_package(script, *args, cwd):
         cwd=cwd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     return result
+
+
+FRESH_PROCESS_LOGITS = (
+    "import json, torch\n"
+    "from PIL import Image\n"
+    "from transformers import AutoModelForSequenceClassification, AutoProcessor\n"
+    "model_dir, inputs, out = sys.argv[1:4]\n"
+    "spec = json.load(open(inputs))\n"
+    "model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()\n"
+    "processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)\n"
+    "images = [Image.open(p) if p else None for p in spec['images']]\n"
+    "with torch.no_grad():\n"
+    "    torch.save(model(**processor(text=spec['texts'], images=images)).logits, out)\n"
+)
+
+
+def logits_in_a_fresh_process(model_dir, texts, image_paths, work_dir, also_block=()):
+    """Logits of the model saved in `model_dir`, loaded with `trust_remote_code=True` in a fresh process where this
+    package (and the modules named in `also_block`) cannot be imported; `image_paths` holds "" for no image."""
+    import torch
+
+    inputs_path = Path(work_dir) / "inputs.json"
+    inputs_path.write_text(json.dumps({"texts": texts, "images": image_paths}))
+    blocked = "".join(f"sys.modules[{name!r}] = None\n" for name in also_block)
+    logits_path = Path(work_dir) / "logits.pt"
+    result = run_without_package(blocked + FRESH_PROCESS_LOGITS, model_dir, inputs_path, logits_path, cwd=work_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(logits_path)
+
+
+def kill_training_after_its_first_checkpoint(flags, output_dir, run_name="multimodal-seed42"):
+    """Run `train.py flags --output-dir output_dir` in a new process, SIGKILL it as soon as its first epoch checkpoint
+    is complete, and return the run's directory (to resume from)."""
+    run_dir = Path(output_dir) / "runs" / run_name
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *flags, "--output-dir", str(output_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "epoch-1" / "trainer_state.json").is_file():
+        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return run_dir
 
 
 def tiny_text_tower_texts():

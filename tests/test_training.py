@@ -2,17 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, run_without_package
+from conftest import REPO_ROOT, kill_training_after_its_first_checkpoint, logits_in_a_fresh_process
 from m2sa_training.options import parse_options
 from m2sa_training.run import prepare, run_training
 
@@ -68,21 +66,7 @@ def test_exported_model_predicts_the_same_in_a_fresh_process(trained, demo_datas
             path = str(tmp_path / f"{index}.jpg")
             row["image"].save(path)
         inputs["images"].append(path)
-    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
-    child = (
-        "import json, torch\n"
-        "from PIL import Image\n"
-        "from transformers import AutoModelForSequenceClassification, AutoProcessor\n"
-        "model_dir, inputs, out = sys.argv[1:4]\n"
-        "spec = json.load(open(inputs))\n"
-        "model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()\n"
-        "processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)\n"
-        "images = [Image.open(p) if p else None for p in spec['images']]\n"
-        "with torch.no_grad():\n"
-        "    torch.save(model(**processor(text=spec['texts'], images=images)).logits, out)\n"
-    )
-    result = run_without_package(child, output_dir, tmp_path / "inputs.json", tmp_path / "logits.pt", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    logits = logits_in_a_fresh_process(output_dir, inputs["texts"], inputs["images"], tmp_path)
     from PIL import Image
 
     model = M2SAForSequenceClassification.from_pretrained(output_dir).eval()
@@ -90,7 +74,7 @@ def test_exported_model_predicts_the_same_in_a_fresh_process(trained, demo_datas
     images = [Image.open(path) if path else None for path in inputs["images"]]
     with torch.no_grad():
         expected = model(**processor(text=inputs["texts"], images=images)).logits
-    assert torch.equal(expected, torch.load(tmp_path / "logits.pt"))
+    assert torch.equal(expected, logits)
 
 
 def test_resume_after_a_kill_gives_the_same_result(demo_dataset, tmp_path):
@@ -99,15 +83,7 @@ def test_resume_after_a_kill_gives_the_same_result(demo_dataset, tmp_path):
     uninterrupted = run_training(parse_options([*flags, "--output-dir", str(tmp_path / "straight")]))
 
     killed_dir = tmp_path / "killed"
-    run_dir = killed_dir / "runs" / "multimodal-seed42"
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *flags, "--output-dir", str(killed_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while not (run_dir / "checkpoints" / "epoch-1" / "trainer_state.json").is_file():
-        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    run_dir = kill_training_after_its_first_checkpoint(flags, killed_dir)
     assert not (run_dir / "checkpoints" / "epoch-4").exists(), "the run was not interrupted"
 
     resumed = run_training(parse_options([*flags, "--output-dir", str(killed_dir), "--resume-from-checkpoint", "latest"]))

@@ -2,11 +2,6 @@
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +9,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, run_without_package
+from conftest import kill_training_after_its_first_checkpoint, logits_in_a_fresh_process
 from m2sa_training.options import parse_options
 from m2sa_training.run import prepare, run_training
 from test_training import options_for
@@ -338,40 +333,18 @@ def test_lora_export_is_a_plain_model_that_runs_without_peft(lora_run, tmp_path)
         path = tmp_path / f"{index}.png"
         Image.fromarray(np.full((40, 40, 3), 60 * index, dtype=np.uint8)).save(path)
         images.append(str(path))
-    (tmp_path / "inputs.json").write_text(json.dumps({"texts": TEXTS, "images": [*images, ""]}))
-    child = (
-        "sys.modules['peft'] = None  # importing peft now fails: the exported model must not need it\n"
-        "import json, torch\n"
-        "from PIL import Image\n"
-        "from transformers import AutoModelForSequenceClassification, AutoProcessor\n"
-        "model_dir, inputs, out = sys.argv[1:4]\n"
-        "spec = json.load(open(inputs))\n"
-        "model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()\n"
-        "processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)\n"
-        "images = [Image.open(p) if p else None for p in spec['images']]\n"
-        "with torch.no_grad():\n"
-        "    torch.save(model(**processor(text=spec['texts'], images=images)).logits, out)\n"
-    )
-    result = run_without_package(child, output_dir, tmp_path / "inputs.json", tmp_path / "logits.pt", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # importing peft fails in the child: the exported model must not need it
+    logits = logits_in_a_fresh_process(output_dir, TEXTS, [*images, ""], tmp_path, also_block=["peft"])
     processor = M2SAProcessor.from_pretrained(output_dir)
     with torch.no_grad():
         expected = exported(**processor(text=TEXTS, images=[*map(Image.open, images), None])).logits
-    assert torch.equal(expected, torch.load(tmp_path / "logits.pt"))
+    assert torch.equal(expected, logits)
 
 
 def test_lora_resume_after_a_kill_gives_the_same_result(lora_run, tmp_path):
     flags, uninterrupted = lora_run
     killed_dir = tmp_path / "killed"
-    run_dir = killed_dir / "runs" / "multimodal-seed42"
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *flags, "--output-dir", str(killed_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while not (run_dir / "checkpoints" / "epoch-1" / "trainer_state.json").is_file():
-        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    run_dir = kill_training_after_its_first_checkpoint(flags, killed_dir)
     assert not (run_dir / "checkpoints" / "epoch-4").exists(), "the run was not interrupted"
     checkpoint_weights = load_file(run_dir / "checkpoints" / "epoch-1" / "model.safetensors")
     assert any(".lora_A." in name for name in checkpoint_weights)  # checkpoints hold the unmerged adapters
