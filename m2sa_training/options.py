@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from transformers import HfArgumentParser
 
+from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
+
 TINY = "tiny"
 """Tower value meaning: build a small tower from scratch (and train a tokenizer on the training texts)."""
 NO_VISION = "none"
@@ -88,7 +90,7 @@ class TrainingOptions:
     early_stopping_patience: int = _option(3, "stop after N epochs without a better validation macro-F1")
     warmup_ratio: float = _option(0.0, "fraction of steps with linear learning-rate warm-up")
     max_length: int = _option(64, "maximum tokens per tweet")
-    fusion: Literal["concat", "gated", "late", "cross_attention"] = _option(
+    fusion: Literal[FUSION_CHOICES] = _option(
         "concat", "how text and image features are combined: concat (the paper's), gated, late or cross_attention; "
                   "a text-only model always uses concat")
     cross_attention_layers: int = _option(1, "layers of --fusion cross_attention")
