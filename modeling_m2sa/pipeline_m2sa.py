@@ -3,7 +3,7 @@
 Saved with every M2SA classifier (its `config.json` names it in `custom_pipelines`), so
 
     pipe = pipeline(model="ORG/NAME_OR_DIR", trust_remote_code=True)
-    pipe("Qué día tan bonito")                               # [{'label': 'positive', 'score': 0.93, ...}]
+    pipe("Qué día tan bonito")                               # [{'label': 'positive', 'score': ..., ...}]
     pipe({"text": "look at this", "image": "beach.jpg"})     # image: a path, PIL image, bytes or array
     pipe([{"text": t, "image": im} for t, im in pairs], batch_size=32, top_k=None)
 
