@@ -434,11 +434,10 @@ class M2SAModel(M2SAPreTrainedModel):
         if has_image is None:
             has_image_value = pixel_values is not None or image_embeds is not None
             has_image = torch.full((batch_size,), has_image_value, dtype=torch.bool, device=text_embeds.device)
-        image_embeds, vision_model_output = self._image_embeds_with_missing(
-            batch_size, has_image.to(torch.bool), pixel_values, image_embeds, text_embeds.dtype, text_embeds.device,
-            tower_options,
-        )
         has_image = has_image.to(torch.bool)
+        image_embeds, vision_model_output = self._image_embeds_with_missing(
+            batch_size, has_image, pixel_values, image_embeds, text_embeds.dtype, text_embeds.device, tower_options,
+        )
         if self.config.fusion_type == "cross_attention":
             fused_embeds = self.fusion(
                 text_model_output.last_hidden_state, attention_mask,

@@ -109,6 +109,12 @@ class M2SASentimentPipeline(Pipeline):
             if autocast_dtype not in AUTOCAST_DTYPES:
                 raise ValueError(f"autocast_dtype must be one of {list(AUTOCAST_DTYPES)}, got {autocast_dtype!r}.")
             forward_params["autocast_dtype"] = autocast_dtype
+            if AUTOCAST_DTYPES[autocast_dtype] is not None and self.device.type == "cpu" and not cpu_has_native_bf16():
+                warnings.warn(
+                    "This CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so bf16 autocast is much slower "
+                    "than fp32 here; leave autocast_dtype unset on this machine.",
+                    stacklevel=3,
+                )
         if top_k is None or isinstance(top_k, int):
             if top_k is not None and top_k < 1:
                 raise ValueError(f"top_k must be at least 1 (or None for every label), got {top_k}.")
@@ -209,12 +215,6 @@ class M2SASentimentPipeline(Pipeline):
 
     def _forward(self, model_inputs, autocast_dtype=None):
         dtype = AUTOCAST_DTYPES[autocast_dtype]
-        if dtype is not None and self.device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn(
-                "This CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so bf16 autocast is much slower "
-                "than fp32 here; leave autocast_dtype unset on this machine.",
-                stacklevel=4,
-            )
         with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = self.model(**model_inputs["model_inputs"]).logits
         return {"logits": logits.float(), "image_used": model_inputs["image_used"],
