@@ -85,11 +85,15 @@ def dataset_configs(dataset):
 
 
 def resolve_configs(languages, include_translated, available, dataset_config=None):
-    """The configs to load, checked against the `available` ones: `dataset_config` when given, else the configs
-    `languages` names ("all", ISO codes, `*_mt` sets or any config of the dataset). A dataset whose only config is
-    `default` uses it when `languages` is the default `["all"]`."""
+    """`(configs, translated_for_training)`: the configs to load, checked against the `available` ones.
+
+    `configs` are `dataset_config` when given, else the configs `languages` names ("all", ISO codes, `*_mt` sets or
+    any config of the dataset); a dataset whose only config is `default` uses it when `languages` is the default
+    `["all"]`. With `include_translated`, the `*_mt` sets of the chosen languages (of every language for "all") are
+    added as `translated_for_training`: extra training rows, while validation and test stay the real tweets. A `*_mt`
+    set named outright is an ordinary config (its validation and test are read too)."""
     if dataset_config is None and languages == [ALL_CONFIG] and available == [DEFAULT_CONFIG]:
-        return [DEFAULT_CONFIG]
+        return [DEFAULT_CONFIG], []
     configs = []
     for name in dataset_config or languages:
         if name not in available:
@@ -105,21 +109,27 @@ def resolve_configs(languages, include_translated, available, dataset_config=Non
                 f"--dataset-config."
             )
         configs.append(name)
-        translated = f"{name}{TRANSLATED_SUFFIX}"
-        if include_translated and name != ALL_CONFIG and translated in available:
-            configs.append(translated)
-    if include_translated and ALL_CONFIG in configs:
-        configs += [name for name in sorted(available) if name.endswith(TRANSLATED_SUFFIX) and name not in configs]
-    return configs
+    if not include_translated:
+        return configs, []
+    if ALL_CONFIG in configs:
+        translated = [name for name in sorted(available) if name.endswith(TRANSLATED_SUFFIX)]
+    else:
+        translated = [f"{name}{TRANSLATED_SUFFIX}" for name in configs if f"{name}{TRANSLATED_SUFFIX}" in available]
+    return configs, [name for name in translated if name not in configs]
 
 
-def load_training_splits(dataset, configs, options):
+def load_training_splits(dataset, configs, options, translated_for_training=()):
     """train / validation / test of the `configs` of `dataset` in the training schema, concatenated over the configs;
-    images left encoded (decoded per batch). Column names and label names come from `options`."""
+    images left encoded (decoded per batch). The `translated_for_training` configs add train rows only. Column names
+    and label names come from `options`."""
     parts = {split: [] for split in SPLITS}
-    for config in configs:
+    for config in [*configs, *translated_for_training]:
         for split, part in load_config(dataset, config, options).items():
-            parts[split].append(part)
+            if split == "train" or config not in translated_for_training:
+                parts[split].append(part)
+    if translated_for_training:
+        logger.info("Training on %s as well (machine-translated; train rows only, validation and test are the real "
+                    "tweets of %s).", ", ".join(translated_for_training), ", ".join(configs))
     splits = datasets.DatasetDict({split: _concatenate(parts[split]) for split in SPLITS})
     if options.max_train_samples is not None:
         splits["train"] = splits["train"].select(range(min(options.max_train_samples, len(splits["train"]))))

@@ -101,15 +101,28 @@ def majority_baseline_predictions(train_labels, num_examples, num_labels=len(LAB
     return [counts.index(max(counts))] * num_examples
 
 
+def mean_and_spread(values):
+    """`{"mean", "std", "values"}` of one metric over runs: `std` is the sample standard deviation (`ddof=1`), 0.0
+    for a single run."""
+    values = [float(value) for value in values]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def macro_f1_from_confusion(matrix):
+    """Macro-F1 of a confusion matrix (rows true labels, columns predictions), as `compute_metrics` computes it: a
+    class without true or predicted examples counts as 0. Summed matrices give the macro-F1 of pooled predictions."""
+    matrix = np.asarray(matrix, dtype=float)
+    true_positives = np.diag(matrix)
+    denominators = matrix.sum(axis=0) + matrix.sum(axis=1)  # 2·TP + FP + FN
+    f1 = np.divide(2 * true_positives, denominators, out=np.zeros_like(true_positives), where=denominators > 0)
+    return float(f1.mean())
+
+
 def _aggregate(blocks):
     aggregated = {}
     for metric in SCALAR_METRICS:
-        values = [block[metric] for block in blocks]
-        aggregated[metric] = {
-            "mean": float(np.mean(values)),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "values": values,
-        }
+        aggregated[metric] = mean_and_spread([block[metric] for block in blocks])
     aggregated["support"] = sum(block["support"] for block in blocks)
     aggregated["confusion_matrix"] = np.sum([block["confusion_matrix"] for block in blocks], axis=0).tolist()
     aggregated["num_runs"] = len(blocks)

@@ -79,7 +79,9 @@ class TrainingOptions:
     label_names: list[str] | None = _option(
         None, "names of integer labels 0, 1, 2, ... in order, e.g. negative neutral positive; None: ClassLabel "
               "names, label strings, or integers -1/0/1")
-    include_translated: bool = _option(False, "add the machine-translated *_mt sets of the chosen languages")
+    include_translated: bool = _option(
+        False, "also train on the machine-translated *_mt sets of the chosen languages (train rows only: validation "
+               "and test stay the real tweets)")
     modalities: list[str] = _option(
         list(MODALITIES), "one model per entry: multimodal, text (no image tower), image (texts blanked)")
     learning_rate: float = _option(1e-3, "peak learning rate of AdamW")
@@ -163,21 +165,21 @@ def build_parser():
     return parser
 
 
-def parse_options(argv=None):
-    """Options from presets, an optional YAML `--config` and flags; raises ValueError for unknown or bad values."""
+def parse_options(argv=None, settings=None):
+    """Options from presets, `settings`, an optional YAML `--config` and flags (each overriding the one before);
+    raises ValueError for unknown or bad values.
+
+    `settings` is a mapping of option names to values, as a YAML file holds them (the grid's shared settings)."""
     parser = build_parser()
     from_flags = vars(parser.parse_args(argv))
     config_path = from_flags.pop("config", None)
+    from_settings = checked_settings(parser, settings or {}, "the settings")
     from_file = {}
     if config_path is not None:
         if not config_path.is_file():
             raise ValueError(f"Config file {str(config_path)!r} does not exist.")
-        from_file = listed_scalars(yaml.safe_load(config_path.read_text()) or {})
-        try:
-            parser.parse_dict({**from_file, "preset": TINY})  # unknown keys are refused here
-        except (TypeError, ValueError) as error:
-            known = sorted(TrainingOptions.__dataclass_fields__)
-            raise ValueError(f"Unknown options in {config_path}: {error}. Known options: {known}.") from error
+        from_file = checked_settings(parser, yaml.safe_load(config_path.read_text()) or {}, str(config_path))
+    from_file = {**from_settings, **from_file}
     preset = from_flags.get("preset", from_file.get("preset", TINY))
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
@@ -187,6 +189,19 @@ def parse_options(argv=None):
     (options,) = parser.parse_dict(merged)
     validate_options(options)
     return options
+
+
+def checked_settings(parser, settings, where):
+    """`settings` (option name -> value) with single values of list options as lists; unknown names refused."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where} must map option names to values, got {type(settings).__name__}.")
+    settings = listed_scalars(settings)
+    try:
+        parser.parse_dict({**settings, "preset": TINY})  # unknown keys are refused here
+    except (TypeError, ValueError) as error:
+        known = sorted(TrainingOptions.__dataclass_fields__)
+        raise ValueError(f"Unknown options in {where}: {error}. Known options: {known}.") from error
+    return settings
 
 
 def listed_scalars(from_file):

@@ -76,9 +76,9 @@ def prepare(options):
     check_tower_exists(options.text_model, "text")
     check_tower_exists(options.vision_model, "vision")
     dataset = options.dataset or demo_dataset_path(options.cache_dir)
-    configs = resolve_configs(options.languages, options.include_translated, dataset_configs(dataset),
-                              options.dataset_config)
-    splits = load_training_splits(dataset, configs, options)
+    configs, translated_for_training = resolve_configs(options.languages, options.include_translated,
+                                                       dataset_configs(dataset), options.dataset_config)
+    splits = load_training_splits(dataset, configs, options, translated_for_training)
     if options.vision_model != NO_VISION and not has_images(splits["train"]):
         raise ValueError(
             f"The training data ({dataset}, {', '.join(configs)}) has no images, but an image tower was chosen. "

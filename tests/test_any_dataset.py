@@ -96,6 +96,31 @@ def test_a_dataset_without_an_all_config_asks_for_dataset_config(cardiff_shaped,
         options_for(cardiff_shaped, tmp_path, "--dataset-config", "english", "--languages", "de")
 
 
+def test_include_translated_adds_training_rows_only(tmp_path):
+    """The paper's multilingual + MT setting: the `*_mt` sets add training rows; validation (best-checkpoint choice)
+    and test stay the real tweets. A `*_mt` config named outright is read whole."""
+    features = datasets.Features({"text": datasets.Value("string"), "label": CLASS_LABEL,
+                                  "language": datasets.Value("string"), "translated": datasets.Value("bool")})
+
+    def rows(name, split, count):
+        return datasets.Dataset.from_dict({"text": [f"{name} {split} {index}" for index in range(count)],
+                                           "label": [index % 3 for index in range(count)], "language": ["de"] * count,
+                                           "translated": [name.endswith("_mt")] * count}, features=features)
+
+    configs = {name: {split: rows(name, split, count) for split, count in (("train", 12), ("validation", 6),
+                                                                           ("test", 6))}
+               for name in ("de", "de_mt", "en")}  # fmt: skip
+    configs["en"] = {split: rows("en", split, 6) for split in ("train", "validation", "test")}
+    dataset = write_parquet_configs(tmp_path / "with-translated-sets", configs)
+    _, configs_read, splits = prepare(options_for(dataset, tmp_path, "--languages", "de", "en", "--include-translated"))
+    assert configs_read == ["de", "en"]
+    assert splits["train"]["translated"].count(True) == 12 and len(splits["train"]) == 12 + 12 + 6
+    for split in ("validation", "test"):
+        assert not any(splits[split]["translated"]) and len(splits[split]) == 12
+    _, _, named = prepare(options_for(dataset, tmp_path, "--languages", "de_mt", "--overwrite-output-dir"))
+    assert all(named["test"]["translated"]) and len(named["test"]) == 6
+
+
 # 2. MVSA: string labels in mixed spellings, an image column (some null), only a train split.
 
 MVSA_SPELLINGS = {"negative": ("NEG", "Negative", "neg"), "neutral": ("neutral", "Neutral", "NEU"),
