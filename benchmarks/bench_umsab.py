@@ -30,11 +30,11 @@ from m2sa_training.run import run_training  # noqa: E402
 UMSAB = REPO_ROOT.parent / "shared" / "data" / "umsab"
 
 
-def tfidf_baseline(dataset_dir):
-    """Word and character n-gram TF-IDF + logistic regression, one model for all languages (like `all`).
+def tfidf_baseline(dataset_dir, config="all"):
+    """Word and character n-gram TF-IDF + logistic regression on one config (`all`: one model for all languages).
 
     Returns metrics per split (validation, test)."""
-    splits = datasets.load_dataset(str(dataset_dir), "all")
+    splits = datasets.load_dataset(str(dataset_dir), config)
     train = splits["train"]
     features = make_union(
         TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=2, sublinear_tf=True),

@@ -111,6 +111,8 @@ def load_grid_config(path):
     if not path.is_file():
         raise ValueError(f"Grid config {str(path)!r} does not exist.")
     values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must map grid keys to values (see configs/grid_demo.yaml).")
     known = [item.name for item in fields(GridConfig)]
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -124,6 +126,7 @@ def load_grid_config(path):
         if not value or len(set(map(str, value))) != len(value):
             raise ValueError(f"{name} in {path} must be a non-empty list without repeats, got {values[name]!r}.")
         values[name] = value
+    values["training"] = values.get("training") or {}  # `training:` left empty
     grid = GridConfig(**values)
     check_grid(grid, path)
     return grid

@@ -146,8 +146,8 @@ def write_grid_report(grid, runs, records):
     sections = [
         f"# {grid.title}\n",
         f"{finished} of {len(runs)} runs finished. Macro-F1 per language as mean ± sample std over the seeds "
-        f"({', '.join(map(str, grid.seeds))}); the best per row in bold. *{ALL_ROW}*: macro-F1 over the test tweets "
-        f"of every language pooled (for monolingual settings, the per-language models' predictions together). "
+        f"({', '.join(map(str, grid.seeds))}); the best per row in bold. *{ALL_ROW}*: macro-F1 over the tweets of "
+        f"every language pooled (for monolingual settings, the per-language models' predictions together). "
         f"Columns are *mode: text tower + image tower*; *_mt* modes also train on the machine-translated sets "
         f"(evaluation stays on the real tweets).\n",
         f"Shared training options: {shared}.\n",
