@@ -18,6 +18,7 @@ process: trainable parameters, peak resident memory of the process, train second
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,6 +112,8 @@ def run_setting(dataset, config, flags, extra, seeds, output_dir, cache_dir):
                              "--cache-dir", str(cache_dir), "--seeds", *map(str, seeds), "--overwrite-output-dir",
                              *flags, *extra])  # fmt: skip
     outcome = run_training(options)
+    for checkpoints in output_dir.glob("runs/*/checkpoints"):  # only a resume reads them; pretrained ones take GBs
+        shutil.rmtree(checkpoints)
     (modality,) = [name for name in outcome["summary"]["test"] if name != "majority"]
     histories = [json.loads((output_dir / "runs" / f"{options.modalities[0]}-seed{seed}" / "results.json").read_text())
                  ["history"] for seed in seeds]  # fmt: skip

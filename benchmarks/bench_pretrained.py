@@ -9,8 +9,9 @@ initialised from scratch (`AutoModel.from_config`) and saved next to it.
   out of train), text-only: (a) the pretrained tower, (b) random weights, both with `UMSAB_RECIPE`, and (c) TF-IDF +
   logistic regression (`bench_umsab.tfidf_baseline`). XLM-T's published English UMSAB test figures are reported
   beside them for scale; they are on the official test set, which ../shared/data does not hold.
-- `mvsa`: the 400 real MVSA-Single tweets with images, the recipe and tiny image tower of `bench_fusion.py`: text-only
-  and multimodal with every fusion type on the pretrained tower, text-only and concat on random weights.
+- `mvsa`: the 400 real MVSA-Single tweets with images, the recipe and tiny image tower of `bench_fusion.py`: each
+  tower text-only and with the image (concat). `bench_fusion.py --datasets mvsa` compares every fusion type on the
+  pretrained tower with the same recipe and seeds.
 
     python benchmarks/bench_pretrained.py [--parts umsab mvsa] [--seeds 1 2 3]
 """
@@ -32,7 +33,6 @@ from bench_umsab import UMSAB, tfidf_baseline  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
 from m2sa_training.options import PAPER_HYPERPARAMETERS  # noqa: E402
-from modeling_m2sa.configuration_m2sa import FUSION_CHOICES  # noqa: E402
 
 # The paper's recipe (lr 5e-5, weight decay 0.1) shortened like bench_fusion's MVSA_RECIPE to fit 2 CPU cores: batch 16,
 # at most 6 epochs, early stopping after 2; 64 tokens hold all but the longest English tweets.
@@ -81,18 +81,17 @@ def umsab_part(towers, seeds, work):
 
 
 def mvsa_part(towers, seeds, work):
+    """Pretrained against random weights, text-only and multimodal (concat). Every fusion type on the pretrained tower
+    is `bench_fusion.py --datasets mvsa`, whose recipe and seeds this part shares."""
     dataset, config, flags = dataset_settings(["mvsa"], work)["mvsa"]
-    settings = {f"{PRETRAINED}, text only": (towers[PRETRAINED], ["--modalities", "text"]),
-                f"{RANDOM}, text only": (towers[RANDOM], ["--modalities", "text"])}
-    for fusion in FUSION_CHOICES:
-        settings[f"{PRETRAINED} + image, {fusion}"] = (towers[PRETRAINED], ["--modalities", "multimodal", "--fusion",
-                                                                            fusion])
-    settings[f"{RANDOM} + image, concat"] = (towers[RANDOM], ["--modalities", "multimodal"])
     results = {}
-    for index, (name, (tower, extra)) in enumerate(settings.items()):
-        _, results[name] = run_setting(dataset, config, with_text_tower(flags, tower), extra, seeds,
-                                       work / "mvsa" / f"setting-{index}", work / "cache")
-        print(f"mvsa / {name}: test macro-F1 {results[name]['test']['mean']:.3f}", flush=True)
+    for index, (name, tower) in enumerate(towers.items()):
+        for modality in ("text", "multimodal"):
+            setting = f"{name}, text only" if modality == "text" else f"{name} + image (concat)"
+            _, results[setting] = run_setting(dataset, config, with_text_tower(flags, tower),
+                                              ["--modalities", modality], seeds,
+                                              work / "mvsa" / f"tower-{index}-{modality}", work / "cache")
+            print(f"mvsa / {setting}: test macro-F1 {results[setting]['test']['mean']:.3f}", flush=True)
     return results
 
 
