@@ -31,8 +31,9 @@ from transformers import CLIPImageProcessorPil, CLIPVisionConfig, XLMRobertaConf
 DATA = REPO_ROOT.parent / "shared" / "data"
 
 
-def load_tweets(num_tweets, seed=0):
-    """Real UMSAB texts round-robin over languages; every second tweet gets a real MVSA image."""
+def load_tweets(num_tweets, seed=0, image_every=2):
+    """Real UMSAB texts round-robin over languages; every `image_every`-th tweet (from the first) gets a real MVSA
+    image."""
     languages = sorted(path.name for path in (DATA / "umsab").iterdir())
     per_language = {lang: (DATA / "umsab" / lang / "val_text.txt").read_text(encoding="utf-8").splitlines()
                     for lang in languages}
@@ -41,7 +42,7 @@ def load_tweets(num_tweets, seed=0):
     texts, images = [], []
     for index in range(num_tweets):
         texts.append(rng.choice(per_language[languages[index % len(languages)]]))
-        images.append(image_paths[index % len(image_paths)] if index % 2 == 0 else None)
+        images.append(image_paths[index % len(image_paths)] if index % image_every == 0 else None)
     return texts, images
 
 

@@ -1,19 +1,20 @@
 """Builds a Hub-format dataset directory from inputs: read -> screen -> split -> write shards -> card + report.
 
-The directory is built next to the target (`.<name>.partial-*`, unique per build) and swapped in only when
-complete, so a failed build never leaves a half-written dataset behind. Rebuilding the same inputs gives
-byte-identical files. Several processes (e.g. DDP ranks) should not build the same directory at once: build
-on the main process first.
+The directory is built next to the target (`.<name>.partial-<process id>`) and swapped in only when complete, so
+a failed or killed build never leaves a half-written dataset behind: the output path holds the previous complete
+build, the new one, or (killed between the two renames of the swap) nothing; rerunning the build finishes it and
+deletes what killed builds left. Rebuilding the same inputs gives byte-identical files. Several processes (e.g. DDP
+ranks) should not build the same directory at once: build on the main process first.
 """
 
 import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from dataset_script.atomic_files import partial_path, remove_leftovers, replace_directory
 from dataset_script.card import render_card, with_all_config
 from dataset_script.report import REPORT_FILE, BuildReport
 from dataset_script.schema import SPLITS, Source
@@ -30,14 +31,6 @@ def _check_replaceable(out_dir: Path) -> None:
             f"{out_dir} is not empty and holds no {REPORT_FILE}, so it is not a dataset built by dataset_script. "
             f"Choose another output directory or empty this one."
         )
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    previous = staging.with_name(f"{staging.name}.previous")
-    if out_dir.exists():
-        out_dir.rename(previous)
-    staging.rename(out_dir)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def build_dataset(
@@ -57,8 +50,10 @@ def build_dataset(
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the dataset directory is meant to be shared
+    remove_leftovers(out_dir)
+    staging = partial_path(out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         report = BuildReport(build_parameters=dict(build_parameters or {}))
         records = []
@@ -91,7 +86,7 @@ def build_dataset(
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
         report.write(staging)
-        _swap_in(staging, out_dir)
+        replace_directory(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dataset_script.schema import ALL_CONFIG, LABEL_NAMES, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
 from dataset_script.splits import CARVED_FRACTIONS, carve_splits
@@ -180,6 +182,16 @@ def _open(dataset, config, where):
             builder, arguments = _file_builder(path)
             return datasets.load_dataset(builder, data_files=str(path), **arguments)
         return datasets.load_dataset(dataset, config)
+    except datasets.exceptions.DatasetGenerationError as error:
+        damaged = _damaged_parquet_file(dataset, config)
+        if damaged is None:
+            raise
+        file, reason = damaged
+        raise ValueError(
+            f"The data file {str(file)!r} of {where} is damaged (a truncated or corrupt Parquet shard: {reason}). "
+            f"Rebuild the dataset with `python dataset_script/build.py --out {dataset}` and the inputs it was built "
+            f"from (--demo for the demo set), or download it again."
+        ) from error
     except ValueError as error:
         # `datasets` refuses a dataset with an empty split, without saying which dataset.
         empty = re.fullmatch(r'Instruction "(.+)" corresponds to no data!', str(error))
@@ -189,6 +201,25 @@ def _open(dataset, config, where):
             f"The {empty[1]} split of {where} is empty. Add rows to it, or remove it: a missing validation or test "
             f"split is carved from train."
         ) from error
+
+
+def _damaged_parquet_file(dataset, config):
+    """(path, reason) of the first local Parquet file of `config` that cannot be read whole, or None."""
+    if Path(dataset).is_file():
+        files = [Path(dataset)]
+    else:
+        data_files = datasets.load_dataset_builder(dataset, config).config.data_files or {}
+        files = [Path(file) for split_files in data_files.values() for file in split_files]
+    for file in files:
+        if file.suffix != ".parquet" or not file.is_file():  # Hub files are checked by their download
+            continue
+        try:
+            shard = pq.ParquetFile(file)
+            for row_group in range(shard.num_row_groups):
+                shard.read_row_group(row_group)
+        except (pa.ArrowException, OSError) as error:
+            return file, f"{type(error).__name__}: {error}"
+    return None
 
 
 def _data_root(dataset):

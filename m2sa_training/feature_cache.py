@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from dataset_script.atomic_files import atomic_file
+
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 
 
@@ -78,7 +80,6 @@ def cached_features(base_model, processor, split, use_images, towers, cache_dir,
         return stored["features"], stored["image_errors"]
     features, image_errors = compute_features(base_model, processor, split, use_images, towers, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    torch.save({"features": features, "image_errors": image_errors, "key": key_parts}, partial)
-    partial.replace(path)
+    with atomic_file(path) as partial:  # a killed save leaves a hidden partial file, never read as an entry
+        torch.save({"features": features, "image_errors": image_errors, "key": key_parts}, partial)
     return features, image_errors

@@ -13,7 +13,6 @@ are rebuilt from the run folders (`grid_report.py`); `--report-only` rebuilds th
 import argparse
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import transformers
 import yaml
+
+from dataset_script.atomic_files import write_text_atomically
 
 from .grid_report import write_grid_report
 from .options import NO_VISION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
@@ -203,13 +204,6 @@ def read_run_record(grid, run):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_json_atomically(path, data):
-    """Write under a temporary name, then rename: a kill leaves the old file or the new one, never half of one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 def record_run(grid, run):
     """Write the finished run's record (its per-seed metrics) from the folder train.py wrote."""
     folder = run.folder(grid)
@@ -221,7 +215,7 @@ def record_run(grid, run):
         "train_seconds": sum(epoch["train_seconds"] for epoch in outcome["history"]),
         "results": outcome["results"],
     }  # fmt: skip
-    write_json_atomically(folder / RUN_RECORD, record)
+    write_text_atomically(folder / RUN_RECORD, json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory
 from modeling_m2sa import M2SAForSequenceClassification
 
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
@@ -75,9 +77,20 @@ def frozen_towers(model, modality):
 
 
 def latest_checkpoint(run_dir):
-    checkpoints = sorted((Path(run_dir) / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"),
-                         key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
-    return checkpoints[-1] if checkpoints else None
+    """The newest complete checkpoint of a run (None when it has none); incomplete ones are skipped with a warning."""
+    numbered = []
+    for path in (Path(run_dir) / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"):
+        number = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
+        if number is not None and path.is_dir():
+            numbered.append((int(number[1]), path))
+    for _, checkpoint in sorted(numbered, reverse=True):
+        try:
+            read_checkpoint_state(checkpoint)
+            return checkpoint
+        except ValueError as error:
+            logger.warning("Skipping checkpoint %s, which is incomplete or corrupt (%s): resuming from the newest "
+                           "complete one.", checkpoint, error.__cause__)
+    return None
 
 
 def read_checkpoint_state(checkpoint):
@@ -192,7 +205,8 @@ def end_epoch(options, run, spec, state, epoch, macro_f1):
     if macro_f1 > state["best_metric"]:
         state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
         if run.accelerator.is_main_process:
-            save_exported_model(run.accelerator.unwrap_model(run.model), spec.run_dir / "best", options)
+            with atomic_directory(spec.run_dir / "best") as staging:
+                save_exported_model(run.accelerator.unwrap_model(run.model), staging, options)
     else:
         state["epochs_without_improvement"] += 1
     state["epoch"] = epoch + 1
@@ -259,13 +273,17 @@ def gather_image_errors(image_errors):
 
 
 def _save_checkpoint(accelerator, run_dir, state):
+    """Save the epoch's checkpoint into a hidden folder and rename it into place once every process has written its
+    files, so `checkpoints/epoch-N` only ever names a complete checkpoint."""
     checkpoint = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['epoch']}"
+    staging = partial_path(checkpoint, unique=False)  # the same name in every process
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(checkpoint, ignore_errors=True)
-        checkpoint.mkdir(parents=True)
+        shutil.rmtree(staging, ignore_errors=True)  # left behind by a run killed while saving
+        staging.mkdir(parents=True)
     accelerator.wait_for_everyone()  # every process writes its own random-state file into the folder
-    accelerator.save_state(str(checkpoint))
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        # Written last: a checkpoint without it (a run killed while saving) is reported as incomplete on resume.
-        (checkpoint / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+        (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+        replace_directory(staging, checkpoint)

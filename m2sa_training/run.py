@@ -5,6 +5,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from dataset_script.atomic_files import is_partial, staged_into, write_text_atomically
 from dataset_script.demo import DEMO_SOURCE
 
 from .data import blank_texts, check_label_names, has_images
@@ -42,7 +43,8 @@ def check_output_dir(options):
                 f"{output_dir} already holds a different run (options differ: {', '.join(changed)}). Choose another "
                 f"--output-dir, or pass --overwrite-output-dir to replace it."
             )
-    elif output_dir.exists() and any(output_dir.iterdir()) and not config_path.is_file() and not options.overwrite_output_dir:
+    elif (output_dir.exists() and any(not is_partial(path) for path in output_dir.iterdir())
+          and not config_path.is_file() and not options.overwrite_output_dir):
         raise ValueError(
             f"{output_dir} is not empty and was not written by train.py. Choose another --output-dir, or pass "
             f"--overwrite-output-dir."
@@ -98,7 +100,7 @@ def run_training(options):
         output_dir = Path(options.output_dir)
         if state.is_main_process:
             output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / RUN_CONFIG).write_text(options.to_json())
+            write_text_atomically(output_dir / RUN_CONFIG, options.to_json())
 
     train_texts = list(splits["train"]["text"])
     per_modality = {modality: [] for modality in options.modalities}
@@ -118,7 +120,7 @@ def run_training(options):
             check_label_names(splits["train"], model.config)
             outcome = train_run(options, spec, model, processor, modality_splits)
             if state.is_main_process:
-                (spec.run_dir / "results.json").write_text(json.dumps(outcome, indent=2))
+                write_text_atomically(spec.run_dir / "results.json", json.dumps(outcome, indent=2))
             per_modality[modality].append(outcome["results"])
             for split_name, rows in outcome["image_errors"].items():
                 image_errors.update({(split_name, row): reason for row, reason in rows.items()})
@@ -172,24 +174,36 @@ def summarise(options, splits, per_modality):
 
 
 def write_outputs(options, dataset, splits, outcome, exported):
-    """Reports, the exported model (first modality, first seed) with its processor and card; optional upload."""
-    output_dir, summary = outcome["output_dir"], outcome["summary"]
+    """Reports, the exported model (first modality, first seed) with its processor and card; optional upload.
+
+    Everything is written into a hidden folder first and each file then renamed into `output_dir`, so a run killed
+    here leaves every file complete (old or new); resuming writes them all again."""
+    output_dir = outcome["output_dir"]
+    with staged_into(output_dir) as staging:
+        write_reports_and_model(options, dataset, splits, outcome, exported, staging)
+    if options.push_to_hub:
+        push_output_dir(output_dir, options.push_to_hub)
+
+
+def write_reports_and_model(options, dataset, splits, outcome, exported, directory):
+    """Evaluation reports, comparison, invalid images, the exported model with its processor, and its card."""
+    summary = outcome["summary"]
     main_modality = MODALITY_NAMES[options.modalities[0]]
     main_results = {split: summary[split][main_modality] for split in ("validation", "test")}
-    write_evaluation_report(output_dir, main_results, title=f"M2SA {main_modality} ({len(options.seeds)} seed(s))")
-    (output_dir / "comparison.md").write_text(outcome["comparison"] + "\n")
-    (output_dir / "comparison.json").write_text(json.dumps(summary, indent=2))
-    (output_dir / "invalid_images.json").write_text(json.dumps(outcome["invalid_images"], indent=2))
+    write_evaluation_report(directory, main_results, title=f"M2SA {main_modality} ({len(options.seeds)} seed(s))")
+    (directory / "comparison.md").write_text(outcome["comparison"] + "\n")
+    (directory / "comparison.json").write_text(json.dumps(summary, indent=2))
+    (directory / "invalid_images.json").write_text(json.dumps(outcome["invalid_images"], indent=2))
 
     run_dir, processor, text_tower, vision_tower = exported
     for path in (run_dir / "best").iterdir():
         if path.is_dir():  # the PEFT adapters of --save-adapter
-            shutil.copytree(path, output_dir / path.name, dirs_exist_ok=True)
+            shutil.copytree(path, directory / path.name)
         else:
-            shutil.copy2(path, output_dir / path.name)
-    processor.save_pretrained(output_dir)
+            shutil.copy2(path, directory / path.name)
+    processor.save_pretrained(directory)
     card = render_model_card(
-        model_name=output_dir.name,
+        model_name=outcome["output_dir"].name,
         text_tower=text_tower,
         vision_tower=vision_tower,
         dataset=dataset if options.dataset else "M2SA embedded demo set (synthetic)",
@@ -201,9 +215,7 @@ def write_outputs(options, dataset, splits, outcome, exported):
         fusion_type=options.fusion if vision_tower else "concat",
         lora=lora_settings(options, has_vision_tower=vision_tower is not None),
     )
-    (output_dir / "README.md").write_text(card)
-    if options.push_to_hub:
-        push_output_dir(output_dir, options.push_to_hub)
+    (directory / "README.md").write_text(card)
 
 
 def trained_on_synthetic_demo(train_split):
@@ -217,5 +229,6 @@ def push_output_dir(output_dir, repo_id):
 
     api = huggingface_hub.HfApi()
     api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=["runs/*", "towers/*"],
+    api.upload_folder(folder_path=str(output_dir), repo_id=repo_id,
+                      ignore_patterns=["runs/*", "towers/*", ".*.partial*"],  # and what killed writes left
                       commit_message="Upload M2SA model trained with train.py")

@@ -1,6 +1,7 @@
 """Small text and image towers built from configs, with a tokenizer trained on the given texts.
 
-They are saved with `save_pretrained`, so they load by path through the same `from_pretrained` code a Hub id uses.
+They are saved with `save_pretrained`, so they load by path through the same `from_pretrained` code a Hub id uses,
+into a temporary folder that replaces the target once complete (a killed save leaves no tower without its tokenizer).
 They back the offline `tiny` training preset and the test suite, and need no downloads.
 """
 
@@ -26,6 +27,8 @@ from transformers import (
     XLMRobertaModel,
     XLMRobertaTokenizer,
 )
+
+from dataset_script.atomic_files import atomic_directory
 
 TEXT_TOWER_KINDS = ("xlm-roberta", "bert")
 VISION_TOWER_KINDS = ("clip", "clip-full", "dinov2", "siglip")
@@ -94,8 +97,9 @@ def save_tiny_text_tower(
         )
         model = BertModel(config)
     tokenizer.model_max_length = max_length
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    with atomic_directory(directory) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return directory
 
 
@@ -133,6 +137,7 @@ def save_tiny_vision_tower(directory, kind="clip", image_size=32, patch_size=8, 
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         )
-    model.save_pretrained(directory)
-    image_processor.save_pretrained(directory)
+    with atomic_directory(directory) as staging:
+        model.save_pretrained(staging)
+        image_processor.save_pretrained(staging)
     return directory

@@ -5,6 +5,7 @@ batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
 import difflib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from .configuration_m2sa import M2SAConfig
 from .pipeline_m2sa import pipeline_config_entry
+from .processing_m2sa import REEXPORT, auto_map_modules, check_code_files, saved_folder
 
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
@@ -92,6 +94,28 @@ M2SA_FORWARD_ARGUMENTS = (
     "input_ids", "attention_mask", "token_type_ids", "pixel_values", "has_image", "text_embeds", "image_embeds",
     "output_hidden_states", "output_attentions", "return_dict",
 )  # fmt: skip
+
+
+def damaged_safetensors_files(folder):
+    """{file: why it is not a complete safetensors file} for the `*.safetensors` files of `folder` whose size does not
+    match what their header describes (a truncated download or copy) or whose header cannot be read."""
+    damaged = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        size = file.stat().st_size
+        try:
+            with open(file, "rb") as stream:
+                header_size = int.from_bytes(stream.read(8), "little")
+                if not 0 < header_size <= size - 8:
+                    raise ValueError(f"a header of {header_size} bytes in a file of {size}")
+                header = json.loads(stream.read(header_size))
+            data_size = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                            default=0)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            damaged[file] = f"unreadable header: {error}"
+            continue
+        if size != 8 + header_size + data_size:
+            damaged[file] = f"{size} bytes where its header describes {8 + header_size + data_size}"
+    return damaged
 
 
 def masked_mean(states, attention_mask):
@@ -268,8 +292,20 @@ class M2SAPreTrainedModel(PreTrainedModel):
         return model
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        loaded = super().from_pretrained(*args, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        # A damaged local folder fails with the files named and what to do, not with a bare library error.
+        folder = saved_folder(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        if folder is not None:
+            check_code_files(folder, auto_map_modules(folder / "config.json"))
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as error:
+            damaged = damaged_safetensors_files(folder) if folder is not None else {}
+            if not damaged:
+                raise
+            files = "; ".join(f"{file.name} ({reason})" for file, reason in damaged.items())
+            raise OSError(f"The model folder {folder} is damaged: truncated or corrupt weights in {files}. "
+                          f"{REEXPORT}") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
         # Loading replaces the parameters, which resets `requires_grad`; re-apply the config's freezing.
         model.base_model.set_tower_freezing()

@@ -1,6 +1,7 @@
 """Turns tweets (text + optional image) into M2SA model inputs: dynamically padded token ids and RGB pixel values."""
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -9,9 +10,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessorPil
+from transformers.dynamic_module_utils import get_relative_imports
 from transformers.feature_extraction_utils import BatchFeature
+from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 from transformers.processing_utils import ProcessorMixin
 
+TOKENIZER_CONFIG = "tokenizer_config.json"
+PROCESSOR_CONFIG = "processor_config.json"
+REEXPORT = "Re-export it with train.py (or save_pretrained), or download it again."
 HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -126,6 +132,61 @@ def decode_images(images, row_ids, on_invalid_image):
     return decoded, image_errors
 
 
+def saved_folder(name_or_path, subfolder=None):
+    """The local folder `from_pretrained` reads, or None (a Hub id)."""
+    if name_or_path is None:
+        return None
+    folder = Path(name_or_path) / (subfolder or "")
+    return folder if folder.is_dir() else None
+
+
+def auto_map_modules(config_file):
+    """The code modules named by the `auto_map` and `custom_pipelines` of a saved JSON config (none if it is absent)."""
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    references = list((config.get("auto_map") or {}).values())
+    references += [entry.get("impl") for entry in (config.get("custom_pipelines") or {}).values()]
+    flat = [name for reference in references for name in (reference if isinstance(reference, list) else [reference])]
+    # "module.Class", or "repo--module.Class" for code kept in another Hub repo
+    return [name.split("--")[-1].rsplit(".", 1)[0] for name in flat if name]
+
+
+def check_code_files(folder, modules):
+    """Fail, naming the files, when a saved `folder` lacks code that `trust_remote_code=True` loads from it: the
+    `modules` and those they import relatively."""
+    missing, seen, pending = [], set(), list(modules)
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        file = folder / f"{module}.py"
+        if file.is_file():
+            pending += get_relative_imports(file)
+        else:
+            missing.append(file.name)
+    if missing:
+        raise OSError(
+            f"{folder} lacks {', '.join(sorted(missing))}: code that `trust_remote_code=True` and "
+            f"`pipeline(model=...)` load from a saved M2SA model, so the folder is incomplete. {REEXPORT}"
+        )
+
+
+def check_tokenizer_files(folder):
+    """Fail, naming the files, when a saved processor `folder` lacks its tokenizer: transformers would otherwise build
+    a tokenizer with an empty or default vocabulary in its place."""
+    config_file = folder / TOKENIZER_CONFIG
+    if not config_file.is_file():
+        raise OSError(f"{folder} has no tokenizer: {TOKENIZER_CONFIG} is missing. {REEXPORT}")
+    tokenizer_class = tokenizer_class_from_name(
+        json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class") or "")
+    vocabulary_files = sorted(set(getattr(tokenizer_class, "vocab_files_names", {}).values()))
+    if vocabulary_files and not any((folder / name).is_file() for name in vocabulary_files):
+        raise OSError(
+            f"{folder} has no tokenizer vocabulary: its {tokenizer_class.__name__} needs one of "
+            f"{', '.join(vocabulary_files)}, and none is there. {REEXPORT}"
+        )
+
+
 class EncodedTweets(NamedTuple):
     """What `M2SAProcessor.encode_tweets` returns: the model inputs and why some images could not be used."""
 
@@ -150,6 +211,15 @@ class M2SAProcessor(ProcessorMixin):
     def __init__(self, image_processor=None, tokenizer=None, max_length=128, **kwargs):
         self.max_length = max_length
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved processor; a local folder lacking its tokenizer or code fails with the missing files named."""
+        folder = saved_folder(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        if folder is not None:
+            check_tokenizer_files(folder)
+            check_code_files(folder, auto_map_modules(folder / PROCESSOR_CONFIG))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128):

@@ -9,6 +9,7 @@ GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless tol
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image, ImageDraw
 from transformers import pipeline
 
-from batch_files import BatchFileError, read_batch, write_predictions
+from batch_files import BatchFileError, oversized_image, read_batch, write_predictions
 
 SPACE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = SPACE_DIR.parent / "outputs" / "m2sa-demo"  # written by `python train.py`
@@ -151,6 +152,10 @@ def classify_tweet(classify, text, image_path):
         return None, "", warning("Type a tweet or add an image: there is nothing to classify yet.")
     if image_path and classify.model.config.vision_config is None:
         return None, "", warning("This model reads text only; remove the image.")
+    oversized = image_path and oversized_image(image_path)
+    if oversized:
+        return None, "", warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}. Resize it, "
+                                 f"or remove the image to classify the text alone.")
     inputs = []
     if text.strip():
         inputs.append(("text alone", {"text": text}))
@@ -180,37 +185,49 @@ def classify_tweet(classify, text, image_path):
 def classify_file(classify, tweets_path, image_paths, output_root):
     """Batch handler: (message markdown, preview rows, predictions CSV path).
 
+    The upload is checked against the caps of `batch_files` before any image is decoded, then classified a batch at a
+    time: each batch's images are read when it is classified and dropped after, and its predictions are written out.
     Every image is decoded once, by the pipeline: an unreadable one leaves its tweet to be classified from its text,
     unless the tweet has no text, which makes the file unclassifiable (each such line is listed).
     """
     if not tweets_path:
         return warning("Upload a .csv or .jsonl file of tweets first."), None, None
+    label_names = label_names_of(classify)
+    preview, image_error_lines, unclassifiable = [], [], []
+
+    def predictions(batch):
+        for rows, images in batch.batches(BATCH_SIZE):
+            texts = [record.get("text") or "" for _, record in rows]
+            results = classify([{"text": text, "image": image} for text, image in zip(texts, images)], top_k=None,
+                               on_invalid_image="text_only", batch_size=BATCH_SIZE)
+            for (line, record), text, ranked in zip(rows, texts, results):
+                image_error = ranked[0]["image_error"] and image_problem(ranked[0]["image_error"], record["image"])
+                if image_error:
+                    image_error_lines.append(str(line))
+                    if not text.strip():
+                        unclassifiable.append((line, f"{image_error}, and the text is empty"))
+                preview.append([line, text[:80], ranked[0]["label"],
+                                *map(_percent, label_scores(ranked, label_names).values())])
+                yield record, ranked, image_error or ""
+
+    output_dir = None
     try:
-        rows, images = read_batch(tweets_path, image_paths)
-        if classify.model.config.vision_config is None and any(image is not None for image in images):
-            raise BatchFileError([(0, "this model reads text only; remove the `image` field")])
-        texts = [record.get("text") or "" for _, record in rows]
-        results = classify([{"text": text, "image": image} for text, image in zip(texts, images)], top_k=None,
-                           on_invalid_image="text_only", batch_size=BATCH_SIZE)
-        image_errors = {row: image_problem(ranked[0]["image_error"], rows[row][1]["image"])
-                        for row, ranked in enumerate(results) if ranked[0]["image_error"]}
-        unclassifiable = [(rows[row][0], f"{reason}, and the text is empty")
-                          for row, reason in image_errors.items() if not texts[row].strip()]
+        with read_batch(tweets_path, image_paths) as batch:
+            if classify.model.config.vision_config is None and any(image is not None for image in batch.images):
+                raise BatchFileError([(0, "this model reads text only; remove the `image` field")])
+            output_dir = Path(tempfile.mkdtemp(dir=output_root))
+            write_predictions(output_dir / "predictions.csv", batch.columns, label_names, predictions(batch))
         if unclassifiable:
             raise BatchFileError(unclassifiable)
     except BatchFileError as error:
+        if output_dir is not None:
+            shutil.rmtree(output_dir)
         return warning(f"**{Path(tweets_path).name} can't be classified:**\n\n{error}"), None, None
-    label_names = label_names_of(classify)
-    output_path = Path(tempfile.mkdtemp(dir=output_root)) / "predictions.csv"
-    write_predictions(rows, results, label_names, image_errors, output_path)
-    preview = [[line, text[:80], ranked[0]["label"], *map(_percent, label_scores(ranked, label_names).values())]
-               for (line, _), text, ranked in zip(rows, texts, results)]
-    message = f"✅ Classified {len(rows)} tweets."
-    if image_errors:
-        lines = [str(rows[row][0]) for row in sorted(image_errors)]
-        message += (f" ⚠️ Images on line{'s' if len(lines) > 1 else ''} {', '.join(lines)} could not be used; those "
-                    f"tweets were classified from their text (see the `image_error` column).")
-    return message, preview, str(output_path)
+    message = f"✅ Classified {len(preview)} tweets."
+    if image_error_lines:
+        message += (f" ⚠️ Images on line{'s' if len(image_error_lines) > 1 else ''} {', '.join(image_error_lines)} "
+                    f"could not be used; those tweets were classified from their text (see the `image_error` column).")
+    return message, preview, str(output_dir / "predictions.csv")
 
 
 def build_demo(classify, notice=""):
@@ -277,9 +294,10 @@ def build_demo(classify, notice=""):
     return demo
 
 
-def serve(demo, **launch_options):
-    """Launch with the Space's limits: a bounded queue, a concurrency limit and an upload size limit."""
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+def serve(demo, queue_size=QUEUE_SIZE, **launch_options):
+    """Launch with the Space's limits: a bounded queue (requests beyond `queue_size` waiting get gradio's "Queue is
+    full" answer), a concurrency limit and an upload size limit."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=queue_size)
     launch_options.setdefault("server_name", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     return demo.launch(max_file_size=MAX_FILE_SIZE, **launch_options)
 

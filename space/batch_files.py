@@ -3,18 +3,33 @@
 Tweets file: `.csv` with a header row, or `.jsonl` with one JSON object per line. Field `text` holds the tweet
 (may be empty when the tweet has an image); optional field `image` names an uploaded image file by its file name
 (`beach.jpg`), or a path inside an uploaded `.zip` (`images/beach.jpg`). All other fields are copied to the output.
+
+An upload is checked against the caps below before any image is decoded (sizes come from zip directories and image
+headers), and its images are read a batch at a time, only when that batch is classified, so the memory a request
+needs does not grow with what an upload decompresses to.
 """
 
 import csv
-import io
 import json
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
 
 TWEET_FILE_SUFFIXES = (".csv", ".jsonl")
 MAX_BATCH_TWEETS = 5_000
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # per image inside a zip; guards against zip bombs
+MAX_RECORD_CHARS = 100_000  # per CSV row or JSONL line: a tweet is 280 characters, a full Twitter API object ~10,000
+MAX_COLUMNS = 200  # distinct fields in one tweets file, each copied to the output
+MAX_ZIP_MEMBERS = 10_000  # files in all uploaded zips together
+MAX_UNZIPPED_BYTES = 256 * 2**20  # uncompressed size of all uploaded zips together (uploads are 25 MB at most)
+MAX_IMAGE_BYTES = 20 * 2**20  # per image inside a zip
+MAX_IMAGE_SIDE = 4096  # Twitter's own limit: images are at most 4096 x 4096 pixels
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # per image, read from its header; one decodes to ~70 MB of RGB
 MAX_PROBLEMS_SHOWN = 10
+MAX_PROBLEMS_READ = 1_000  # a tweets file with more problems is read no further
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, NotImplementedError, zlib.error,
+              zipfile.BadZipFile)  # what opening a damaged image, or a damaged or unsupported zip member, raises
 
 
 class BatchFileError(ValueError):
@@ -28,44 +43,95 @@ class BatchFileError(ValueError):
         super().__init__("\n".join(shown))
 
 
+class RecordTooLong(Exception):
+    """A CSV record over MAX_RECORD_CHARS: raised from inside the CSV reader, so it stops before building the row."""
+
+
+def _megabytes(size):
+    return f"{size / 2**20:,.0f} MB"
+
+
 def _normalise_name(name):
     return str(PurePosixPath(name.strip().replace("\\", "/")))
 
 
-def _read_csv(text):
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        return [], [(0, "the file is empty; its first line must be a header with a `text` column")]
-    header = [name.strip() for name in header]
-    if "text" not in header:
-        return [], [(1, f"the header {header} has no `text` column")]
-    rows, problems = [], []
-    for fields in reader:
-        if not any(field.strip() for field in fields):
-            continue
-        if len(fields) != len(header):
-            problems.append((reader.line_num, f"{len(fields)} fields, but the header has {len(header)}"))
-            continue
-        rows.append((reader.line_num, dict(zip(header, fields))))
-    return rows, problems
+def _record_too_long(what):
+    return f"{what} is longer than {MAX_RECORD_CHARS:,} characters, the cap per tweet; shorten it"
 
 
-def _read_jsonl(text):
-    rows, problems = [], []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+def _too_many_columns(count):
+    return (f"the file has {count} or more different fields, over the cap of {MAX_COLUMNS}; keep `text`, `image` and "
+            f"the fields you need in the output")
+
+
+def _read_csv(file):
+    """(line number, record or None, problems) per record; a record over MAX_RECORD_CHARS stops the reading."""
+    record_chars = 0
+
+    def lines():
+        nonlocal record_chars
+        for line in file:
+            record_chars += len(line)
+            if record_chars > MAX_RECORD_CHARS:
+                raise RecordTooLong
+            yield line
+
+    reader = csv.reader(lines())
+    try:
+        header = next(reader, None)
+        if header is None:
+            yield 0, None, [(0, "the file is empty; its first line must be a header with a `text` column")]
+            return
+        header = [name.strip() for name in header]
+        if "text" not in header:
+            yield 0, None, [(1, f"the header {header} has no `text` column")]
+            return
+        if len(header) > MAX_COLUMNS:
+            yield 0, None, [(1, _too_many_columns(len(header)))]
+            return
+        record_chars = 0
+        for fields in reader:
+            record_chars = 0
+            if not any(field.strip() for field in fields):
+                continue
+            if len(fields) != len(header):
+                problem = f"{len(fields)} fields, but the header has {len(header)}"
+                yield reader.line_num, None, [(reader.line_num, problem)]
+                continue
+            record = dict(zip(header, fields))
+            yield reader.line_num, record, _check_fields(reader.line_num, record)
+    except RecordTooLong:
+        yield 0, None, [(reader.line_num + 1, _record_too_long("the record on this line"))]
+
+
+def _read_jsonl(file):
+    """(line number, record or None, problems) per line; non-string values are kept as their JSON text, as the output
+    writes them, so a record takes about as much memory as its line."""
+    columns = set()
+    for line_number, line in enumerate(file, start=1):
         if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:
+            yield line_number, None, [(line_number, _record_too_long("the line"))]
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            problems.append((line_number, f"not valid JSON ({error.msg})"))
+            yield line_number, None, [(line_number, f"not valid JSON ({error.msg})")]
+            continue
+        except RecursionError:
+            yield line_number, None, [(line_number, "JSON nested too deeply to read")]
             continue
         if not isinstance(record, dict):
-            problems.append((line_number, 'expected a JSON object like {"text": "..."}'))
+            yield line_number, None, [(line_number, 'expected a JSON object like {"text": "..."}')]
             continue
-        rows.append((line_number, record))
-    return rows, problems
+        columns.update(record)
+        if len(columns) > MAX_COLUMNS:
+            yield line_number, None, [(line_number, _too_many_columns(len(columns)))]
+            return
+        problems = _check_fields(line_number, record)
+        yield line_number, {key: value if isinstance(value, str) or value is None else json.dumps(value)
+                            for key, value in record.items()}, problems
 
 
 def _check_fields(line_number, record):
@@ -80,95 +146,234 @@ def _check_fields(line_number, record):
     return problems
 
 
+def _undecodable_offset(path):
+    try:
+        path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return error.start
+    return None
+
+
 def _read_tweets(path):
+    """Rows and problems. Only the first MAX_BATCH_TWEETS rows are kept (and checked); the rest are counted for the
+    message."""
     if path.suffix.lower() not in TWEET_FILE_SUFFIXES:
         return [], [(0, f"{path.name}: upload a .csv file (header with a `text` column) or a .jsonl file")]
+    rows, problems, count = [], [], 0
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        return [], [(0, f"{path.name} is not UTF-8 text (undecodable byte at offset {error.start})")]
-    try:
-        rows, problems = (_read_csv if path.suffix.lower() == ".csv" else _read_jsonl)(text)
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            read_records = _read_csv if path.suffix.lower() == ".csv" else _read_jsonl
+            for line_number, record, record_problems in read_records(file):
+                if record is not None:
+                    count += 1
+                if count <= MAX_BATCH_TWEETS:
+                    problems.extend(record_problems)
+                    if record is not None:
+                        rows.append((line_number, record))
+                if len(problems) >= MAX_PROBLEMS_READ:
+                    problems.append((0, f"{path.name} was read up to line {line_number} only: it has "
+                                        f"{len(problems)} problems by then; fix these first"))
+                    return rows, problems
+    except UnicodeDecodeError:
+        return [], [(0, f"{path.name} is not UTF-8 text (undecodable byte at offset {_undecodable_offset(path)})")]
     except csv.Error as error:
         return [], [(0, f"{path.name} is not a readable CSV file ({error})")]
-    for line_number, record in rows:
-        problems.extend(_check_fields(line_number, record))
-    if not rows and not problems:
+    if not count and not problems:
         problems.append((0, f"{path.name} holds no tweets"))
-    if len(rows) > MAX_BATCH_TWEETS:
-        problems.append((0, f"{path.name} holds {len(rows)} tweets; this demo classifies at most {MAX_BATCH_TWEETS}"))
+    if count > MAX_BATCH_TWEETS:
+        problems.append((0, f"{path.name} holds {count} tweets; this demo classifies at most {MAX_BATCH_TWEETS} "
+                            f"per file: split it"))
     return rows, problems
 
 
-def _index_images(paths):
-    """Map the names a tweets file may use to uploaded images: file names, and paths inside uploaded zips."""
-    available, problems = {}, []
-    for path in map(Path, paths):
-        if path.suffix.lower() != ".zip":
-            available[path.name] = path
-            continue
+class UploadedImage:
+    """An uploaded image file, or a member of an uploaded zip: its size comes from its header, its bytes are read only
+    when its batch is classified."""
+
+    def __init__(self, path=None, archive=None, member=None):
+        self.path, self.archive, self.member = path, archive, member
+        self.file_size = member.file_size if member else 0  # loose files are capped by the upload limit
+        self.dimensions = None  # (width, height) once `read_header` found them
+
+    def read(self):
+        """A path for a loose file; the bytes of a zip member (b"", which the pipeline reports as unreadable, when the
+        member itself cannot be unpacked)."""
+        if self.archive is None:
+            return str(self.path)
         try:
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.infolist():
-                    if not member.is_dir():
-                        available[_normalise_name(member.filename)] = (path, member)
-        except zipfile.BadZipFile:
-            problems.append((0, f"{path.name} is not a valid zip file"))
-    return available, problems
+            return self.archive.read(self.member)
+        except UNREADABLE:
+            return b""
+
+    def read_header(self):
+        """Read the image's width and height from its header (nothing is decoded); a problem text when it has more
+        pixels than MAX_IMAGE_PIXELS, else None (also for a file that is no image: the pipeline says so)."""
+        try:
+            with (open(self.path, "rb") if self.archive is None else self.archive.open(self.member)) as file:
+                self.dimensions = Image.open(file).size
+        except Image.DecompressionBombError:
+            return f"has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, {pixel_cap()}"
+        except UNREADABLE:
+            return None
+        width, height = self.dimensions
+        if width * height > MAX_IMAGE_PIXELS:
+            return f"is {width:,} × {height:,} = {width * height:,} pixels, {pixel_cap()}"
+        return None
+
+    @property
+    def pixels(self):
+        return self.dimensions[0] * self.dimensions[1] if self.dimensions else 0
+
+
+def pixel_cap():
+    return f"over this demo's cap of {MAX_IMAGE_PIXELS:,} pixels ({MAX_IMAGE_SIDE} × {MAX_IMAGE_SIDE}) per image"
+
+
+def oversized_image(path):
+    """Why the image file at `path` is over MAX_IMAGE_PIXELS (from its header, nothing decoded), or None."""
+    return UploadedImage(path=Path(path)).read_header()
+
+
+class Batch:
+    """A tweets file and its uploaded images, checked against the caps; a context manager that closes the zips.
+
+    `rows`: (line number, record) pairs; `images`: one `UploadedImage` or None per row; `columns`: the records' fields
+    in order of appearance. `batches(batch_size)` yields them a batch at a time, with each batch's images read.
+    """
+
+    def __init__(self, rows, images, archives):
+        self.rows, self.images, self.archives = rows, images, archives
+        self.columns = list(dict.fromkeys(key for _, record in rows for key in record))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        for archive in self.archives:
+            archive.close()
+
+    def batches(self, batch_size):
+        """(rows, images) for consecutive batches of at most `batch_size` tweets whose images hold at most
+        MAX_IMAGE_PIXELS pixels and MAX_IMAGE_BYTES bytes read from zips together (or one image alone), so decoding a
+        batch needs about as much memory as the largest image allowed. Images are read as their batch is reached."""
+        start = 0
+        while start < len(self.rows):
+            end, pixels, size = start, 0, 0
+            while end < len(self.rows) and end - start < batch_size:
+                image = self.images[end]
+                if image is not None and end > start and (
+                        pixels + image.pixels > MAX_IMAGE_PIXELS or size + image.file_size > MAX_IMAGE_BYTES):
+                    break
+                if image is not None:
+                    pixels, size = pixels + image.pixels, size + image.file_size
+                end += 1
+            yield self.rows[start:end], [image and image.read() for image in self.images[start:end]]
+            start = end
+
+
+def _open_archives(paths):
+    """Index the uploaded images by the names a tweets file may use: file names, and paths inside uploaded zips.
+
+    Returns ({name: UploadedImage}, open archives, problems). The zip caps are checked from each zip's directory
+    (`zipfile` never unpacks more than a member's listed size) before its members are indexed or anything is
+    unpacked; an upload over a cap raises BatchFileError naming it, with the archives closed.
+    """
+    available, archives, problems = {}, [], []
+    members, unzipped = 0, 0
+    try:
+        for path in map(Path, paths):
+            if path.suffix.lower() != ".zip":
+                available[path.name] = UploadedImage(path=path)
+                continue
+            try:
+                archive = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+                problems.append((0, f"{path.name} is not a valid zip file"))
+                continue
+            archives.append(archive)
+            members += len(archive.infolist())
+            unzipped += sum(member.file_size for member in archive.infolist())
+            _check_zip_caps(path.name, members, unzipped)
+            for member in archive.infolist():
+                if not member.is_dir():
+                    available[_normalise_name(member.filename)] = UploadedImage(archive=archive, member=member)
+    except BaseException:
+        for archive in archives:
+            archive.close()
+        raise
+    return available, archives, problems
+
+
+def _check_zip_caps(name, members, unzipped):
+    """Raise BatchFileError when the zips uploaded so far (up to `name`) hold too many files or unpack to too much."""
+    if members > MAX_ZIP_MEMBERS:
+        raise BatchFileError([(0, f"{name} brings the uploaded zips to {members:,} files, over the cap of "
+                                  f"{MAX_ZIP_MEMBERS:,} files in all zips together; zip only the images the tweets "
+                                  f"name, or classify the file in parts")])
+    if unzipped > MAX_UNZIPPED_BYTES:
+        raise BatchFileError([(0, f"{name} brings the uploaded zips to {_megabytes(unzipped)} uncompressed, over the "
+                                  f"cap of {_megabytes(MAX_UNZIPPED_BYTES)} for all zips together; upload smaller "
+                                  f"images (JPEG or PNG, at most {MAX_IMAGE_SIDE} × {MAX_IMAGE_SIDE}), or classify "
+                                  f"the file in parts")])
 
 
 def _find_images(rows, available):
-    sources, problems = [], []
+    """One UploadedImage or None per row, and the problems: images not uploaded, over the byte or the pixel cap."""
+    images, problems, oversized = [], [], {}
     for line_number, record in rows:
         name = (record.get("image") or "").strip()
-        source = available.get(_normalise_name(name)) if name else None
-        if name and source is None:
+        image = available.get(_normalise_name(name)) if name else None
+        if name and image is None:
             problems.append((line_number, f"image {name!r} was not uploaded (upload the file, or a zip with it)"))
-        elif isinstance(source, tuple) and source[1].file_size > MAX_IMAGE_BYTES:
-            problems.append((line_number, f"image {name!r} is larger than {MAX_IMAGE_BYTES // 2**20} MB"))
-        sources.append(source)
-    return sources, problems
-
-
-def _read_image(source):
-    if isinstance(source, Path):
-        return str(source)
-    zip_path, member = source
-    with zipfile.ZipFile(zip_path) as archive:
-        return archive.read(member)
+        elif image is not None and image.file_size > MAX_IMAGE_BYTES:
+            problems.append((line_number, f"image {name!r} is larger than {MAX_IMAGE_BYTES // 2**20} MB, the cap "
+                                          f"per image; resize it"))
+        elif image is not None:
+            if image not in oversized:
+                oversized[image] = image.read_header()
+            if oversized[image]:
+                problems.append((line_number, f"image {name!r} {oversized[image]}; resize it"))
+        images.append(image)
+    return images, problems
 
 
 def read_batch(tweets_path, image_paths=None):
-    """Read a tweets file and its uploaded images.
+    """Read a tweets file, index its uploaded images and check both against the caps, decoding no image.
 
-    Returns (rows, images): `rows` are (line number, record) pairs, `images` one image (a path or bytes) or None per
-    row. Raises BatchFileError listing every problem found, by line, when the file cannot be classified as it is.
+    Returns a `Batch` (use it as a context manager). Raises BatchFileError listing every problem found, by line, when
+    the file cannot be classified as it is.
     """
     rows, problems = _read_tweets(Path(tweets_path))
-    available, image_problems = _index_images(image_paths or [])
-    sources, missing = _find_images(rows, available)
-    problems += image_problems + missing
-    if problems:
-        raise BatchFileError(problems)
-    return rows, [None if source is None else _read_image(source) for source in sources]
+    available, archives, zip_problems = _open_archives(image_paths or [])
+    try:
+        images, image_problems = _find_images(rows, available)
+        problems += zip_problems + image_problems
+        if problems:
+            raise BatchFileError(problems)
+    except BaseException:
+        for archive in archives:
+            archive.close()
+        raise
+    return Batch(rows, images, archives)
 
 
-def write_predictions(rows, results, label_names, image_errors, path):
+def write_predictions(path, columns, label_names, predictions):
     """Write each tweet's input fields, then its predicted label, class probabilities and whether its image was used.
 
-    `results`: the pipeline's `top_k=None` output, one ranked list of {label, score, image_used} per row;
-    `label_names`: the probability columns, in order; `image_errors`: {row: why its image could not be used}.
+    `columns`: the input fields, in order; `label_names`: the probability columns, in order; `predictions`: an
+    iterable (read as it is written) of (record, ranked, image_error), `ranked` being the pipeline's `top_k=None`
+    output for the tweet and `image_error` why its image could not be used ("" when it was, or there was none).
     """
-    input_columns = list(dict.fromkeys(key for _, record in rows for key in record))
-    columns = input_columns + ["predicted_label"] + [f"p_{name}" for name in label_names]
-    columns += ["image_used", "image_error"]
+    fieldnames = columns + ["predicted_label"] + [f"p_{name}" for name in label_names] + ["image_used", "image_error"]
     with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
+        writer = csv.DictWriter(file, fieldnames=fieldnames)
         writer.writeheader()
-        for row, ((_, record), ranked) in enumerate(zip(rows, results)):
-            fields = {key: value if isinstance(value, str) or value is None else json.dumps(value)
-                      for key, value in record.items()}
+        for record, ranked, image_error in predictions:
+            fields = dict(record)
             fields["predicted_label"] = ranked[0]["label"]
             fields.update({f"p_{entry['label']}": f"{entry['score']:.4f}" for entry in ranked})
-            fields.update(image_used=ranked[0]["image_used"], image_error=image_errors.get(row, ""))
+            fields.update(image_used=ranked[0]["image_used"], image_error=image_error)
             writer.writerow(fields)
