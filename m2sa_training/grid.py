@@ -220,8 +220,9 @@ def record_run(grid, run):
 
 
 def prune(folder, keep):
-    """Delete what a finished run no longer needs: checkpoints and starting towers (`model`), or all but the reports
-    (`results`). The record is written first, so a kill here leaves a finished run."""
+    """Delete what a finished run no longer needs: its checkpoints, the `best/` copy of the model exported at the
+    folder's top, and its starting towers (`model`), or everything but the reports and plots (`results`). The record
+    is written first, so a kill here leaves a finished run."""
     if keep == "all":
         return
     doomed = [*folder.glob("runs/*/checkpoints"), *folder.glob("runs/*/best"), folder / "towers"]
@@ -237,8 +238,8 @@ def prune(folder, keep):
 
 
 def run_grid(grid, runs):
-    """Run what is not finished, one run at a time over all processes; returns {"finished": n, "resumed": n,
-    "started": n, "skipped": n}."""
+    """Run what is not finished, one run at a time over all processes; returns how many runs were skipped (already
+    finished), resumed and started: {"skipped": n, "resumed": n, "started": n}."""
     state = process_state()
     counts = {"skipped": 0, "resumed": 0, "started": 0}
     for index, run in enumerate(runs, 1):
