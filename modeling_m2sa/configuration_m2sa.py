@@ -8,6 +8,8 @@ LABEL_NAMES = ("negative", "neutral", "positive")
 
 POOLING_CHOICES = ("mean", "first_token", "pooler")
 FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
+INFERENCE_BACKENDS = ("fp32", "int8")
+"""How the pipeline runs the model: as saved, or with int8 linear layers (the CPU fast path; see `pipeline_m2sa`)."""
 TEXT_ONLY_FUSION = "concat"
 """The only fusion of a text-only model (`vision_config=None`): its text features pass through unchanged."""
 
@@ -90,6 +92,9 @@ class M2SAConfig(PretrainedConfig):
             Keep the image tower's weights fixed (no gradients, always in eval mode).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation for the fusion head and the learned "no image" embedding.
+        inference_backend (`str`, *optional*, defaults to `"fp32"`):
+            What the pipeline runs on a CPU when not told otherwise: `"fp32"` (the model as saved) or `"int8"` (its
+            linear layers in int8; set by `python -m modeling_m2sa.export --backend int8`).
     """
 
     model_type = "m2sa"
@@ -109,12 +114,14 @@ class M2SAConfig(PretrainedConfig):
         freeze_text_model=False,
         freeze_vision_model=False,
         initializer_range=0.02,
+        inference_backend="fp32",
         **kwargs,
     ):
         for name, value, choices in (
             ("text_pooling", text_pooling, POOLING_CHOICES),
             ("vision_pooling", vision_pooling, POOLING_CHOICES),
             ("fusion_type", fusion_type, FUSION_CHOICES),
+            ("inference_backend", inference_backend, INFERENCE_BACKENDS),
         ):
             if value not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
@@ -144,6 +151,7 @@ class M2SAConfig(PretrainedConfig):
         self.freeze_text_model = freeze_text_model
         self.freeze_vision_model = freeze_vision_model
         self.initializer_range = initializer_range
+        self.inference_backend = inference_backend
         kwargs.setdefault("id2label", dict(enumerate(LABEL_NAMES)))
         kwargs.setdefault("label2id", {name: index for index, name in enumerate(LABEL_NAMES)})
         super().__init__(**kwargs)

@@ -14,6 +14,7 @@ def predict(
     autocast_dtype=None,
     device=None,
     on_invalid_image="raise",
+    backend=None,
 ):
     """Classify tweets, each with an optional image, and return one result per tweet in input order.
 
@@ -27,6 +28,9 @@ def predict(
         device: where to run; defaults to the model's device.
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such tweets from their text and reports the reason in `image_error`.
+        backend: "fp32" or "int8" (linear layers in int8: the CPU fast path; the int8 copy of `model` is made
+            on first use and reused while its weights are unchanged). Default: the model config's
+            `inference_backend` (set by `python -m modeling_m2sa.export`), else "fp32".
 
     Returns:
         A list of dicts: `label`, `score` (its probability), `probabilities` ({label: probability} for all classes),
@@ -40,6 +44,7 @@ def predict(
     ranked_per_tweet = classify(
         [{"text": text, "image": image} for text, image in zip(texts, images)],
         batch_size=batch_size, top_k=None, autocast_dtype=autocast_dtype, on_invalid_image=on_invalid_image,
+        backend=backend,
     )
     results = []
     for ranked in ranked_per_tweet:

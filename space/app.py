@@ -1,6 +1,6 @@
 """M2SA demo: classify a tweet (text and/or image) as negative / neutral / positive, one at a time or from a file.
 
-    python space/app.py [--model HUB_ID_OR_DIR]        # or M2SA_MODEL=...; default: outputs/m2sa-demo
+    python space/app.py [--model HUB_ID_OR_DIR] [--backend int8]   # or M2SA_MODEL=..., M2SA_BACKEND=...
 
 The app is a thin layer over the model's own pipeline, `pipeline(model=..., trust_remote_code=True)`: the code comes
 with the saved model, so this folder deploys as a Space with nothing but its requirements.txt. Gradio reads
@@ -68,9 +68,13 @@ def resolve_model(cli_model, environ, default_dir):
     )
 
 
-def load_pipeline(source):
-    """The model's own `m2sa-sentiment` pipeline (its code is saved with the model), on a GPU when there is one."""
-    return pipeline(model=source, trust_remote_code=True)
+def load_pipeline(source, backend=None):
+    """The model's own `m2sa-sentiment` pipeline (its code is saved with the model), on a GPU when there is one.
+
+    `backend` None runs what the model's config names: "int8" (the CPU fast path, answers within quantization noise
+    of fp32) for a model exported with `python -m modeling_m2sa.export --backend int8`, else "fp32"."""
+    options = {} if backend is None else {"backend": backend}
+    return pipeline(model=source, trust_remote_code=True, **options)
 
 
 def served_model_notice(source):
@@ -306,10 +310,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Hub id or local directory of a saved M2SA model (default: $M2SA_MODEL, "
                                         "else outputs/m2sa-demo from `python train.py`)")
+    parser.add_argument("--backend", choices=("fp32", "int8"), default=os.environ.get("M2SA_BACKEND"),
+                        help="fp32, or int8 (faster on CPUs); default: $M2SA_BACKEND, else what the model's config "
+                             "names (int8 for a model exported with `python -m modeling_m2sa.export`), else fp32")
     args = parser.parse_args(argv)
     source = resolve_model(args.model, os.environ, DEFAULT_MODEL_DIR)
     print(f"Loading M2SA model from {source}", flush=True)
-    serve(build_demo(load_pipeline(source), served_model_notice(source)))
+    serve(build_demo(load_pipeline(source, args.backend), served_model_notice(source)))
 
 
 if __name__ == "__main__":

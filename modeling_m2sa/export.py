@@ -1,0 +1,43 @@
+"""Export a saved M2SA classifier for serving with a chosen inference backend.
+
+    python -m modeling_m2sa.export --model DIR_OR_HUB_ID --out DIR [--backend int8]
+
+The output is the same model (fp32 weights, its processor and code) with `inference_backend` set in its
+`config.json`; `pipeline(model=OUT, trust_remote_code=True)`, `predict` and the Space then run that backend without
+being told. For "int8" the linear layers are quantized when the pipeline first runs (a fraction of a second), not
+stored in int8: the saved weights stay loadable by every transformers version and every device.
+"""
+
+import argparse
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+from .pipeline_m2sa import BACKENDS, CONFIG_BACKEND_KEY, check_backend
+
+
+def export(model_name_or_path, out_dir, backend="int8"):
+    """Save the classifier at `model_name_or_path` and its processor to `out_dir`, set to run `backend`."""
+    check_backend(backend)
+    model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+    setattr(model.config, CONFIG_BACKEND_KEY, backend)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved M2SA classifier: a directory or a Hub id")
+    parser.add_argument("--out", required=True, type=Path, help="directory to write the exported model to")
+    parser.add_argument("--backend", default="int8", choices=BACKENDS, help="backend the exported model runs")
+    args = parser.parse_args(argv)
+    out_dir = export(args.model, args.out, args.backend)
+    print(f"Exported {args.model} to {out_dir} (backend {args.backend}); serve it with "
+          f"pipeline(model={str(out_dir)!r}, trust_remote_code=True) or python space/app.py --model {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
