@@ -144,3 +144,20 @@ def saved_tiny_model_dir(tiny_model_and_processor, tmp_path_factory):
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory):
+    """Small image files by name: `red` (RGB), `green` (RGBA), `noise` (varied pixels) and `corrupt` (not an image)."""
+    from PIL import Image
+
+    directory = tmp_path_factory.mktemp("images")
+    images = {"red": Image.new("RGB", (40, 30), "red"), "green": Image.new("RGBA", (20, 20), "green"),
+              "noise": Image.effect_noise((64, 48), 60)}
+    paths = {}
+    for name, image in images.items():
+        paths[name] = str(directory / f"{name}.png")
+        image.save(paths[name])
+    paths["corrupt"] = str(directory / "corrupt.jpg")
+    (directory / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return paths

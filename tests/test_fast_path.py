@@ -6,7 +6,6 @@ import textwrap
 
 import pytest
 import torch
-from PIL import Image
 from transformers import pipeline
 
 from conftest import run_without_package
@@ -20,18 +19,6 @@ PROBABILITY_TOLERANCE = 0.02
 
 TEXTS = ["Qué día tan bonito en la playa, me encanta!", "ok", "Das ist schrecklich und langweilig, wirklich",
          "kurz", "I love this so much, best day ever! @user http://t.co/abc #happy"]
-
-
-@pytest.fixture(scope="module")
-def image_files(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("fast-path-images")
-    paths = {}
-    for name, image in (("red", Image.new("RGB", (40, 30), "red")), ("noise", Image.effect_noise((64, 48), 60))):
-        paths[name] = str(directory / f"{name}.png")
-        image.save(paths[name])
-    paths["corrupt"] = str(directory / "corrupt.jpg")
-    (directory / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return paths
 
 
 def batches(image_files):

@@ -37,18 +37,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def image_files(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("pipeline-images")
-    paths = {}
-    for name, image in (("red", Image.new("RGB", (40, 30), "red")), ("green", Image.new("RGBA", (20, 20), "green"))):
-        paths[name] = str(directory / f"{name}.png")
-        image.save(paths[name])
-    paths["corrupt"] = str(directory / "corrupt.jpg")
-    (directory / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return paths
-
-
 def pipeline_cases(image_files):
     texts = ["Qué día tan bonito en la playa, me encanta!", "ok", "Das ist schrecklich und langweilig, wirklich",
              "kurz"]
