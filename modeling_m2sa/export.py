@@ -11,16 +11,19 @@ stored in int8: the saved weights stay loadable by every transformers version an
 import argparse
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoProcessor
-
+from .modeling_m2sa import M2SAForSequenceClassification
 from .pipeline_m2sa import BACKENDS, CONFIG_BACKEND_KEY, check_backend
+from .processing_m2sa import M2SAProcessor
 
 
 def export(model_name_or_path, out_dir, backend="int8"):
-    """Save the classifier at `model_name_or_path` and its processor to `out_dir`, set to run `backend`."""
+    """Save the classifier at `model_name_or_path` and its processor to `out_dir`, set to run `backend`.
+
+    They are loaded with this package's classes, so the output carries this version's code (which knows the backends)
+    even when the input was saved by an older one."""
     check_backend(backend)
-    model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, trust_remote_code=True)
-    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+    model = M2SAForSequenceClassification.from_pretrained(model_name_or_path)
+    processor = M2SAProcessor.from_pretrained(model_name_or_path)
     setattr(model.config, CONFIG_BACKEND_KEY, backend)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
