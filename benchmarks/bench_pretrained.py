@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
-from bench_fusion import cell, dataset_settings, pretrained_text_tower, run_setting  # noqa: E402
+from bench_fusion import cell, dataset_settings, pretrained_text_tower, recipe_flags, run_setting  # noqa: E402
 from bench_umsab import UMSAB, tfidf_baseline  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
@@ -50,10 +50,6 @@ def random_weights_tower(pretrained, directory, seed=0):
         AutoModel.from_config(AutoConfig.from_pretrained(pretrained)).save_pretrained(directory)
         AutoTokenizer.from_pretrained(pretrained).save_pretrained(directory)
     return str(directory)
-
-
-def recipe_flags(recipe):
-    return [f"--{name.replace('_', '-')}={value}" for name, value in recipe.items()]
 
 
 def with_text_tower(flags, tower):

@@ -27,7 +27,7 @@ from dataset_script.atomic_files import write_text_atomically
 from .grid_report import write_grid_report
 from .options import NO_VISION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
 from .processes import process_state
-from .run import RUN_CONFIG, run_name, run_training
+from .run import RUN_CONFIG, options_changed_since, run_name, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ def run_status(grid, run, options):
     config_path = folder / RUN_CONFIG
     if not config_path.is_file():
         return "pending"
-    previous = json.loads(config_path.read_text())
-    defaults = TrainingOptions().run_identity()
-    changed = sorted(key for key, value in options.run_identity().items() if previous.get(key, defaults[key]) != value)
+    changed = options_changed_since(config_path, options)
     if changed:
         raise ValueError(
             f"{folder} holds a run of this grid with other options ({', '.join(changed)} differ). Keep the grid's "

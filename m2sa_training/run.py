@@ -28,17 +28,22 @@ def run_name(modality, seed):
     return f"{modality}-seed{seed}"
 
 
+def options_changed_since(config_path, options):
+    """The sorted names of the options that define a run (`run_identity`) and differ from the run saved in
+    `config_path` (a run_config.json)."""
+    previous = json.loads(config_path.read_text())
+    # An option missing from an older run_config.json did not exist then: that run used what is now its default.
+    defaults = TrainingOptions().run_identity()
+    return sorted(key for key, value in options.run_identity().items() if previous.get(key, defaults[key]) != value)
+
+
 def check_output_dir(options):
     """Refuse an output directory that holds a different run, unless --overwrite-output-dir."""
     output_dir = Path(options.output_dir)
     config_path = output_dir / RUN_CONFIG
     if config_path.is_file() and not options.overwrite_output_dir:
-        previous = json.loads(config_path.read_text())
-        # An option missing from an older run_config.json did not exist then: that run used what is now its default.
-        defaults = TrainingOptions().run_identity()
-        previous_identity = {key: previous.get(key, defaults[key]) for key in options.run_identity()}
-        if previous_identity != options.run_identity():
-            changed = sorted(key for key, value in options.run_identity().items() if previous_identity[key] != value)
+        changed = options_changed_since(config_path, options)
+        if changed:
             raise ValueError(
                 f"{output_dir} already holds a different run (options differ: {', '.join(changed)}). Choose another "
                 f"--output-dir, or pass --overwrite-output-dir to replace it."
