@@ -2,6 +2,9 @@
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 LABEL_NAMES = ("negative", "neutral", "positive")
 """The three sentiment classes, in label-id order, shared by the model, the dataset and the metrics."""
@@ -10,6 +13,8 @@ POOLING_CHOICES = ("mean", "first_token", "pooler")
 FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
 INFERENCE_BACKENDS = ("fp32", "int8")
 """How the pipeline runs the model: as saved, or with int8 linear layers (the CPU fast path; see `pipeline_m2sa`)."""
+LEGACY_TRAINING_KEYS = ("freeze_text_model", "freeze_vision_model")
+"""Training choices that older configs saved; they are dropped on load (freezing is `set_tower_freezing`'s job)."""
 TEXT_ONLY_FUSION = "concat"
 """The only fusion of a text-only model (`vision_config=None`): its text features pass through unchanged."""
 
@@ -86,10 +91,6 @@ class M2SAConfig(PretrainedConfig):
             divide `fusion_hidden_size`.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
             Dropout applied to the fused features before the classification layer.
-        freeze_text_model (`bool`, *optional*, defaults to `False`):
-            Keep the text tower's weights fixed (no gradients, always in eval mode).
-        freeze_vision_model (`bool`, *optional*, defaults to `False`):
-            Keep the image tower's weights fixed (no gradients, always in eval mode).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation for the fusion head and the learned "no image" embedding.
         inference_backend (`str`, *optional*, defaults to `"fp32"`):
@@ -111,8 +112,6 @@ class M2SAConfig(PretrainedConfig):
         cross_attention_layers=1,
         cross_attention_heads=None,
         classifier_dropout=0.1,
-        freeze_text_model=False,
-        freeze_vision_model=False,
         initializer_range=0.02,
         inference_backend="fp32",
         **kwargs,
@@ -148,10 +147,15 @@ class M2SAConfig(PretrainedConfig):
         self.vision_pooling = vision_pooling
         self.fusion_type = fusion_type
         self.classifier_dropout = classifier_dropout
-        self.freeze_text_model = freeze_text_model
-        self.freeze_vision_model = freeze_vision_model
         self.initializer_range = initializer_range
         self.inference_backend = inference_backend
+        legacy = [key for key in LEGACY_TRAINING_KEYS if kwargs.pop(key, None) is not None]
+        if legacy:  # a checkpoint saved before freezing left the config, or an old call
+            logger.warning_once(
+                f"{', '.join(legacy)} is no longer part of the M2SA config: the model is fully trainable. To train "
+                f"with a tower frozen, call model.set_tower_freezing(freeze_text_model=..., freeze_vision_model=...) "
+                f"(train.py does this for --freeze-text-model / --freeze-vision-model)."
+            )
         kwargs.setdefault("id2label", dict(enumerate(LABEL_NAMES)))
         kwargs.setdefault("label2id", {name: index for index, name in enumerate(LABEL_NAMES)})
         super().__init__(**kwargs)

@@ -4,7 +4,6 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
-import difflib
 import json
 from dataclasses import dataclass
 
@@ -64,7 +63,7 @@ class M2SAModelOutput(ModelOutput):
 @dataclass
 class M2SASequenceClassifierOutput(ModelOutput):
     r"""
-    loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy loss, when `labels` were given.
+    loss (`torch.FloatTensor` of shape `()`, *optional*): the loss of `config.problem_type`, when `labels` were given.
     logits (`torch.FloatTensor` of shape `(batch, num_labels)`): classification scores (before softmax).
     text_model_output, vision_model_output: the towers' outputs, as in [`M2SAModelOutput`] (the pooled and fused
         features are on `model.m2sa(...)`'s output).
@@ -77,23 +76,6 @@ class M2SASequenceClassifierOutput(ModelOutput):
 
     def to_tuple(self):
         return _nested_to_tuple(self)
-
-
-def reject_unknown_arguments(method_name, unknown, known):
-    """A `TypeError` naming arguments `forward` does not take, with the closest known name for each typo."""
-    if not unknown:
-        return
-    hints = []
-    for name in sorted(unknown):
-        close = difflib.get_close_matches(name, known, n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise TypeError(f"{method_name} got unexpected arguments: {', '.join(hints)}. It takes: {', '.join(known)}.")
-
-
-M2SA_FORWARD_ARGUMENTS = (
-    "input_ids", "attention_mask", "token_type_ids", "pixel_values", "has_image", "text_embeds", "image_embeds",
-    "output_hidden_states", "output_attentions", "return_dict",
-)  # fmt: skip
 
 
 def damaged_safetensors_files(folder):
@@ -306,9 +288,6 @@ class M2SAPreTrainedModel(PreTrainedModel):
             files = "; ".join(f"{file.name} ({reason})" for file, reason in damaged.items())
             raise OSError(f"The model folder {folder} is damaged: truncated or corrupt weights in {files}. "
                           f"{REEXPORT}") from error
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with `output_loading_info=True`
-        # Loading replaces the parameters, which resets `requires_grad`; re-apply the config's freezing.
-        model.base_model.set_tower_freezing()
         return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -339,31 +318,40 @@ class M2SAModel(M2SAPreTrainedModel):
             self.missing_image_embedding = nn.Parameter(torch.zeros(config.vision_config.hidden_size))
         fusion_module = FUSION_MODULES.get(config.fusion_type) if config.vision_config is not None else None
         self.fusion = fusion_module(config) if fusion_module is not None else None
+        self.frozen_towers = frozenset()
         self.post_init()
-        self.set_tower_freezing()
 
     def set_tower_freezing(self, freeze_text_model=None, freeze_vision_model=None):
-        """Freeze or unfreeze the towers; `None` keeps the current `config.freeze_*` value.
+        """Freeze or unfreeze the towers for training; `None` keeps a tower as it is.
 
         A frozen tower gets no gradients and stays in eval mode (no dropout), so its features are deterministic and
-        can be cached.
+        can be cached. Freezing is a training choice, not part of the model: it is not saved, and a model loaded
+        with `from_pretrained` is fully trainable.
         """
-        if freeze_text_model is not None:
-            self.config.freeze_text_model = freeze_text_model
-        if freeze_vision_model is not None:
-            self.config.freeze_vision_model = freeze_vision_model
-        self.text_model.requires_grad_(not self.config.freeze_text_model)
+        frozen = set(self.frozen_towers)
+        for tower, freeze in (("text", freeze_text_model), ("vision", freeze_vision_model)):
+            if freeze is not None:
+                (frozen.add if freeze else frozen.discard)(tower)
+        if self.vision_model is None:
+            frozen.discard("vision")
+        self.frozen_towers = frozenset(frozen)
+        self.text_model.requires_grad_("text" not in frozen)
         if self.vision_model is not None:
-            self.vision_model.requires_grad_(not self.config.freeze_vision_model)
+            self.vision_model.requires_grad_("vision" not in frozen)
         self.train(self.training)
 
     def train(self, mode=True):
         super().train(mode)
-        if self.config.freeze_text_model:
-            self.text_model.eval()
-        if self.vision_model is not None and self.config.freeze_vision_model:
-            self.vision_model.eval()
+        for tower in getattr(self, "frozen_towers", ()):
+            getattr(self, f"{tower}_model").eval()
         return self
+
+    def get_input_embeddings(self):
+        """The text tower's token embeddings (what `resize_token_embeddings` resizes)."""
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.text_model.set_input_embeddings(value)
 
     def _run_text_tower(self, input_ids, attention_mask=None, token_type_ids=None, **tower_options):
         tower_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -418,7 +406,6 @@ class M2SAModel(M2SAPreTrainedModel):
         output_hidden_states=None,
         output_attentions=None,
         return_dict=None,
-        **unexpected,
     ):
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): token ids of the tweets.
@@ -434,10 +421,7 @@ class M2SAModel(M2SAPreTrainedModel):
         output_hidden_states, output_attentions (`bool`): passed to the towers; their outputs are returned as
             `text_model_output` and `vision_model_output`.
         return_dict (`bool`): False returns a tuple (nested tower outputs as tuples), as transformers models do.
-
-        Any other keyword argument raises `TypeError` (a misspelt `pixel_value` would otherwise be ignored).
         """
-        reject_unknown_arguments(f"{type(self).__name__}.forward", unexpected, M2SA_FORWARD_ARGUMENTS)
         if self.config.fusion_type == "cross_attention" and (text_embeds is not None or image_embeds is not None):
             raise ValueError(
                 "fusion_type='cross_attention' reads the towers' token and patch states, so it cannot use precomputed "
@@ -564,13 +548,14 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
         output_hidden_states=None,
         output_attentions=None,
         return_dict=None,
-        **unexpected,
     ):
         r"""
-        Inputs as in [`M2SAModel.forward`]. `labels` (`torch.LongTensor` of shape `(batch,)`) in `[0, num_labels)`
-        adds the cross-entropy loss to the output. Unknown keyword arguments raise `TypeError`.
+        Inputs as in [`M2SAModel.forward`]. `labels` adds the loss to the output, chosen by `config.problem_type` as
+        transformers' `*ForSequenceClassification` models choose it: `"single_label_classification"` (class ids
+        `(batch,)`, cross-entropy), `"multi_label_classification"` (`(batch, num_labels)` floats in [0, 1], binary
+        cross-entropy) or `"regression"` (`(batch,)` floats with `num_labels=1`, mean squared error); when unset, it
+        is inferred from `num_labels` and the labels' dtype.
         """
-        reject_unknown_arguments(f"{type(self).__name__}.forward", unexpected, (*M2SA_FORWARD_ARGUMENTS, "labels"))
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.m2sa(
             input_ids=input_ids,
@@ -589,8 +574,8 @@ class M2SAForSequenceClassification(M2SAPreTrainedModel):
         else:
             logits = self.head(outputs.fused_embeds)
         loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device))
+        if labels is not None:  # as every `*ForSequenceClassification`: the loss follows `config.problem_type`
+            loss = self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config)
         output = M2SASequenceClassifierOutput(loss=loss, logits=logits, text_model_output=outputs.text_model_output,
                                               vision_model_output=outputs.vision_model_output)
         return output if return_dict else output.to_tuple()

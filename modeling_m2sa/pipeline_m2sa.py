@@ -21,7 +21,8 @@ from torch import nn
 from transformers import Pipeline
 
 from .configuration_m2sa import INFERENCE_BACKENDS as BACKENDS
-from .processing_m2sa import INVALID_IMAGE_POLICIES
+from .errors_m2sa import M2SAError
+from .processing_m2sa import check_invalid_image_policy, check_tweets
 
 PIPELINE_TASK = "m2sa-sentiment"
 DEFAULT_BATCH_SIZE = 32
@@ -50,9 +51,10 @@ _int8_copies = weakref.WeakKeyDictionary()  # model -> (weights fingerprint, its
 def check_backend(backend):
     """`backend` if it is one of BACKENDS; otherwise a ValueError that names the choices."""
     if backend not in BACKENDS:
-        raise ValueError(
+        raise M2SAError(
             f"backend must be one of {list(BACKENDS)}, got {backend!r}: 'fp32' runs the model as saved, 'int8' runs "
-            f"its linear layers in int8 on the CPU (faster, answers within quantization noise of fp32)."
+            f"its linear layers in int8 on the CPU (faster, answers within quantization noise of fp32).",
+            code="invalid_option"
         )
     return backend
 
@@ -112,9 +114,9 @@ def model_for_backend(model, backend):
     if check_backend(backend) == "fp32":
         return model
     if model.device.type != "cpu":
-        raise ValueError(
+        raise M2SAError(
             f"backend='int8' runs on the CPU only, but the model is on {model.device}; use backend='fp32' there "
-            f"(or autocast_dtype='bf16' on a GPU)."
+            f"(or autocast_dtype='bf16' on a GPU).", code="invalid_option"
         )
     fingerprint = _linear_weights_fingerprint(model)
     cached = _int8_copies.get(model)
@@ -148,9 +150,9 @@ def as_tweet(item, index):
     if isinstance(item, dict):
         unknown = sorted(set(item) - set(TWEET_KEYS))
         if unknown:
-            raise ValueError(
+            raise M2SAError(
                 f"Tweet {index} has unknown keys {unknown}; a tweet is {{'text': ..., 'image': ...}} (for a "
-                f"`datasets` dataset, pass `dataset.select_columns(['text', 'image'])`)."
+                f"`datasets` dataset, pass `dataset.select_columns(['text', 'image'])`).", code="invalid_tweet"
             )
         text = item.get("text")
         if text is not None and not isinstance(text, str):
@@ -162,24 +164,40 @@ def as_tweet(item, index):
     )
 
 
+def default_score_function(config):
+    """What `text-classification` applies to a model's logits when not told: none for regression, sigmoid for
+    multi-label (or a single output), softmax otherwise."""
+    if config.problem_type == "regression":
+        return "none"
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
 class M2SASentimentPipeline(Pipeline):
     """Classify tweets, each a text, an image or both, as negative / neutral / positive.
 
-    Tweets are sorted by token count and batched (`batch_size`, default 32) so each batch pads only to its longest
-    tweet; results come back in input order.
+    Follows the `Pipeline` contract: `preprocess` takes one tweet, `_forward` a batch, `postprocess` gives one result
+    per tweet. Tweets are sorted by token count and batched (`batch_size`, default 32) so each batch pads only to its
+    longest tweet; `num_workers` > 0 preprocesses (decodes images) in DataLoader workers; results come back in input
+    order.
 
-    Call parameters (also accepted when the pipeline is built):
-        top_k: not given: one `{label, score, image_used, image_error}` per tweet; an int or None: the best `top_k`
-            (None: all) labels per tweet, as a list of such dicts sorted by score.
-        function_to_apply: "softmax" (default), "sigmoid" or "none" (raw logits), as in `text-classification`.
+    Call parameters (also accepted when the pipeline is built, with `device`):
+        top_k: not given: one `{label, score, image_used, image_error, image_error_code}` per tweet; an int or None:
+            the best `top_k` (None: all) labels per tweet, as a list of such dicts sorted by score.
+        function_to_apply: "softmax", "sigmoid" or "none" (raw logits), as in `text-classification`; by default
+            chosen from the model's `problem_type` as `text-classification` does.
+        batch_size, num_workers: as for every pipeline.
+        truncation, max_length, padding and the tokenizer's other kwargs: as `text-classification` takes them
+            (default: truncated to the processor's `max_length`).
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
-            "text_only" classifies such a tweet from its text and says why in `image_error`.
+            "text_only" classifies such a tweet from its text and says why in `image_error` (`image_error_code`
+            names the reason: "missing_file", "unsupported_type", "undecodable" or "too_large").
         autocast_dtype: None (full precision) or "bf16" (bfloat16 autocast; fast on GPUs and CPUs with AVX512-BF16).
         backend: "fp32" (the model as saved) or "int8" (its linear layers in int8, see `Int8Linear`: the CPU fast
             path, answers within quantization noise of fp32; the int8 copy is made on first use and kept). Default:
             the model config's `inference_backend` (set by `python -m modeling_m2sa.export --backend int8`) on a
             CPU, else "fp32".
-        max_length: tokens read per tweet (default: the processor's `max_length`).
     """
 
     _load_processor = True
@@ -190,23 +208,21 @@ class M2SASentimentPipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.processor is None:
-            raise ValueError("M2SASentimentPipeline needs the model's M2SAProcessor: pass processor=... .")
+            raise M2SAError("M2SASentimentPipeline needs the model's M2SAProcessor: pass processor=... .",
+                            code="no_processor")
         self.model.eval()
 
     def _sanitize_parameters(self, top_k="", function_to_apply=None, on_invalid_image=None, autocast_dtype=None,
-                             max_length=None, backend=None):
-        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+                             backend=None, **tokenizer_kwargs):
+        preprocess_params, forward_params, postprocess_params = dict(tokenizer_kwargs), {}, {}
         if on_invalid_image is not None:
-            if on_invalid_image not in INVALID_IMAGE_POLICIES:
-                raise ValueError(
-                    f"on_invalid_image must be one of {INVALID_IMAGE_POLICIES}, got {on_invalid_image!r}."
-                )
-            preprocess_params["on_invalid_image"] = on_invalid_image
-        if max_length is not None:
-            preprocess_params["max_length"] = max_length
+            preprocess_params["on_invalid_image"] = check_invalid_image_policy(on_invalid_image)
+        if tokenizer_kwargs:
+            self.processor.merged_kwargs(**tokenizer_kwargs)  # an unknown or misspelt kwarg fails now, named
         if autocast_dtype is not None:
             if autocast_dtype not in AUTOCAST_DTYPES:
-                raise ValueError(f"autocast_dtype must be one of {list(AUTOCAST_DTYPES)}, got {autocast_dtype!r}.")
+                raise M2SAError(f"autocast_dtype must be one of {list(AUTOCAST_DTYPES)}, got {autocast_dtype!r}.",
+                                code="invalid_option")
             forward_params["autocast_dtype"] = autocast_dtype
             if AUTOCAST_DTYPES[autocast_dtype] is not None and self.device.type == "cpu" and not cpu_has_native_bf16():
                 warnings.warn(
@@ -218,16 +234,18 @@ class M2SASentimentPipeline(Pipeline):
             forward_params["backend"] = check_backend(backend)
         if top_k is None or isinstance(top_k, int):
             if top_k is not None and top_k < 1:
-                raise ValueError(f"top_k must be at least 1 (or None for every label), got {top_k}.")
+                raise M2SAError(f"top_k must be at least 1 (or None for every label), got {top_k}.",
+                                code="invalid_option")
             postprocess_params["top_k"] = top_k
         if function_to_apply is not None:
             name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
             if name not in SCORE_FUNCTIONS:
-                raise ValueError(f"function_to_apply must be one of {list(SCORE_FUNCTIONS)}, got {function_to_apply!r}.")
+                raise M2SAError(f"function_to_apply must be one of {list(SCORE_FUNCTIONS)}, got "
+                                f"{function_to_apply!r}.", code="invalid_option")
             postprocess_params["function_to_apply"] = name
         return preprocess_params, forward_params, postprocess_params
 
-    def __call__(self, inputs, batch_size=None, **kwargs):
+    def __call__(self, inputs, batch_size=None, num_workers=None, **kwargs):
         """Classify one tweet (a string or a `{"text", "image"}` dict), a list of them, or a generator / `datasets`
         dataset of them (then results are yielded as they are ready). See the class docstring for the parameters.
 
@@ -237,79 +255,69 @@ class M2SASentimentPipeline(Pipeline):
         if batch_size is None:
             batch_size = self._batch_size or DEFAULT_BATCH_SIZE
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+            raise M2SAError(f"batch_size must be at least 1, got {batch_size}.", code="invalid_option")
+        num_workers = num_workers if num_workers is not None else (self._num_workers or 0)
         call_params = self._sanitize_parameters(**kwargs)
         params = [{**defaults, **given} for defaults, given in zip(
             (self._preprocess_params, self._forward_params, self._postprocess_params), call_params)]
         if isinstance(inputs, (str, dict)):
-            result = self.classify_tweets([as_tweet(inputs, 0)], [0], batch_size, *params)[0]
+            result = self.classify_tweets([as_tweet(inputs, 0)], [0], batch_size, num_workers, *params)[0]
             return [result] if isinstance(result, dict) else result
         if isinstance(inputs, (list, tuple)):
             tweets = [as_tweet(item, index) for index, item in enumerate(inputs)]
-            return self.classify_tweets(tweets, list(range(len(tweets))), batch_size, *params)
+            return self.classify_tweets(tweets, list(range(len(tweets))), batch_size, num_workers, *params)
         if hasattr(inputs, "__iter__"):  # a generator, a `datasets` dataset, ...
-            return self.classify_stream(inputs, batch_size, *params)
+            return self.classify_stream(inputs, batch_size, num_workers, *params)
         raise TypeError(f"Cannot classify a {type(inputs).__name__}; pass a tweet, a list of tweets or an iterable.")
 
-    def classify_stream(self, inputs, batch_size, preprocess_params, forward_params, postprocess_params):
+    def classify_stream(self, inputs, batch_size, num_workers, *params):
         """Results of an iterable of tweets, `batch_size` tweets at a time, without reading it all first."""
         chunk, row_ids = [], []
         for index, item in enumerate(inputs):
             chunk.append(as_tweet(item, index))
             row_ids.append(index)
             if len(chunk) == batch_size:
-                yield from self.classify_tweets(chunk, row_ids, batch_size, preprocess_params, forward_params,
-                                                postprocess_params)
+                yield from self.classify_tweets(chunk, row_ids, batch_size, num_workers, *params)
                 chunk, row_ids = [], []
         if chunk:
-            yield from self.classify_tweets(chunk, row_ids, batch_size, preprocess_params, forward_params,
-                                            postprocess_params)
+            yield from self.classify_tweets(chunk, row_ids, batch_size, num_workers, *params)
 
-    def check_tweets(self, tweets, row_ids):
-        if self.model.config.vision_config is None:
-            with_image = [row for row, (_, image) in zip(row_ids, tweets) if image is not None]
-            if with_image:
-                raise ValueError(
-                    f"This model is text-only (vision_config=None), but tweets {with_image[:10]} have an image; "
-                    f"pass their text alone."
-                )
-        empty = [row for row, (text, image) in zip(row_ids, tweets) if not text.strip() and image is None]
-        if empty:
-            raise ValueError(
-                f"Tweets {', '.join(map(str, empty[:10]))}{'...' if len(empty) > 10 else ''} have empty text and no "
-                f"image, so there is nothing to classify. Remove them or give them a text or an image."
-            )
-
-    def classify_tweets(self, tweets, row_ids, batch_size, preprocess_params, forward_params, postprocess_params):
+    def classify_tweets(self, tweets, row_ids, batch_size, num_workers, preprocess_params, forward_params,
+                        postprocess_params):
         """One result per (text, image) tweet, in order; batches are formed longest-first to pad little."""
-        self.check_tweets(tweets, row_ids)
-        texts = [text for text, _ in tweets]
+        check_tweets([text for text, _ in tweets], [image is not None for _, image in tweets], row_ids,
+                     text_only_model=self.model.config.vision_config is None)
+        tokenizer_kwargs = {key: value for key, value in preprocess_params.items() if key != "on_invalid_image"}
         token_counts = [len(ids) for ids in self.processor.tokenize(
-            texts, padding=False, return_tensors=None, max_length=preprocess_params.get("max_length"))["input_ids"]]
+            [text for text, _ in tweets], **{**tokenizer_kwargs, "padding": False, "return_tensors": None}
+        )["input_ids"]]
         order = sorted(range(len(tweets)), key=token_counts.__getitem__, reverse=True)
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=None, num_workers=num_workers,
+            collate_fn=lambda positions: collate_tweets(
+                [self.preprocess(tweets[position], row_id=row_ids[position], **preprocess_params)
+                 for position in positions], self.processor.tokenizer),
+        )
         results = [None] * len(tweets)
-        for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
-            batch = [tweets[position] for position in positions]
-            model_inputs = self.preprocess(batch, row_ids=[row_ids[position] for position in positions],
-                                           **preprocess_params)
+        for positions, model_inputs in zip(batches, loader):
             model_outputs = self.forward(model_inputs, **forward_params)
             for position, result in zip(positions, self.postprocess(model_outputs, **postprocess_params)):
                 results[position] = result
         return results
 
-    def preprocess(self, tweets, row_ids=None, on_invalid_image="raise", max_length=None):
-        """Model inputs of a batch of (text, image) tweets, and which images could be used."""
-        texts = [text for text, _ in tweets]
-        images = [image for _, image in tweets]
-        row_ids = list(range(len(tweets))) if row_ids is None else row_ids
+    def preprocess(self, tweet, row_id=0, on_invalid_image="raise", **tokenizer_kwargs):
+        """Model inputs of one tweet (a string, a `{"text", "image"}` dict or a `(text, image)` pair), unpadded, and
+        whether its image could be used."""
+        text, image = tweet if isinstance(tweet, tuple) else as_tweet(tweet, row_id)
         encoded = self.processor.encode_tweets(
-            texts, images if any(image is not None for image in images) else None,
-            on_invalid_image=on_invalid_image, row_ids=row_ids, max_length=max_length,
+            [text], None if image is None else [image], row_ids=[row_id], on_invalid_image=on_invalid_image,
+            **{"padding": False, **tokenizer_kwargs},
         )
-        image_errors = [encoded.image_errors.get(row) for row in row_ids]
-        image_used = [image is not None and error is None for image, error in zip(images, image_errors)]
-        return {"model_inputs": dict(encoded.inputs), "image_used": image_used, "image_errors": image_errors}
+        problem = encoded.image_problems.get(row_id)
+        return {"model_inputs": encoded.inputs, "image_used": image is not None and problem is None,
+                "image_error": None if problem is None else str(problem),
+                "image_error_code": None if problem is None else problem.code}
 
     def get_inference_context(self):
         return torch.inference_mode
@@ -319,22 +327,45 @@ class M2SASentimentPipeline(Pipeline):
         if backend is None:  # an int8 export served on a GPU runs fp32 there: int8 is the CPU fast path
             backend = configured_backend(self.model.config) if self.device.type == "cpu" else "fp32"
         if backend != "fp32" and dtype is not None:
-            raise ValueError(f"backend={backend!r} already sets the arithmetic; leave autocast_dtype unset with it "
-                             f"(or use backend='fp32' with autocast_dtype={autocast_dtype!r}).")
+            raise M2SAError(f"backend={backend!r} already sets the arithmetic; leave autocast_dtype unset with it "
+                            f"(or use backend='fp32' with autocast_dtype={autocast_dtype!r}).", code="invalid_option")
         model = model_for_backend(self.model, backend)
         with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(**model_inputs["model_inputs"]).logits
-        return {"logits": logits.float(), "image_used": model_inputs["image_used"],
-                "image_errors": model_inputs["image_errors"]}
+        return {"logits": logits.float(), **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
 
-    def postprocess(self, model_outputs, top_k="", function_to_apply="softmax"):
+    def postprocess(self, model_outputs, top_k="", function_to_apply=None):
         """One result per tweet of the batch: its best label (`top_k` not given) or its `top_k` labels by score."""
-        id2label = self.model.config.id2label
-        scores = SCORE_FUNCTIONS[function_to_apply](model_outputs["logits"])
+        config = self.model.config
+        scores = SCORE_FUNCTIONS[function_to_apply or default_score_function(config)](model_outputs["logits"])
         results = []
-        for row, image_used, image_error in zip(scores, model_outputs["image_used"], model_outputs["image_errors"]):
-            image = {"image_used": image_used, "image_error": image_error}
-            ranked = [{"label": id2label[int(k)], "score": float(row[k]), **image}
+        for row, *status in zip(scores, *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
+            image = dict(zip(TWEET_STATUS_KEYS, status))
+            ranked = [{"label": config.id2label[int(k)], "score": float(row[k]), **image}
                       for k in row.argsort(descending=True)]
             results.append(ranked[0] if top_k == "" else ranked[:top_k])
         return results
+
+
+TWEET_STATUS_KEYS = ("image_used", "image_error", "image_error_code")
+"""What each result says about its tweet's image, next to the label and score."""
+
+
+def collate_tweets(preprocessed, tokenizer):
+    """One batch from `preprocess` outputs: token ids padded to the longest tweet, pixel values stacked with zeros
+    where a tweet has no image (none at all when no tweet has one)."""
+    inputs = [item["model_inputs"] for item in preprocessed]
+    text_keys = [key for key in inputs[0] if key not in ("has_image", "pixel_values")]
+    batch = dict(tokenizer.pad([{key: one[key][0] for key in text_keys} for one in inputs], padding=True,
+                               return_tensors="pt"))
+    batch["has_image"] = torch.cat([one["has_image"] for one in inputs])
+    pixels = [one.get("pixel_values") for one in inputs]
+    present = [tensor for tensor in pixels if tensor is not None]
+    if present:
+        shape, dtype = present[0].shape[1:], present[0].dtype
+        batch["pixel_values"] = torch.cat([tensor if tensor is not None else torch.zeros(1, *shape, dtype=dtype)
+                                           for tensor in pixels])
+    collated = {"model_inputs": batch}
+    for key in TWEET_STATUS_KEYS:
+        collated[key] = [item[key] for item in preprocessed]
+    return collated

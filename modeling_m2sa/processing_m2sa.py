@@ -1,8 +1,10 @@
 """Turns tweets (text + optional image) into M2SA model inputs: dynamically padded token ids and RGB pixel values."""
 
+import difflib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,7 +15,9 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessorPi
 from transformers.dynamic_module_utils import get_relative_imports
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, ProcessorMixin, TextKwargs
+
+from .errors_m2sa import M2SAError
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 PROCESSOR_CONFIG = "processor_config.json"
@@ -22,8 +26,9 @@ HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-class InvalidImageError(ValueError):
-    """An image that cannot be used: missing file, undecodable or truncated bytes, or too large."""
+class InvalidImageError(M2SAError):
+    """An image that cannot be used; `code` says why: "missing_file", "unsupported_type", "undecodable" (not an image,
+    or truncated bytes) or "too_large" (over Pillow's decompression-bomb limit)."""
 
 
 def _open_image(image, where):
@@ -34,7 +39,7 @@ def _open_image(image, where):
             return _open_image(image["bytes"], where)
         if image.get("path") is not None:
             return _open_image(image["path"], where)
-        raise InvalidImageError(f"{where} is a dict without 'bytes' or 'path'.")
+        raise InvalidImageError(f"{where} is a dict without 'bytes' or 'path'.", code="unsupported_type")
     if isinstance(image, np.ndarray):
         return Image.fromarray(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -42,11 +47,12 @@ def _open_image(image, where):
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
-            raise InvalidImageError(f"{where}: no file at {str(path)!r}. Check the path, or pass None for no image.")
+            raise InvalidImageError(f"{where}: no file at {str(path)!r}. Check the path, or pass None for no image.",
+                                    code="missing_file")
         return Image.open(path)
     raise InvalidImageError(
         f"{where} has unsupported type {type(image).__name__}; pass a PIL image, a file path, bytes, a numpy array "
-        f"or None."
+        f"or None.", code="unsupported_type"
     )
 
 
@@ -80,17 +86,53 @@ def load_image(image, index=None):
         opened.load()
         return _to_rgb(ImageOps.exif_transpose(opened))
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(f"{where} is too large to decode safely ({error}). Resize it first.") from error
+        raise InvalidImageError(f"{where} is too large to decode safely ({error}). Resize it first.",
+                                code="too_large") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if isinstance(error, InvalidImageError):
             raise
         raise InvalidImageError(
             f"{where} could not be decoded ({error}). Pass a complete JPEG/PNG/GIF/WebP image, or None to classify "
-            f"the tweet from its text alone."
+            f"the tweet from its text alone.", code="undecodable"
         ) from error
 
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
+
+
+def check_invalid_image_policy(on_invalid_image):
+    if on_invalid_image not in INVALID_IMAGE_POLICIES:
+        raise M2SAError(f"on_invalid_image must be one of {INVALID_IMAGE_POLICIES}, got {on_invalid_image!r}: "
+                        f"'raise' stops at an unusable image, 'text_only' classifies its tweet from the text.",
+                        code="invalid_option")
+    return on_invalid_image
+
+
+def is_empty_tweet(text, has_image):
+    """The rule for a tweet with nothing to classify: no image and a text that is empty or only whitespace."""
+    return not has_image and not (text or "").strip()
+
+
+def check_tweets(texts, has_images, row_ids, text_only_model):
+    """Refuse tweets a model cannot classify, naming them: any image given to a text-only model ("text_only_model"),
+    and tweets with empty text and no image ("empty_tweet")."""
+    if text_only_model:
+        with_image = [row for row, has_image in zip(row_ids, has_images) if has_image]
+        if with_image:
+            raise M2SAError(
+                f"This model is text-only (vision_config=None), but tweets {with_image[:10]} have an image; "
+                f"pass their text alone.", code="text_only_model"
+            )
+    empty = [row for row, text, has_image in zip(row_ids, texts, has_images) if is_empty_tweet(text, has_image)]
+    if empty:
+        raise M2SAError(
+            f"Tweets {_first_rows(empty)} have empty text and no image, so there is nothing to classify. Remove them "
+            f"or give them a text or an image.", code="empty_tweet"
+        )
+
+
+def _first_rows(rows, limit=10):
+    return ", ".join(map(str, rows[:limit])) + ("..." if len(rows) > limit else "")
 
 
 def as_text_list(text):
@@ -108,17 +150,18 @@ def as_image_list(images, num_texts, single_text):
         images = [images]
     images = list(images)
     if len(images) != num_texts:
-        raise ValueError(
-            f"Got {num_texts} texts and {len(images)} images; pass one image (or None) per text, in the same order."
+        raise M2SAError(
+            f"Got {num_texts} texts and {len(images)} images; pass one image (or None) per text, in the same order.",
+            code="length_mismatch"
         )
     return images
 
 
 def decode_images(images, row_ids, on_invalid_image):
-    """Each image decoded once to RGB (None where absent or, with `"text_only"`, unusable) and {row id: reason}."""
-    if on_invalid_image not in INVALID_IMAGE_POLICIES:
-        raise ValueError(f"on_invalid_image must be one of {INVALID_IMAGE_POLICIES}, got {on_invalid_image!r}.")
-    decoded, image_errors = [], {}
+    """Each image decoded once to RGB (None where absent or, with `"text_only"`, unusable) and {row id:
+    `InvalidImageError`} for the unusable ones."""
+    check_invalid_image_policy(on_invalid_image)
+    decoded, image_problems = [], {}
     for row_id, image in zip(row_ids, images):
         if image is not None:
             try:
@@ -126,10 +169,10 @@ def decode_images(images, row_ids, on_invalid_image):
             except InvalidImageError as error:
                 if on_invalid_image == "raise":
                     raise
-                image_errors[row_id] = str(error)
+                image_problems[row_id] = error
                 image = None
         decoded.append(image)
-    return decoded, image_errors
+    return decoded, image_problems
 
 
 def saved_folder(name_or_path, subfolder=None):
@@ -191,26 +234,92 @@ class EncodedTweets(NamedTuple):
     """What `M2SAProcessor.encode_tweets` returns: the model inputs and why some images could not be used."""
 
     inputs: BatchFeature
-    image_errors: dict
-    """{row id: reason} for every image that was given but could not be used (empty with `on_invalid_image="raise"`)."""
+    image_problems: dict
+    """{row id: `InvalidImageError`} for every image that was given but could not be used (its `code` and message;
+    empty with `on_invalid_image="raise"`)."""
+
+    @property
+    def image_errors(self):
+        """{row id: reason message} of `image_problems`."""
+        return {row: str(problem) for row, problem in self.image_problems.items()}
+
+
+class M2SAImagesKwargs(ImagesKwargs, total=False):
+    """The image processor's standard kwargs, plus what to do with an image that cannot be used.
+
+    on_invalid_image (`str`, *optional*, defaults to `"raise"`):
+        "raise" stops at the first unusable image with its row and reason; "text_only" encodes that tweet as one
+        without an image (`has_image=False`) and warns with the reasons ([`M2SAProcessor.encode_tweets`] returns them).
+    """
+
+    on_invalid_image: str
+
+
+class M2SAProcessingKwargs(ProcessingKwargs, total=False):
+    """The kwargs `M2SAProcessor.__call__` takes, routed as transformers routes them: the tokenizer's (`padding`,
+    `truncation`, `max_length`, `return_attention_mask`, ...) to the tokenizer, the image processor's to it,
+    `return_tensors` to both."""
+
+    text_kwargs: TextKwargs
+    images_kwargs: M2SAImagesKwargs
+
+
+PROCESSOR_ONLY_IMAGE_KWARGS = ("on_invalid_image",)
+"""Image kwargs the processor handles itself (the image processor never sees them)."""
+
+
+def _looks_like_text(value):
+    """A string or a list of strings/None: a tweet text or a batch of them (a string may also be an image path)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and all(item is None or isinstance(item, str) for item in value)
+
+
+def _converted(values, return_tensors):
+    """A torch tensor as `return_tensors` asks: torch ("pt"), numpy ("np") or per-row Python/numpy values (None)."""
+    return_tensors = getattr(return_tensors, "value", return_tensors)  # a `TensorType` or its string
+    if return_tensors == "pt":
+        return values
+    if return_tensors == "np":
+        return values.numpy()
+    return [row.numpy() if row.dim() else row.item() for row in values]
 
 
 class M2SAProcessor(ProcessorMixin):
     r"""
-    Wraps the text tower's tokenizer and the image tower's image processor.
+    Wraps the text tower's tokenizer and the image tower's image processor, with `ProcessorMixin`'s conventions:
 
-    Texts are truncated to `max_length` tokens and padded to the longest text in the batch (never to a fixed length).
-    Images are converted to RGB (see [`load_image`]); tweets without an image get a zero image and `has_image=False`.
+        processor(images=images, text=texts, return_tensors="pt", padding=True)
+
+    takes the tokenizer's kwargs (`padding`, `truncation`, `max_length`, `return_attention_mask`, ...) and the image
+    processor's, routed as every transformers processor routes them (also as `text_kwargs={...}` /
+    `images_kwargs={...}`). Defaults: texts truncated to `max_length` tokens and padded to the longest text in the
+    batch (never to a fixed length), PyTorch tensors. What M2SA adds: each tweet's image is optional (`images` holds
+    one image or None per text; tweets without one get zero pixels and `has_image=False`), images are converted to
+    RGB (see [`load_image`]), and `on_invalid_image` says what to do with an image that cannot be used.
 
     Args:
         image_processor: the image tower's image processor (unused by a text-only model).
         tokenizer: the text tower's tokenizer.
-        max_length (`int`, *optional*, defaults to 128): maximum number of tokens per tweet.
+        max_length (`int`, *optional*, defaults to 128): maximum number of tokens per tweet (saved with the
+            processor).
     """
+
+    valid_processor_kwargs = M2SAProcessingKwargs
 
     def __init__(self, image_processor=None, tokenizer=None, max_length=128, **kwargs):
         self.max_length = max_length
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    @property
+    def text_kwargs(self):
+        """The tokenizer's defaults (lowest priority in `_merge_kwargs`): truncate to `max_length`, pad to the
+        longest, PyTorch tensors."""
+        return {"padding": True, "truncation": True, "max_length": self.max_length, "return_tensors": "pt"}
+
+    @property
+    def images_kwargs(self):
+        return {"return_tensors": "pt", "on_invalid_image": "raise"}
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -235,17 +344,38 @@ class M2SAProcessor(ProcessorMixin):
             image_processor = AutoImageProcessor.from_pretrained(vision_model_name_or_path)
         return cls(image_processor=image_processor, tokenizer=tokenizer, max_length=max_length)
 
-    def tokenize(self, texts, max_length=None, padding=True, return_tensors="pt"):
-        """Token ids of `texts`, truncated to `max_length` (default `self.max_length`) and padded to the longest."""
-        return self.tokenizer(
-            as_text_list(texts),
-            padding=padding,
-            truncation=True,
-            max_length=max_length or self.max_length,
-            return_tensors=return_tensors,
-        )
+    def valid_call_kwargs(self):
+        """Every keyword `__call__` accepts: the modality dicts, the processor's own and the components' kwargs."""
+        names = set(M2SAProcessingKwargs.__annotations__) | {"common_kwargs"}
+        for typed_dict, component in ((TextKwargs, self.tokenizer), (M2SAImagesKwargs, self.image_processor)):
+            names |= set(typed_dict.__annotations__)
+            names |= set(getattr(getattr(component, "valid_kwargs", None), "__annotations__", {}))
+        return sorted(names - {"videos_kwargs", "audio_kwargs"})
 
-    def encode_tweets(self, texts, images=None, *, on_invalid_image="raise", row_ids=None, max_length=None):
+    def merged_kwargs(self, **kwargs):
+        """{"text_kwargs": ..., "images_kwargs": ...} for this call, as `ProcessorMixin._merge_kwargs` merges them
+        (call kwargs over the tokenizer's init kwargs over the processor's defaults); an unknown kwarg raises, naming
+        the closest valid one."""
+        valid = self.valid_call_kwargs()
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, valid, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {', '.join(hints)}; it takes images, "
+                            f"text and the tokenizer's and image processor's kwargs ({', '.join(valid)}).")
+        merged = self._merge_kwargs(M2SAProcessingKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        if merged["text_kwargs"].get("max_length") is None:  # `max_length=None` means the saved one, as it always has
+            merged["text_kwargs"]["max_length"] = self.max_length
+        return merged
+
+    def tokenize(self, texts, **text_kwargs):
+        """Token ids of `texts` with the processor's defaults (truncated to `max_length`, padded to the longest) and
+        any tokenizer kwargs given."""
+        return self.tokenizer(as_text_list(texts), **self.merged_kwargs(**text_kwargs)["text_kwargs"])
+
+    def encode_tweets(self, texts, images=None, *, row_ids=None, **kwargs):
         """Model inputs for a batch of tweets: the one place where texts and images become tensors.
 
         Args:
@@ -253,55 +383,97 @@ class M2SAProcessor(ProcessorMixin):
                 (for callers that already have the text features).
             images: None, or one image (PIL, path, bytes, numpy array, `datasets` image dict) or None per tweet.
                 Each image is decoded once.
-            on_invalid_image: "raise" stops at the first unusable image with its row id and reason; "text_only"
-                treats such a tweet as one without an image and reports why in `image_errors`.
-            row_ids: how rows are named in errors and in `image_errors` (default: their positions 0..n-1).
-            max_length: overrides `self.max_length` for this call.
+            row_ids: how rows are named in errors and in `image_problems` (default: their positions 0..n-1).
+            kwargs: as `__call__` takes them, `on_invalid_image` included: "raise" stops at the first unusable image
+                with its row id and reason; "text_only" treats such a tweet as one without an image and returns why
+                in `image_problems`.
 
         Returns:
             [`EncodedTweets`]: `inputs` (`input_ids`, `attention_mask` unless `texts` is None; `has_image`
             `(batch,)`; `pixel_values` `(batch, 3, H, W)` with zeros where a tweet has no image, only when some tweet
-            has one) and `image_errors` ({row id: reason}).
+            has one) and `image_problems` ({row id: `InvalidImageError`}).
         """
         if texts is None and images is None:
-            raise ValueError("Pass tweet texts, images, or both.")
+            raise M2SAError("Pass tweet texts, images, or both.", code="no_input")
+        merged = self.merged_kwargs(**kwargs)
+        text_kwargs, images_kwargs = merged["text_kwargs"], merged["images_kwargs"]
+        on_invalid_image = images_kwargs.pop("on_invalid_image")
+        return_tensors = images_kwargs.pop("return_tensors", None)
         num_rows = len(texts) if texts is not None else len(images)
         row_ids = list(range(num_rows)) if row_ids is None else list(row_ids)
         if len(row_ids) != num_rows:
-            raise ValueError(f"Got {num_rows} tweets and {len(row_ids)} row ids; pass one row id per tweet.")
+            raise M2SAError(f"Got {num_rows} tweets and {len(row_ids)} row ids; pass one row id per tweet.",
+                            code="length_mismatch")
         data = {}
         if texts is not None:
-            data.update(self.tokenize(texts, max_length=max_length))
-        decoded, image_errors = decode_images(as_image_list(images, num_rows, False), row_ids, on_invalid_image)
+            data.update(self.tokenizer(as_text_list(texts), **text_kwargs))
+        decoded, image_problems = decode_images(as_image_list(images, num_rows, False), row_ids, on_invalid_image)
         has_image = torch.tensor([image is not None for image in decoded], dtype=torch.bool)
-        data["has_image"] = has_image
+        data["has_image"] = _converted(has_image, return_tensors)
         present = [image for image in decoded if image is not None]
         if present:
-            present_pixels = self.image_processor(images=present, return_tensors="pt")["pixel_values"]
+            present_pixels = self.image_processor(images=present, **images_kwargs, return_tensors="pt")["pixel_values"]
             pixel_values = present_pixels.new_zeros((num_rows, *present_pixels.shape[1:]))
             pixel_values[has_image] = present_pixels
-            data["pixel_values"] = pixel_values
-        return EncodedTweets(BatchFeature(data=data), image_errors)
+            data["pixel_values"] = _converted(pixel_values, return_tensors)
+        return EncodedTweets(BatchFeature(data=data), image_problems)
 
-    def __call__(self, text=None, images=None, max_length=None, return_tensors="pt", **kwargs):
-        """Model inputs for a batch of tweets; an unusable image raises `InvalidImageError`.
+    def __call__(self, images=None, text=None, *args, **kwargs):
+        """Model inputs for a batch of tweets, as `ProcessorMixin.__call__` takes them.
 
         Args:
+            images: None, or one image (PIL, path, bytes, array, `datasets` image dict) or None per tweet.
             text: a tweet or a list of tweets (None or "" for a tweet that is only an image).
-            images: None, or one image (PIL, path, bytes, array) or None per tweet.
-            max_length: overrides `self.max_length` for this call.
+            kwargs: the tokenizer's kwargs (`padding`, `truncation`, `max_length`, `return_attention_mask`, ...), the
+                image processor's, `return_tensors` ("pt", "np" or None), `text_kwargs` / `images_kwargs` dicts, and
+                `on_invalid_image` ("raise", the default, raises `InvalidImageError`; "text_only" encodes such a tweet
+                without its image and warns why).
+
+        The transformers 5 positional order is `processor(images, text)`. The older `processor(text, images)` still
+        works, with a `FutureWarning`, when the types tell which is which (texts first, then something only an image
+        can be); otherwise pass them by keyword.
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, `has_image` and, when any tweet has an image,
-            `pixel_values`. Use [`encode_tweets`] to classify tweets with unusable images from their text instead.
+            `pixel_values`. Use [`encode_tweets`] to get the reasons for unusable images as values.
         """
-        if return_tensors != "pt":
-            raise ValueError("M2SAProcessor returns PyTorch tensors only; use return_tensors='pt'.")
-        if kwargs:
-            raise TypeError(f"Unexpected arguments {sorted(kwargs)}; M2SAProcessor takes text, images and max_length.")
+        images, text = self._inputs_in_order(images, text, args)
         texts = as_text_list(text)
         image_list = as_image_list(images, len(texts), single_text=isinstance(text, str))
-        return self.encode_tweets(texts, image_list, max_length=max_length).inputs
+        encoded = self.encode_tweets(texts, image_list, **kwargs)
+        if encoded.image_problems:
+            warnings.warn(
+                "Some images could not be used and their tweets were encoded without an image: "
+                + "; ".join(f"{row}: {problem} [{problem.code}]" for row, problem in encoded.image_problems.items()),
+                stacklevel=2,
+            )
+        return encoded.inputs
+
+    @staticmethod
+    def _inputs_in_order(images, text, extra_args):
+        if extra_args:
+            raise TypeError("M2SAProcessor takes two positional arguments, images and text; pass the rest by keyword.")
+        if images is None or text is not None and not _looks_like_text(images):
+            if images is None and text is None:
+                raise M2SAError("Pass tweet texts, images, or both: processor(images=..., text=...).", code="no_input")
+            return images, text
+        if text is None:
+            if _looks_like_text(images) and not all(
+                    item is None or Path(item).is_file() for item in ([images] if isinstance(images, str) else images)):
+                raise M2SAError(
+                    "processor(x) reads its first positional argument as images (the transformers 5 order), and "
+                    f"{images!r:.60} is not a file. Pass tweet texts by keyword: processor(text=...).",
+                    code="ambiguous_arguments"
+                )
+            return images, text
+        if _looks_like_text(images) and not _looks_like_text(text):
+            warnings.warn(
+                "processor(text, images) is the old positional order; transformers 5 processors take (images, text). "
+                "Pass them by keyword, processor(text=..., images=...), to be unambiguous.",
+                FutureWarning, stacklevel=3,
+            )
+            return text, images
+        return images, text
 
     @property
     def model_input_names(self):

@@ -117,7 +117,9 @@ def test_cross_attention_refuses_cached_features_with_what_to_do(tiny_towers, pr
 
 @pytest.mark.parametrize("fusion_type", FUSION_CHOICES)
 def test_frozen_towers_get_no_gradient_and_the_fusion_learns(tiny_towers, processor, fusion_type):
-    model = build(tiny_towers, fusion_type, freeze_text_model=True, freeze_vision_model=True).train()
+    model = build(tiny_towers, fusion_type)
+    model.set_tower_freezing(freeze_text_model=True, freeze_vision_model=True)
+    model.train()
     loss = model(**batch_of(processor), labels=torch.tensor([2, 0, 1, 1])).loss
     loss.backward()
     for name, parameter in model.named_parameters():

@@ -110,7 +110,7 @@ def test_single_tweet_gives_a_list_of_one_result(child_results, tiny_model_and_p
     (reference,) = predict(model, processor, [text])
     assert child_results["single"] == [
         {"label": reference["label"], "score": pytest.approx(reference["score"], abs=1e-6), "image_used": False,
-         "image_error": None}
+         "image_error": None, "image_error_code": None}
     ]
     (with_image,) = child_results["single_with_image"]
     assert with_image["image_used"] is True
@@ -135,7 +135,7 @@ def test_top_k_and_function_to_apply_follow_text_classification(pipe, image_file
     with torch.no_grad():
         logits = pipe.model(**inputs).logits[0]
     (best,) = pipe(tweet)
-    assert set(best) == {"label", "score", "image_used", "image_error"}
+    assert set(best) == {"label", "score", "image_used", "image_error", "image_error_code"}
     assert best["label"] == pipe.model.config.id2label[int(logits.argmax())]
     assert best["score"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-6)
     top_two = pipe(tweet, top_k=2)
