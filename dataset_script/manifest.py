@@ -11,6 +11,7 @@ sets overlap, so splits are derived from the tweet id (see `splits.py`).
 
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from dataset_script.jsonl import iter_jsonl, require_keys
 from dataset_script.schema import M2SA_CITATION, RowFault, Source, SourceInfo, TweetRecord, translated_config
 
 _MEMBER_NAME = re.compile(r"(?:(?P<target>[a-z]{2})_mt\.)?\d+\.(?P<dataset>[^@/]+)@(?P<file>[^/]+)\.json")
+_DAMAGED_ARCHIVE = (zipfile.BadZipFile, zlib.error, EOFError)
+"""What `zipfile` raises for a file that is not a zip, or for a member whose bytes were cut short or changed
+("Bad CRC-32", "Error -3 while decompressing data", "Unexpected end of stream")."""
 
 MANIFEST_SOURCE_INFO = SourceInfo(
     name="M2SA release",
@@ -59,23 +63,34 @@ def _parse_member_name(member: str) -> re.Match:
     return match
 
 
+def _member_entries(archive: zipfile.ZipFile, member: str, zip_name: str) -> Iterator[ManifestEntry]:
+    match = _parse_member_name(member)
+    target = match["target"]
+    with archive.open(member) as raw:
+        lines = (line.decode("utf-8") for line in raw)
+        for line_number, value in iter_jsonl(lines, f"{zip_name}:{member}"):
+            where = f"{zip_name}:{member}:{line_number}"
+            require_keys(value, ("tweetid", "ds_language", "label"), where)
+            tweet_id, language = str(value["tweetid"]), value["ds_language"]
+            if not tweet_id.isdigit():
+                raise ValueError(f"{where}: tweetid {tweet_id!r} is not a tweet id (digits).")
+            if target is not None and language != target:
+                raise ValueError(f"{where}: ds_language {language!r} in a file of the {target}_mt set.")
+            yield ManifestEntry(tweet_id, language, value["label"], match["dataset"], target is not None, where)
+
+
 def _manifest_entries(zip_path: Path) -> Iterator[ManifestEntry]:
-    with zipfile.ZipFile(zip_path) as archive:
-        members = sorted(name for name in archive.namelist() if not name.endswith("/"))
-        for member in members:
-            match = _parse_member_name(member)
-            target = match["target"]
-            with archive.open(member) as raw:
-                lines = (line.decode("utf-8") for line in raw)
-                for line_number, value in iter_jsonl(lines, f"{zip_path.name}:{member}"):
-                    where = f"{zip_path.name}:{member}:{line_number}"
-                    require_keys(value, ("tweetid", "ds_language", "label"), where)
-                    tweet_id, language = str(value["tweetid"]), value["ds_language"]
-                    if not tweet_id.isdigit():
-                        raise ValueError(f"{where}: tweetid {tweet_id!r} is not a tweet id (digits).")
-                    if target is not None and language != target:
-                        raise ValueError(f"{where}: ds_language {language!r} in a file of the {target}_mt set.")
-                    yield ManifestEntry(tweet_id, language, value["label"], match["dataset"], target is not None, where)
+    member = None
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            for member in sorted(name for name in archive.namelist() if not name.endswith("/")):
+                yield from _member_entries(archive, member, zip_path.name)
+    except _DAMAGED_ARCHIVE as error:
+        damaged = "cannot be opened as a zip archive" if member is None else f"is damaged (in {member!r})"
+        raise ValueError(
+            f"Manifest {zip_path} {damaged}: {error}. The file was probably cut short or "
+            f"corrupted in transfer: download the release's final_dataset.zip again and check it with `unzip -t`."
+        ) from error
 
 
 def read_manifest(zip_path: Path) -> Iterator[ManifestEntry]:

@@ -4,6 +4,7 @@ plus the reader on the real release manifest in ../shared/data (skipped when abs
 import io
 import json
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -226,6 +227,39 @@ def test_malformed_manifest_is_an_error_naming_the_line(tmp_path, member, conten
     with zipfile.ZipFile(manifest, "w") as archive:
         archive.writestr(member, content)
     with pytest.raises(ValueError, match=message):
+        list(read_manifest(manifest))
+
+
+def _damaged_manifest(path: Path, compression: int) -> None:
+    """A manifest whose member bytes changed after it was written (as a bad download or disk would change them)."""
+    lines = "".join(_manifest_line(BASE_ID + i, "de", LABELS[i % 3]) for i in range(200))
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        archive.writestr("github_dataset/1.src@f.json", lines)
+        (info,) = archive.infolist()
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0xFF  # middle of the member data
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"])
+def test_damaged_manifest_archive_is_reported_as_damaged_with_what_to_do(tmp_path, compression):
+    manifest = tmp_path / "final_dataset.zip"
+    _damaged_manifest(manifest, compression)
+    with pytest.raises(ValueError) as raised:
+        list(read_manifest(manifest))
+    message = str(raised.value)
+    assert message.startswith(f"Manifest {manifest} is damaged (in 'github_dataset/1.src@f.json'): ")
+    assert "download the release's final_dataset.zip again" in message and "could not be decoded" not in message
+    assert isinstance(raised.value.__cause__, (zipfile.BadZipFile, zlib.error))
+    if compression == zipfile.ZIP_STORED:  # the bytes still inflate: only the checksum tells
+        assert "Bad CRC-32" in message
+
+
+def test_manifest_that_is_not_a_zip_archive_is_reported(tmp_path):
+    manifest = tmp_path / "final_dataset.zip"
+    manifest.write_bytes(b"<html>rate limited</html>")
+    not_a_zip = r"cannot be opened as a zip archive: File is not a zip file\. .*download .* again"
+    with pytest.raises(ValueError, match=not_a_zip):
         list(read_manifest(manifest))
 
 

@@ -1,6 +1,9 @@
 """The model card: YAML metadata the Hub parses (model-index included) and the sections of its body."""
 
+import configparser
+import inspect
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -9,7 +12,10 @@ from PIL import Image
 
 from conftest import run_without_package
 from m2sa_training.evaluation import aggregate_runs, compute_metrics
-from m2sa_training.model_card import SYNTHETIC_DEMO_TAG, render_model_card
+from m2sa_training import model_card
+from m2sa_training.model_card import MODEL_CARD_TEMPLATE, SYNTHETIC_DEMO_TAG, render_model_card
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = [0, 1, 2, 2, 1, 0]
 LANGUAGES = ["en", "en", "de", "de", "es", "es"]
@@ -189,3 +195,74 @@ def test_card_names_the_fusion_type_and_the_lora_settings():
     assert 'fusion_type="late"' in late and "takes the text layer's logits alone" in late and "LoRA" not in late
     _, paper = _front_matter(_card())
     assert 'fusion_type="concat"' in paper and "concatenated" in paper
+
+
+def test_the_template_file_renders_the_card_and_holds_its_prose(monkeypatch, tmp_path):
+    template = MODEL_CARD_TEMPLATE.read_text(encoding="utf-8")
+    module_source = inspect.getsource(model_card)
+    for prose in ("## How to use", "## Limitations", "concatenated", "Demo model: its answers", "without `peft`"):
+        assert prose in template and prose not in module_source
+    edited = tmp_path / "card_template.md"
+    edited.write_text(template.replace("## Citation", "## Only in the edited template\n\n## Citation"))
+    monkeypatch.setattr(model_card, "MODEL_CARD_TEMPLATE", edited)
+    card = _card()
+    assert "\n## Only in the edited template\n\n## Citation\n" in card
+    data = ModelCard(card).data  # the metadata still parses back, model-index included
+    assert data.model_name == "someone/m2sa-xlmr-clip" and len(data.eval_results) == 2 * 5
+    assert {result.dataset_split for result in data.eval_results} == {"validation", "test"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"synthetic_demo": True, "fusion_type": "late"}, {"vision_tower": None, "results": {}, "training_args": {}}],
+    ids=["multimodal", "demo-late", "text-only-empty"],
+)
+def test_rendered_card_has_no_template_leftovers_and_tidy_whitespace(overrides):
+    card = _card(**overrides)
+    assert "{{" not in card and "{%" not in card and "%}" not in card
+    assert card.endswith("```\n") and not card.endswith("\n\n")
+    assert "\n\n\n" not in card and " \n" not in card
+    headings = [line for line in card.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## How to use",
+        "## Training data",
+        "## Training hyper-parameters",
+        "## Evaluation results",
+        "## Intended use",
+        "## Limitations",
+        "## Citation",
+    ]
+
+
+def test_card_sentences_follow_the_model():
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "towers": "text and vision", "target_modules": "q,v"}
+    _, body = _front_matter(_card(label_names=("bad", "meh", "good"), fusion_type="cross_attention", lora=lora))
+    assert "classifies tweets as **bad**, **meh**, **good** from their text + image." in body
+    assert "`openai/clip-vit-base-patch32`" in body and 'fusion_type="cross_attention"' in body
+    assert "The text and vision tower(s) were fine-tuned with LoRA (r=4, alpha=8, dropout 0.1, target modules q,v);" in (
+        body
+    )
+    assert "Trained on [`someone/m2sa-tweets`](https://huggingface.co/datasets/someone/m2sa-tweets)" in body
+    assert "tweets in these languages: `de`, `en`, `es`." in body
+    _, text_only = _front_matter(_card(vision_tower=None, languages=[], lora=lora))
+    assert "from their text." in text_only and "only (a text-only M2SA model)" in text_only
+    assert "tweets in these languages: not recorded." in text_only
+    assert "with an optional image" not in text_only and "**Images**: this model reads the text only" in text_only
+
+
+def test_unknown_fusion_type_is_refused():
+    with pytest.raises(ValueError, match="fusion_type must be one of"):
+        _card(fusion_type="sum")
+
+
+def test_template_and_license_ship_with_the_package():
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    package_data = setup["options.package_data"]["m2sa_training"].split()
+    assert MODEL_CARD_TEMPLATE.name in package_data and MODEL_CARD_TEMPLATE.parent.name == "m2sa_training"
+    assert setup["metadata"]["license_files"].split() == ["LICENSE"]
+    license_text = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    assert "END OF TERMS AND CONDITIONS" in license_text and len(license_text.splitlines()) == 202
+    metadata, _ = _front_matter(_card())  # the card states the licence the package ships
+    assert metadata["license"] == setup["metadata"]["license"].lower() == "apache-2.0"
