@@ -137,11 +137,23 @@ def warning(message):
     return f"⚠️ {message}"
 
 
-def image_problem(reason, name):
-    """Why an uploaded image can't be used (the pipeline's `image_error`), for people: no paths, no indices."""
-    if "too large" in reason:
+def image_problem(code, name):
+    """Why an uploaded image can't be used (the pipeline's `image_error_code`), for people: no paths, no indices."""
+    if code == "too_large":
         return f"{name} is too large to decode safely; resize it to a few megapixels"
     return f"{name} is not a readable image (not a complete JPEG, PNG, GIF or WebP file)"
+
+
+def image_error_code(result):
+    """The reason code of a result's unusable image (None when it was usable); models saved before the pipeline gave
+    codes give only a message, read as undecodable."""
+    return result.get("image_error_code") or (result["image_error"] and "undecodable")
+
+
+TWEET_PROBLEMS = {  # the pipeline's reason codes for a tweet it refuses, in the Space's words
+    "empty_tweet": "Type a tweet or add an image: there is nothing to classify yet.",
+    "text_only_model": "This model reads text only; remove the image.",
+}
 
 
 def label_names_of(classify):
@@ -152,28 +164,26 @@ def label_names_of(classify):
 def classify_tweet(classify, text, image_path):
     """Single-tweet handler: (Label value, breakdown markdown, message markdown)."""
     text = text or ""
-    if not text.strip() and not image_path:
-        return None, "", warning("Type a tweet or add an image: there is nothing to classify yet.")
-    if image_path and classify.model.config.vision_config is None:
-        return None, "", warning("This model reads text only; remove the image.")
     oversized = image_path and oversized_image(image_path)
     if oversized:
         return None, "", warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}. Resize it, "
                                  f"or remove the image to classify the text alone.")
-    inputs = []
-    if text.strip():
-        inputs.append(("text alone", {"text": text}))
-    if image_path:
-        inputs.append(("image alone", {"text": "", "image": image_path}))
-    if text.strip() and image_path:
-        inputs.append(("both", {"text": text, "image": image_path}))
-    results = classify([tweet for _, tweet in inputs], top_k=None, on_invalid_image="text_only",
-                       batch_size=BATCH_SIZE)
-    image_error = results[-1][0]["image_error"]
-    if image_error:
+    tweet = {"text": text, "image": image_path or None}
+    inputs = [("text alone", {"text": text}), ("image alone", {"text": "", "image": image_path})] if (
+        text.strip() and image_path) else []
+    inputs.append(("both" if inputs else "image alone" if image_path else "text alone", tweet))
+    try:
+        results = classify([tweet for _, tweet in inputs], top_k=None, on_invalid_image="text_only",
+                           batch_size=BATCH_SIZE)
+    except ValueError as error:  # the pipeline's rules for tweets it refuses, read by their code
+        if getattr(error, "code", None) not in TWEET_PROBLEMS:
+            raise
+        return None, "", warning(TWEET_PROBLEMS[error.code])
+    code = image_error_code(results[-1][0])
+    if code:
         return None, "", warning(
-            f"{image_problem(image_error, Path(image_path).name)}. Upload a picture, or remove the image to classify "
-            f"the text alone."
+            f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove the image to "
+            f"classify the text alone."
         )
     label_names = label_names_of(classify)
     rows = [(name, ranked) for (name, _), ranked in zip(inputs, results)]
@@ -205,7 +215,8 @@ def classify_file(classify, tweets_path, image_paths, output_root):
             results = classify([{"text": text, "image": image} for text, image in zip(texts, images)], top_k=None,
                                on_invalid_image="text_only", batch_size=BATCH_SIZE)
             for (line, record), text, ranked in zip(rows, texts, results):
-                image_error = ranked[0]["image_error"] and image_problem(ranked[0]["image_error"], record["image"])
+                code = image_error_code(ranked[0])
+                image_error = code and image_problem(code, record["image"])
                 if image_error:
                     image_error_lines.append(str(line))
                     if not text.strip():
