@@ -99,6 +99,8 @@ class M2SAConfig(PretrainedConfig):
     """
 
     model_type = "m2sa"
+    # `Trainer.predict` / `evaluate` gather only the logits, not every batch's tower states.
+    keys_to_ignore_at_inference = ["text_model_output", "vision_model_output"]
     sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
 
     def __init__(
