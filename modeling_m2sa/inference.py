@@ -49,13 +49,6 @@ def predict(
     results = []
     for ranked in ranked_per_tweet:
         best = ranked[0]
-        probabilities = {entry["label"]: entry["score"] for entry in ranked}
-        results.append({
-            "label": best["label"],
-            "score": best["score"],
-            "probabilities": {model.config.id2label[k]: probabilities[model.config.id2label[k]]
-                              for k in range(model.config.num_labels)},
-            "image_used": best["image_used"],
-            "image_error": best["image_error"],
-        })
+        results.append({"label": best["label"], "score": best["score"], "probabilities": classify.scores_by_label(ranked),
+                        "image_used": best["image_used"], "image_error": best["image_error"]})
     return results

@@ -346,6 +346,12 @@ class M2SASentimentPipeline(Pipeline):
             results.append(ranked[0] if top_k == "" else ranked[:top_k])
         return results
 
+    def scores_by_label(self, ranked):
+        """{label: score} in the model's label order, from one tweet's `top_k=None` result."""
+        scores = {entry["label"]: entry["score"] for entry in ranked}
+        id2label = self.model.config.id2label
+        return {id2label[index]: scores[id2label[index]] for index in range(self.model.config.num_labels)}
+
 
 TWEET_STATUS_KEYS = ("image_used", "image_error", "image_error_code")
 """What each result says about its tweet's image, next to the label and score."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 from huggingface_hub import ModelCard, SpaceCard
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from PIL import Image, ImageDraw
 from transformers import pipeline
 
@@ -80,10 +80,15 @@ def load_pipeline(source, backend=None):
 def served_model_notice(source):
     """A note for the page when the served model was trained on the synthetic demo set (its card's tags say so)."""
     card_path = Path(source) / "README.md" if Path(source).is_dir() else source
+    if Path(source).is_dir() and not card_path.is_file():
+        return ""
     try:
         tags = ModelCard.load(card_path).data.tags or []
-    except (OSError, ValueError, HfHubHTTPError):  # no card to read: nothing known to warn about
+    except (FileNotFoundError, EntryNotFoundError):  # the model has no card: nothing known to warn about
         return ""
+    except (OSError, ValueError, HfHubHTTPError) as error:  # a card that exists but cannot be read says nothing
+        return (f"⚠️ The model card of {source} could not be read ({type(error).__name__}), so this page cannot tell "
+                f"whether the model was trained on real tweets or on the synthetic demo set.")
     return SYNTHETIC_DEMO_NOTICE if SYNTHETIC_DEMO_TAG in tags else ""
 
 
@@ -117,18 +122,12 @@ def _percent(probability):
     return f"{100 * probability:.1f}%"
 
 
-def label_scores(ranked, label_names):
-    """{label: score} in the model's label order, from the pipeline's `top_k=None` result for one tweet."""
-    scores = {entry["label"]: entry["score"] for entry in ranked}
-    return {name: scores[name] for name in label_names}
-
-
-def breakdown_table(rows, label_names):
+def breakdown_table(classify, rows):
     """Markdown table of (input, ranked labels) pairs: what each modality alone, and both together, say."""
+    label_names = label_names_of(classify)
     lines = ["| input | sentiment | " + " | ".join(label_names) + " |", "|---" * (2 + len(label_names)) + "|"]
     for name, ranked in rows:
-        scores = label_scores(ranked, label_names)
-        cells = [name, f"**{ranked[0]['label']}**"] + [_percent(scores[k]) for k in label_names]
+        cells = [name, f"**{ranked[0]['label']}**"] + list(map(_percent, classify.scores_by_label(ranked).values()))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -185,7 +184,6 @@ def classify_tweet(classify, text, image_path):
             f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove the image to "
             f"classify the text alone."
         )
-    label_names = label_names_of(classify)
     rows = [(name, ranked) for (name, _), ranked in zip(inputs, results)]
     message = ""
     processor = classify.processor
@@ -193,7 +191,7 @@ def classify_tweet(classify, text, image_path):
         processor.max_length
     ):
         message = f"ℹ️ Long text: the model reads its first {processor.max_length} tokens."
-    return label_scores(rows[-1][1], label_names), breakdown_table(rows, label_names), message
+    return classify.scores_by_label(rows[-1][1]), breakdown_table(classify, rows), message
 
 
 def classify_file(classify, tweets_path, image_paths, output_root):
@@ -222,7 +220,7 @@ def classify_file(classify, tweets_path, image_paths, output_root):
                     if not text.strip():
                         unclassifiable.append((line, f"{image_error}, and the text is empty"))
                 preview.append([line, text[:80], ranked[0]["label"],
-                                *map(_percent, label_scores(ranked, label_names).values())])
+                                *map(_percent, classify.scores_by_label(ranked).values())])
                 yield record, ranked, image_error or ""
 
     output_dir = None

@@ -343,3 +343,19 @@ def test_browser_example_fills_the_inputs(page):
     expect(page.locator("#tweet-image img")).to_be_visible()
     page.locator("#classify").click()
     expect(page.locator("#breakdown")).to_contain_text("both", timeout=30_000)
+
+
+def test_a_card_that_cannot_be_read_is_said_not_taken_for_a_real_model(saved_tiny_model_dir, tmp_path, monkeypatch):
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    model = tmp_path / "model"
+    shutil.copytree(saved_tiny_model_dir, model)
+    (model / "README.md").write_text("---\ntags:\n- m2sa\n---\n# a model\n")
+
+    def unreachable(*args, **kwargs):
+        raise HfHubHTTPError("503 Service Unavailable", response=httpx.Response(503, request=httpx.Request("GET", "https://huggingface.co")))
+
+    monkeypatch.setattr(space_app.ModelCard, "load", unreachable)
+    notice = space_app.served_model_notice(str(model))
+    assert "could not be read (HfHubHTTPError)" in notice and "synthetic demo set" in notice
