@@ -112,17 +112,20 @@ def test_aggregated_results_give_means_in_the_metadata_and_spread_in_the_body():
     assert len(ModelCard(card).data.eval_results) == 5
 
 
+CARD_HEADINGS = [
+    "## How to use",
+    "## Training data",
+    "## Training hyper-parameters",
+    "## Evaluation results",
+    "## Intended use",
+    "## Limitations",
+    "## Citation",
+]
+
+
 def test_body_has_usage_data_hyperparameters_results_and_citation():
     _, body = _front_matter(_card())
-    for heading in (
-        "## How to use",
-        "## Training data",
-        "## Training hyper-parameters",
-        "## Evaluation results",
-        "## Intended use",
-        "## Limitations",
-        "## Citation",
-    ):
+    for heading in CARD_HEADINGS:
         assert heading in body
     for auto_class in ("AutoModelForSequenceClassification", "AutoProcessor"):
         assert f'{auto_class}.from_pretrained("someone/m2sa-xlmr-clip", trust_remote_code=True)' in body
@@ -223,15 +226,7 @@ def test_rendered_card_has_no_template_leftovers_and_tidy_whitespace(overrides):
     assert card.endswith("```\n") and not card.endswith("\n\n")
     assert "\n\n\n" not in card and " \n" not in card
     headings = [line for line in card.splitlines() if line.startswith("## ")]
-    assert headings == [
-        "## How to use",
-        "## Training data",
-        "## Training hyper-parameters",
-        "## Evaluation results",
-        "## Intended use",
-        "## Limitations",
-        "## Citation",
-    ]
+    assert headings == CARD_HEADINGS
 
 
 def test_card_sentences_follow_the_model():
