@@ -23,6 +23,7 @@ import transformers
 from m2sa_training.options import parse_options
 from m2sa_training.processes import process_state
 from m2sa_training.run import run_training
+from modeling_m2sa.errors_m2sa import M2SAError
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
     try:
         options = parse_options(argv)
         outcome = run_training(options)
-    except ValueError as error:
+    except M2SAError as error:  # a mistake in what the user gave: the message says what to do; anything else is a bug
         sys.exit(f"error: {error}")
     if not process_state().is_main_process:
         return

@@ -2,6 +2,8 @@
 
 import torch
 
+from modeling_m2sa.errors_m2sa import M2SAError
+
 
 def has_images(split):
     """Whether any row of the split has an image."""
@@ -35,10 +37,11 @@ def check_label_names(split, model_config):
     dataset_names = list(getattr(label_feature, "names", None) or [])
     model_names = [model_config.id2label[index] for index in range(model_config.num_labels)]
     if dataset_names != model_names:
-        raise ValueError(
+        raise M2SAError(
             f"The dataset's labels {dataset_names or '(no ClassLabel `label` column)'} do not match the model's "
             f"labels {model_names} (id order matters). Use a dataset whose `label` column is a ClassLabel with "
-            f"names {model_names}, e.g. one built with dataset_script/build.py."
+            f"names {model_names}, e.g. one built with dataset_script/build.py.",
+            code="label_mismatch",
         )
     return dataset_names
 

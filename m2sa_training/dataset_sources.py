@@ -13,7 +13,7 @@ read into the M2SA schema, so the collator, metrics and reports downstream read 
 
 Splits are train / validation / test (aliases such as `dev` renamed). A config without validation or test rows gets
 them carved from its train rows by the dataset builder's rule (`dataset_script.splits.carve_splits`). Whatever cannot
-be read this way stops with a ValueError naming the input and the flag to use, before any training time is spent.
+be read this way stops with an `M2SAError` naming the input and the flag to use, before any training time is spent.
 """
 
 import hashlib
@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 
 from dataset_script.schema import ALL_CONFIG, LABEL_NAMES, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
 from dataset_script.splits import CARVED_FRACTIONS, carve_splits
+from modeling_m2sa.errors_m2sa import M2SAError
+
 from .processes import process_state
 
 logger = logging.getLogger(__name__)
@@ -79,10 +81,11 @@ def dataset_configs(dataset):
     try:
         return datasets.get_dataset_config_names(dataset)
     except Exception as error:  # datasets raises several types for "not there"; all mean the same to the user
-        raise ValueError(
+        raise M2SAError(
             f"Could not open the dataset {dataset!r} ({type(error).__name__}: {error}). Pass a Hub dataset id (needs "
             f"network access), a local directory (built with `python dataset_script/build.py`, or any folder "
-            f"`datasets.load_dataset` reads) or a data file ending in {', '.join(FILE_BUILDERS)}."
+            f"`datasets.load_dataset` reads) or a data file ending in {', '.join(FILE_BUILDERS)}.",
+            code="dataset_not_found",
         ) from error
 
 
@@ -101,14 +104,16 @@ def resolve_configs(languages, include_translated, available, dataset_config=Non
         if name not in available:
             base = name.removesuffix(TRANSLATED_SUFFIX)
             if dataset_config is None and name != ALL_CONFIG and base not in M2SA_LANGUAGES:
-                raise ValueError(
+                raise M2SAError(
                     f"Unknown language code {name!r}. Use 'all' or one of the M2SA languages: "
                     f"{', '.join(M2SA_LANGUAGES)} (add '_mt' for a machine-translated set), or a config of the "
-                    f"dataset: {', '.join(sorted(available))}."
+                    f"dataset: {', '.join(sorted(available))}.",
+                    code="unknown_language",
                 )
-            raise ValueError(
+            raise M2SAError(
                 f"The dataset has no config {name!r}. Its configs: {', '.join(sorted(available))}; choose some with "
-                f"--dataset-config."
+                f"--dataset-config.",
+                code="unknown_config",
             )
         configs.append(name)
     if not include_translated:
@@ -137,9 +142,10 @@ def load_training_splits(dataset, configs, options, translated_for_training=()):
         splits["train"] = splits["train"].select(range(min(options.max_train_samples, len(splits["train"]))))
     for split, part in splits.items():
         if len(part) == 0:
-            raise ValueError(
+            raise M2SAError(
                 f"The {split} split of {', '.join(configs)} is empty; choose configs that have data (--languages or "
-                f"--dataset-config), or add {split} rows to the dataset."
+                f"--dataset-config), or add {split} rows to the dataset.",
+                code="empty_split",
             )
     return splits
 
@@ -167,9 +173,10 @@ def load_config(dataset, config, options):
 def _file_builder(path):
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
-        raise ValueError(
+        raise M2SAError(
             f"Cannot read {str(path)!r}: a data file must end in {', '.join(FILE_BUILDERS)}. Convert it, or pass a "
-            f"directory that `datasets.load_dataset` reads."
+            f"directory that `datasets.load_dataset` reads.",
+            code="unsupported_file",
         )
     return builder
 
@@ -187,19 +194,21 @@ def _open(dataset, config, where):
         if damaged is None:
             raise
         file, reason = damaged
-        raise ValueError(
+        raise M2SAError(
             f"The data file {str(file)!r} of {where} is damaged (a truncated or corrupt Parquet shard: {reason}). "
             f"Rebuild the dataset with `python dataset_script/build.py --out {dataset}` and the inputs it was built "
-            f"from (--demo for the demo set), or download it again."
+            f"from (--demo for the demo set), or download it again.",
+            code="damaged_data_file",
         ) from error
     except ValueError as error:
         # `datasets` refuses a dataset with an empty split, without saying which dataset.
         empty = re.fullmatch(r'Instruction "(.+)" corresponds to no data!', str(error))
         if empty is None:
             raise
-        raise ValueError(
+        raise M2SAError(
             f"The {empty[1]} split of {where} is empty. Add rows to it, or remove it: a missing validation or test "
-            f"split is carved from train."
+            f"split is carved from train.",
+            code="empty_split",
         ) from error
 
 
@@ -238,13 +247,15 @@ def _canonical_splits(loaded, where):
         if canonical not in SPLITS:
             ignored.append(name)
         elif canonical in splits:
-            raise ValueError(f"{where} has two {canonical} splits ({', '.join(loaded)}); keep one of them.")
+            raise M2SAError(f"{where} has two {canonical} splits ({', '.join(loaded)}); keep one of them.",
+                            code="duplicate_split")
         else:
             splits[canonical] = split
     if "train" not in splits:
-        raise ValueError(
+        raise M2SAError(
             f"{where} has no train split (its splits: {', '.join(loaded)}). Training needs one; validation and test "
-            f"are carved from it when missing."
+            f"are carved from it when missing.",
+            code="no_train_split",
         )
     if ignored:
         logger.warning("%s: split(s) %s ignored: only train, validation and test (or %s) are used.",
@@ -266,9 +277,10 @@ def _source_columns(split, options, where):
         elif target in ("image", "language") and name == target:  # the default name: text-only data / config names
             columns[target] = None
         else:
-            raise ValueError(
+            raise M2SAError(
                 f"There is no column {name!r} for the {target} in {where} (its columns: {', '.join(present)}). Name "
-                f"the {target} column with {flag}."
+                f"the {target} column with {flag}.",
+                code="missing_column",
             )
     used = set(columns.values())
     columns["tweet_id"] = next((name for name in ID_COLUMNS if name in present and name not in used), None)
@@ -287,9 +299,10 @@ def _training_columns(split, columns, language, root, where):
     if language is not None:
         split = split.add_column("language", [language] * len(split), feature=datasets.Value("string"))
     elif split.data.column("language").null_count:
-        raise ValueError(
+        raise M2SAError(
             f"{split.data.column('language').null_count} rows of {where} have no language in column "
-            f"{columns['language']!r}. Fill it in, or name another column with --language-column."
+            f"{columns['language']!r}. Fill it in, or name another column with --language-column.",
+            code="missing_language",
         )
     for name in ("language", "tweet_id"):
         if name in split.column_names and split.features[name] != datasets.Value("string"):
@@ -300,8 +313,10 @@ def _training_columns(split, columns, language, root, where):
 def _text_column(split, where):
     feature = split.features["text"]
     if not isinstance(feature, datasets.Value):
-        raise ValueError(
-            f"The text column of {where} holds {feature}, not text. Name the text column with --text-column.")
+        raise M2SAError(
+            f"The text column of {where} holds {feature}, not text. Name the text column with --text-column.",
+            code="bad_text_column",
+        )
     if feature != datasets.Value("string"):
         split = split.cast_column("text", datasets.Value("string"))
     missing = split.data.column("text").null_count
@@ -321,19 +336,21 @@ def _image_column(split, source, root, where):
     if isinstance(feature, datasets.Image) or image_struct or feature in encoded:
         return split.cast_column("image", datasets.Image(decode=False))
     if feature not in (datasets.Value("string"), datasets.Value("large_string")):
-        raise ValueError(
+        raise M2SAError(
             f"The image column {source!r} of {where} holds {feature} values, not images. Name the column holding the "
-            f"images (an Image column, image bytes or image file paths) with --image-column."
+            f"images (an Image column, image bytes or image file paths) with --image-column.",
+            code="bad_image_column",
         )
     values = split["image"][:]
     paths = [None if value is None else _existing_file(value, root) for value in values]
     not_files = [value for value, path in zip(values, paths) if value is not None and path is None]
     if not_files:
         examples = ", ".join(map(repr, list(dict.fromkeys(not_files))[:3]))
-        raise ValueError(
+        raise M2SAError(
             f"The image column {source!r} of {where} holds strings that are not paths of existing files: "
             f"{len(not_files)} of {len(values)} rows, e.g. {examples}. Name the column holding the images (an Image "
-            f"column, image bytes or image file paths, relative to the dataset's directory) with --image-column."
+            f"column, image bytes or image file paths, relative to the dataset's directory) with --image-column.",
+            code="bad_image_column",
         )
     split = split.remove_columns("image").add_column("image", paths, feature=datasets.Value("string"))
     return split.cast_column("image", datasets.Image(decode=False))
@@ -373,10 +390,11 @@ def _refuse_missing_labels(splits, values, feature, where, column):
     if total:
         counts = ", ".join(f"{len(rows)} in {name}" for name, rows in missing.items() if rows)
         examples = [f"{name} row {row} {splits[name][row]['text']!r}" for name, rows in missing.items() for row in rows]
-        raise ValueError(
+        raise M2SAError(
             f"{total} rows of {where} have no label in column {column!r} ({counts}; e.g. {'; '.join(examples[:3])}). "
             f"Rows are not dropped silently: label or remove them in the data, or read another column with "
-            f"--label-column."
+            f"--label-column.",
+            code="missing_labels",
         )
 
 
@@ -388,9 +406,10 @@ def label_mapping(feature, counts, label_names, where):
     negative/neutral/positive or, with a binary dataset, negative/positive."""
     for name in label_names or ():
         if _spelled_label_id(name) is None:
-            raise ValueError(
+            raise M2SAError(
                 f"--label-names {' '.join(label_names)}: {name!r} is not a sentiment; use negative, neutral, positive "
-                f"(or neg, neu, pos)."
+                f"(or neg, neu, pos).",
+                code="bad_label_names",
             )
     if isinstance(feature, datasets.ClassLabel):
         names = label_names or feature.names
@@ -399,9 +418,10 @@ def label_mapping(feature, counts, label_names, where):
         integers = {value: _integer(value) for value in counts}
         all_integers = None not in integers.values()
         if label_names and not all_integers:
-            raise ValueError(
+            raise M2SAError(
                 f"--label-names names integer labels 0, 1, 2, ..., but the labels of {where} are not all integers "
-                f"({_listed(counts)}). Drop --label-names: label strings are read by their spelling."
+                f"({_listed(counts)}). Drop --label-names: label strings are read by their spelling.",
+                code="bad_label_names",
             )
         if label_names:
             mapping = {value: _spelled_label_id(label_names[number]) if 0 <= number < len(label_names) else None
@@ -409,21 +429,23 @@ def label_mapping(feature, counts, label_names, where):
         elif all_integers:
             numbers = set(integers.values())
             if not (numbers <= {-1, 0, 1} and -1 in numbers):
-                raise ValueError(
+                raise M2SAError(
                     f"The labels of {where} are the integers {sorted(numbers)}, which do not say which class each is "
                     f"(only -1/0/1 are read as negative/neutral/positive). Name them in order with --label-names, "
                     f"e.g. --label-names negative neutral positive for 0/1/2, or read another column with "
-                    f"--label-column."
+                    f"--label-column.",
+                    code="ambiguous_labels",
                 )
             mapping = {value: LABEL_IDS[str(number)] for value, number in integers.items()}
         else:
             mapping = {value: _spelled_label_id(value) if isinstance(value, str) else None for value in counts}
     unreadable = [value for value, label in mapping.items() if label is None]
     if unreadable:
-        raise ValueError(
+        raise M2SAError(
             f"The labels of {where} cannot all be read as {'/'.join(LABEL_NAMES)}: "
             f"{_listed({value: counts[value] for value in unreadable})} cannot (values found: {_listed(counts)}). "
-            f"Accepted: {ACCEPTED_LABELS}."
+            f"Accepted: {ACCEPTED_LABELS}.",
+            code="unreadable_labels",
         )
     return mapping
 

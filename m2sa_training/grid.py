@@ -23,8 +23,10 @@ import transformers
 import yaml
 
 from dataset_script.atomic_files import write_text_atomically
+from modeling_m2sa.errors_m2sa import M2SAError
 
 from .grid_report import write_grid_report
+from .loop import job_accelerator, may_leave_parameters_unused
 from .options import NO_VISION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
 from .processes import process_state
 from .run import RUN_CONFIG, options_changed_since, run_name, run_training
@@ -110,22 +112,24 @@ def load_grid_config(path):
     """The grid of a YAML file, checked: every mistake is reported before any training time is spent."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Grid config {str(path)!r} does not exist.")
+        raise M2SAError(f"Grid config {str(path)!r} does not exist.", code="missing_grid_config")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must map grid keys to values (see configs/grid_demo.yaml).")
+        raise M2SAError(f"{path} must map grid keys to values (see configs/grid_demo.yaml).", code="bad_grid_config")
     known = [item.name for item in fields(GridConfig)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"Unknown keys in {path}: {unknown}. A grid config holds {known}; train.py options go "
-                         f"under `training:`.")
+        raise M2SAError(f"Unknown keys in {path}: {unknown}. A grid config holds {known}; train.py options go "
+                        f"under `training:`.",
+                        code="bad_grid_config")
     missing = [name for name in AXES if name not in values]
     if missing:
-        raise ValueError(f"{path} must name {', '.join(missing)} (lists of the grid's axes).")
+        raise M2SAError(f"{path} must name {', '.join(missing)} (lists of the grid's axes).", code="bad_grid_config")
     for name in AXES:
         value = values[name] if isinstance(values[name], list) else [values[name]]
         if not value or len(set(map(str, value))) != len(value):
-            raise ValueError(f"{name} in {path} must be a non-empty list without repeats, got {values[name]!r}.")
+            raise M2SAError(f"{name} in {path} must be a non-empty list without repeats, got {values[name]!r}.",
+                            code="bad_grid_config")
         values[name] = value
     values["training"] = values.get("training") or {}  # `training:` left empty
     grid = GridConfig(**values)
@@ -136,32 +140,36 @@ def load_grid_config(path):
 def check_grid(grid, where):
     unknown_modes = sorted(set(grid.modes) - set(MODES))
     if unknown_modes:
-        raise ValueError(f"Unknown modes {unknown_modes} in {where}; choose from {list(MODES)}.")
+        raise M2SAError(f"Unknown modes {unknown_modes} in {where}; choose from {list(MODES)}.", code="bad_grid_config")
     if grid.keep not in KEEP_CHOICES:
-        raise ValueError(f"keep in {where} must be one of {KEEP_CHOICES}, got {grid.keep!r}.")
+        raise M2SAError(f"keep in {where} must be one of {KEEP_CHOICES}, got {grid.keep!r}.", code="bad_grid_config")
     if not all(isinstance(seed, int) for seed in grid.seeds):
-        raise ValueError(f"seeds in {where} must be integers, got {grid.seeds!r}.")
+        raise M2SAError(f"seeds in {where} must be integers, got {grid.seeds!r}.", code="bad_grid_config")
     if ALL_LANGUAGES in grid.languages:
-        raise ValueError(f"languages in {where} must list the languages (configs) one by one: monolingual runs need "
-                         f"each of them, and multilingual runs train on all of them together.")
+        raise M2SAError(f"languages in {where} must list the languages (configs) one by one: monolingual runs need "
+                        f"each of them, and multilingual runs train on all of them together.",
+                        code="bad_grid_config")
     if NO_VISION in grid.text_towers:
-        raise ValueError(f"text_towers in {where} names {NO_VISION!r}; every model has a text tower.")
+        raise M2SAError(f"text_towers in {where} names {NO_VISION!r}; every model has a text tower.",
+                        code="bad_grid_config")
     for axis in ("text_towers", "image_towers"):
         labels = [tower_label(tower) for tower in getattr(grid, axis)]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"{axis} in {where} would share run folders ({labels}); give the towers paths with "
-                             f"different last parts.")
+            raise M2SAError(f"{axis} in {where} would share run folders ({labels}); give the towers paths with "
+                            f"different last parts.",
+                            code="bad_grid_config")
     if not isinstance(grid.training, dict):
-        raise ValueError(f"training in {where} must map train.py options to values.")
+        raise M2SAError(f"training in {where} must map train.py options to values.", code="bad_grid_config")
     set_here = sorted(set(grid.training) & set(SET_BY_THE_GRID))
     if set_here:
-        raise ValueError(
+        raise M2SAError(
             f"training in {where} sets {set_here}, which the grid sets for each run (from text_towers, image_towers, "
-            f"modes, languages, seeds and output_dir); remove them from `training:`."
+            f"modes, languages, seeds and output_dir); remove them from `training:`.",
+            code="bad_grid_config",
         )
     unknown = sorted(set(grid.training) - set(TrainingOptions.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"Unknown train.py options under training in {where}: {unknown}.")
+        raise M2SAError(f"Unknown train.py options under training in {where}: {unknown}.", code="bad_grid_config")
 
 
 def grid_runs(grid):
@@ -176,8 +184,8 @@ def run_options(grid, run, resume=False):
     flags = run.train_flags(grid) + (["--resume-from-checkpoint", "latest"] if resume else [])
     try:
         return parse_options(flags, settings=grid.training)
-    except ValueError as error:
-        raise ValueError(f"Run {run.folder(grid)}: {error}") from error
+    except M2SAError as error:
+        raise M2SAError(f"Run {run.folder(grid)}: {error}", code=error.code) from error
 
 
 def run_status(grid, run, options):
@@ -189,9 +197,10 @@ def run_status(grid, run, options):
         return "pending"
     changed = options_changed_since(config_path, options)
     if changed:
-        raise ValueError(
+        raise M2SAError(
             f"{folder} holds a run of this grid with other options ({', '.join(changed)} differ). Keep the grid's "
-            f"options as they were, choose another output_dir, or delete that folder to rerun it."
+            f"options as they were, choose another output_dir, or delete that folder to rerun it.",
+            code="run_folder_holds_other_run",
         )
     return "finished" if (folder / RUN_RECORD).is_file() else "interrupted"
 
@@ -237,23 +246,34 @@ def prune(folder, keep):
 
 def run_grid(grid, runs):
     """Run what is not finished, one run at a time over all processes; returns how many runs were skipped (already
-    finished), resumed and started: {"skipped": n, "resumed": n, "started": n}."""
+    finished), resumed and started: {"skipped": n, "resumed": n, "started": n}.
+
+    The runs share one `Accelerator` (the grid is one job to Accelerate), ended once the last run is done."""
     state = process_state()
     counts = {"skipped": 0, "resumed": 0, "started": 0}
-    for index, run in enumerate(runs, 1):
-        status = run_status(grid, run, run_options(grid, run))
-        if status == "finished":
-            counts["skipped"] += 1
-            continue
-        counts["resumed" if status == "interrupted" else "started"] += 1
-        if state.is_main_process:
-            logger.info("[%d/%d] %s %s", index, len(runs), "resuming" if status == "interrupted" else "starting",
-                        run.folder(grid))
-        run_training(run_options(grid, run, resume=status == "interrupted"))
-        if state.is_main_process:
-            record_run(grid, run)
-            prune(run.folder(grid), grid.keep)
-        state.wait_for_everyone()
+    accelerator = None
+    try:
+        for index, run in enumerate(runs, 1):
+            options = run_options(grid, run)
+            status = run_status(grid, run, options)
+            if status == "finished":
+                counts["skipped"] += 1
+                continue
+            counts["resumed" if status == "interrupted" else "started"] += 1
+            if state.is_main_process:
+                logger.info("[%d/%d] %s %s", index, len(runs), "resuming" if status == "interrupted" else "starting",
+                            run.folder(grid))
+            if accelerator is None:  # the runs share the `training:` options the accelerator reads
+                accelerator = job_accelerator(options, any(may_leave_parameters_unused(run_options(grid, other))
+                                                           for other in runs))
+            run_training(run_options(grid, run, resume=status == "interrupted"), accelerator)
+            if state.is_main_process:
+                record_run(grid, run)
+                prune(run.folder(grid), grid.keep)
+            state.wait_for_everyone()
+    finally:
+        if accelerator is not None:
+            accelerator.end_training()
     return counts
 
 
@@ -287,7 +307,7 @@ def main(argv=None):
             if process_state().is_main_process:
                 print(f"{len(runs)} runs: {counts['skipped']} already finished, {counts['resumed']} resumed, "
                       f"{counts['started']} started.")
-    except ValueError as error:
+    except M2SAError as error:
         sys.exit(f"error: {error}")
     if not process_state().is_main_process:
         return

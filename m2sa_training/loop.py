@@ -1,11 +1,18 @@
-"""One training run: Accelerate loop, validation each epoch, checkpoints, early stopping, best-checkpoint selection."""
+"""One training run: Accelerate loop, validation each epoch, checkpoints, early stopping, best-checkpoint selection.
 
+A job (train.py, or the whole grid) makes one `Accelerator` (`job_accelerator`) and its runs share it; each run
+registers its model, optimizer, scheduler and loaders with it and releases them when it ends.
+"""
+
+import errno
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +24,14 @@ from transformers import get_linear_schedule_with_warmup
 
 from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory
 from modeling_m2sa import M2SAForSequenceClassification
+from modeling_m2sa.errors_m2sa import M2SAError
 
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .evaluation import compute_metrics
 from .feature_cache import cached_features
 from .lora import save_exported_model
 from .modality_dropout import drop_images, image_dropout_for
+from .options import NO_VISION
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +56,7 @@ class RunSpec:
 
 @dataclass
 class PreparedRun:
-    """Everything `train_run` builds before the first epoch (prepared by Accelerate)."""
+    """Everything `train_run` builds before the first epoch (prepared by the job's `Accelerator`)."""
 
     accelerator: Accelerator
     model: torch.nn.Module
@@ -60,15 +69,39 @@ class PreparedRun:
     image_dropout: float = 0.0  # probability that a training tweet is shown without its image in an epoch
 
 
-def frozen_towers(model, modality):
-    """The towers whose features can be cached for this run."""
-    config = model.config
+def job_accelerator(options, find_unused_parameters):
+    """The one `Accelerator` of a job, shared by all its runs (their options agree on everything it reads).
+
+    `find_unused_parameters`: whether a run of the job can leave trainable parameters without a gradient in a step
+    (`may_leave_parameters_unused`), which DDP must then look for.
+    """
+    return Accelerator(
+        mixed_precision=options.mixed_precision,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        log_with=options.report_to,
+        project_dir=options.output_dir,
+        # Shuffling depends only on (seed, epoch): the sampler draws from torch's seed when it is prepared (the run's
+        # seed, see `setup_run`) plus the epoch (`set_epoch`), so a resumed run sees the same batches.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
+    )
+
+
+def may_leave_parameters_unused(options):
+    """Whether a training step can leave trainable parameters without a gradient: a trainable image tower (or its
+    LoRA adapters) gets none from a batch without images."""
+    return (options.vision_model != NO_VISION and not options.freeze_vision_model
+            and any(modality != "text" for modality in options.modalities))
+
+
+def frozen_towers(options, model, modality):
+    """The towers whose features can be cached for this run (frozen by the options, and used by the model)."""
     towers = set()
-    if config.freeze_text_model:
+    if options.freeze_text_model:
         towers.add("text")
-    if config.vision_config is not None and config.freeze_vision_model and modality != "text":
+    if model.config.vision_config is not None and options.freeze_vision_model and modality != "text":
         towers.add("vision")
-    if towers and config.fusion_type == "cross_attention":
+    if towers and model.config.fusion_type == "cross_attention":
         logger.info("Features of the frozen %s tower(s) are recomputed every step: cross_attention fusion reads "
                     "their token and patch states, which the cache (pooled features) does not hold.",
                     " and ".join(sorted(towers)))
@@ -76,18 +109,23 @@ def frozen_towers(model, modality):
     return towers
 
 
-def latest_checkpoint(run_dir):
-    """The newest complete checkpoint of a run (None when it has none); incomplete ones are skipped with a warning."""
+def numbered_checkpoints(run_dir):
+    """[(epoch, folder)] of the run's `checkpoints/epoch-N` folders, newest first (complete or not)."""
     numbered = []
     for path in (Path(run_dir) / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"):
         number = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
         if number is not None and path.is_dir():
             numbered.append((int(number[1]), path))
-    for _, checkpoint in sorted(numbered, reverse=True):
+    return sorted(numbered, reverse=True)
+
+
+def latest_checkpoint(run_dir):
+    """The newest complete checkpoint of a run (None when it has none); incomplete ones are skipped with a warning."""
+    for _, checkpoint in numbered_checkpoints(run_dir):
         try:
             read_checkpoint_state(checkpoint)
             return checkpoint
-        except ValueError as error:
+        except M2SAError as error:
             logger.warning("Skipping checkpoint %s, which is incomplete or corrupt (%s): resuming from the newest "
                            "complete one.", checkpoint, error.__cause__)
     return None
@@ -105,27 +143,18 @@ def read_checkpoint_state(checkpoint):
         if not any(checkpoint.glob("model*.safetensors")) and not any(checkpoint.glob("pytorch_model*.bin")):
             raise ValueError("no model weights")
     except (OSError, ValueError) as error:
-        raise ValueError(
+        raise M2SAError(
             f"Checkpoint {str(checkpoint)!r} is incomplete or corrupt ({error}). Resume from an earlier checkpoint in "
-            f"the same folder, or start without --resume-from-checkpoint."
+            f"the same folder, or start without --resume-from-checkpoint.",
+            code="bad_checkpoint",
         ) from error
     return state
 
 
-def setup_run(options, spec, model, processor, splits):
-    """Feature cache, data loaders, optimizer and scheduler, all prepared by a new `Accelerator`."""
-    find_unused = model.config.vision_config is not None and not model.config.freeze_vision_model
-    accelerator = Accelerator(
-        mixed_precision=options.mixed_precision,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        log_with=options.report_to,
-        project_dir=str(spec.run_dir),
-        # Shuffling depends only on (seed, epoch) via `set_epoch`: a resumed run sees the same batches.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=spec.seed),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused)],
-    )
+def setup_run(accelerator, options, spec, model, processor, splits):
+    """Feature cache, data loaders, optimizer and scheduler, prepared by the job's `accelerator`."""
     use_images = model.config.vision_config is not None
-    towers = frozen_towers(model, spec.modality) if options.cache_features else set()
+    towers = frozen_towers(options, model, spec.modality) if options.cache_features else set()
     cached, image_errors = {}, {}
     feature_seconds = time.perf_counter()
     if towers:
@@ -138,7 +167,6 @@ def setup_run(options, spec, model, processor, splits):
     def loader(split_name, shuffle):
         return torch.utils.data.DataLoader(
             IndexedRows(splits[split_name]), batch_size=options.batch_size, shuffle=shuffle,
-            generator=torch.Generator().manual_seed(spec.seed) if shuffle else None,
             collate_fn=TweetCollator(processor, use_images, cached.get(split_name)),
             num_workers=options.dataloader_num_workers,
         )
@@ -148,21 +176,21 @@ def setup_run(options, spec, model, processor, splits):
     steps_per_epoch = math.ceil(len(splits["train"]) / options.batch_size / options.gradient_accumulation_steps)
     total_steps = steps_per_epoch * options.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(options.warmup_ratio * total_steps), total_steps)
+    set_seed(spec.seed)  # the seedable sampler of the training loader takes torch's seed now: the run's
     model, optimizer, scheduler, train_loader, *eval_loaders = accelerator.prepare(
         model, optimizer, scheduler, loader("train", True), *(loader(name, False) for name in EVAL_SPLITS))
-    if options.report_to:
-        accelerator.init_trackers(spec.name, config=json.loads(options.to_json()))
     return PreparedRun(accelerator, model, optimizer, scheduler, train_loader, dict(zip(EVAL_SPLITS, eval_loaders)),
                        feature_seconds, image_errors, image_dropout_for(options, spec.modality))
 
 
-def train_epoch(run, epoch, spec, num_epochs):
-    """One pass over the training data: (mean loss, {row position: reason} of unusable images)."""
+def train_epoch(options, run, spec, epoch):
+    """One pass over the training data: (training loss, averaged over batches and processes; {row position: reason}
+    of unusable images)."""
     accelerator, model = run.accelerator, run.model
     set_seed(spec.seed + epoch)  # dropout depends only on (seed, epoch): resuming repeats it exactly
     run.train_loader.set_epoch(epoch)
     model.train()
-    progress = tqdm(run.train_loader, desc=f"{spec.name} epoch {epoch + 1}/{num_epochs}",
+    progress = tqdm(run.train_loader, desc=f"{spec.name} epoch {epoch + 1}/{options.num_epochs}",
                     disable=not accelerator.is_local_main_process, leave=False)
     total_loss, image_errors = 0.0, {}
     for batch in progress:
@@ -174,12 +202,17 @@ def train_epoch(run, epoch, spec, num_epochs):
         with accelerator.accumulate(model):
             loss = model(**inputs).loss
             accelerator.backward(loss)
+            if accelerator.sync_gradients and options.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad()
-        total_loss += loss.item()
-        progress.set_postfix(loss=f"{loss.item():.3f}")
-    return total_loss / max(len(run.train_loader), 1), image_errors
+        step_loss = loss.item()
+        total_loss += step_loss
+        progress.set_postfix(loss=f"{step_loss:.3f}")
+    process_loss = torch.tensor(total_loss / max(len(run.train_loader), 1), dtype=torch.float64,
+                                device=accelerator.device)
+    return accelerator.reduce(process_loss, reduction="mean").item(), image_errors
 
 
 def evaluate_split(accelerator, model, loader, split, label_names):
@@ -201,29 +234,42 @@ def record_image_errors(records, split_name, image_errors):
 
 
 def end_epoch(options, run, spec, state, epoch, macro_f1):
-    """Best-model selection, early-stopping count and the epoch's checkpoint."""
+    """Best-model selection, early-stopping count, the epoch's checkpoint and the removal of checkpoints beyond
+    `--save-total-limit`."""
+    accelerator = run.accelerator
     if macro_f1 > state["best_metric"]:
         state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
-        if run.accelerator.is_main_process:
-            with atomic_directory(spec.run_dir / "best") as staging:
-                save_exported_model(run.accelerator.unwrap_model(run.model), staging, options)
+        best = spec.run_dir / "best"
+        with stopping_when_the_disk_is_full(accelerator, best, partial_path(best, unique=False)):
+            if accelerator.is_main_process:
+                with atomic_directory(best) as staging:
+                    save_exported_model(accelerator.unwrap_model(run.model), staging, options)
     else:
         state["epochs_without_improvement"] += 1
     state["epoch"] = epoch + 1
-    _save_checkpoint(run.accelerator, spec.run_dir, state)
+    _save_checkpoint(accelerator, spec.run_dir, state)
+    if accelerator.is_main_process:
+        remove_old_checkpoints(spec.run_dir, options.save_total_limit, state["best_epoch"])
 
 
-def train_run(options, spec, model, processor, splits):
+def train_run(accelerator, options, spec, model, processor, splits):
     """Train `model` on `splits["train"]`, keep the epoch with the best validation macro-F1 and return its metrics.
 
     Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
     `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling, dropout and
     image dropout depend only on (seed, epoch). The best model is saved to `run_dir/best` (LoRA adapters merged). The
     returned `image_errors` hold, per split, every row whose image could not be used (from all processes).
+    `accelerator` is the job's: the run releases what it registered with it when it ends.
     """
+    try:
+        return _train_run(accelerator, options, spec, model, processor, splits)
+    finally:
+        accelerator.free_memory()  # the next run of the job registers (and checkpoints) only its own objects
+
+
+def _train_run(accelerator, options, spec, model, processor, splits):
     label_names = splits["train"].features["label"].names
-    run = setup_run(options, spec, model, processor, splits)
-    accelerator = run.accelerator
+    run = setup_run(accelerator, options, spec, model, processor, splits)
     image_errors = {name: dict(errors) for name, errors in run.image_errors.items()}
 
     state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "epochs_without_improvement": 0, "history": []}
@@ -236,7 +282,7 @@ def train_run(options, spec, model, processor, splits):
         if state["epochs_without_improvement"] >= options.early_stopping_patience:
             break
         epoch_start = time.perf_counter()
-        train_loss, train_image_errors = train_epoch(run, epoch, spec, options.num_epochs)
+        train_loss, train_image_errors = train_epoch(options, run, spec, epoch)
         record_image_errors(image_errors, "train", train_image_errors)
         train_seconds = time.perf_counter() - epoch_start
         validation, validation_image_errors = evaluate_split(
@@ -245,20 +291,20 @@ def train_run(options, spec, model, processor, splits):
         macro_f1 = validation["overall"]["macro_f1"]
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "validation_macro_f1": macro_f1,
                                  "train_seconds": train_seconds})
-        accelerator.log({"train_loss": train_loss, "validation_macro_f1": macro_f1}, step=epoch + 1)
+        accelerator.log({f"{spec.name}/train_loss": train_loss, f"{spec.name}/validation_macro_f1": macro_f1},
+                        step=epoch + 1)
         logger.info("%s epoch %d: train loss %.4f, validation macro-F1 %.4f", spec.name, epoch + 1, train_loss,
                     macro_f1)
         end_epoch(options, run, spec, state, epoch, macro_f1)
 
     accelerator.wait_for_everyone()
-    best = accelerator.prepare(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"))
+    best = accelerator.prepare_model(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"),
+                                     evaluation_mode=True)
     results = {}
     for name in EVAL_SPLITS:
         results[name], split_image_errors = evaluate_split(accelerator, best, run.eval_loaders[name], splits[name],
                                                            label_names)
         record_image_errors(image_errors, name, split_image_errors)
-    for tracker in accelerator.trackers:  # not `end_training()`: it also ends the process group the next run needs
-        tracker.finish()
     return {"results": results, "history": state["history"], "best_epoch": state["best_epoch"],
             "feature_cache_seconds": run.feature_cache_seconds, "image_errors": gather_image_errors(image_errors)}
 
@@ -272,6 +318,32 @@ def gather_image_errors(image_errors):
     return {split_name: dict(sorted(rows.items())) for split_name, rows in sorted(merged.items())}
 
 
+@contextmanager
+def stopping_when_the_disk_is_full(accelerator, target, staging):
+    """Run the block (writes to `staging`, the hidden folder that becomes `target`) in every process, which then wait
+    for each other. When the disk fills up in any of them, `staging` is removed, so only complete checkpoints stay to
+    resume from, and every process stops with a `disk_full` error that says what to do."""
+    out_of_space = None
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        out_of_space = error
+    failures = [failure for failure in gather_object([out_of_space and str(out_of_space)]) if failure is not None]
+    if failures:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise M2SAError(
+            f"The disk is full: saving {target} failed ({failures[0]}). The half-written copy was removed; every "
+            f"complete checkpoint is kept. Free space on that disk, keep fewer checkpoints with --save-total-limit N, "
+            f"or move the output directory to a disk with more room and pass its new place as --output-dir; then "
+            f"rerun the same command with --resume-from-checkpoint latest to continue from the last complete "
+            f"checkpoint.",
+            code="disk_full",
+        ) from out_of_space
+
+
 def _save_checkpoint(accelerator, run_dir, state):
     """Save the epoch's checkpoint into a hidden folder and rename it into place once every process has written its
     files, so `checkpoints/epoch-N` only ever names a complete checkpoint."""
@@ -280,10 +352,24 @@ def _save_checkpoint(accelerator, run_dir, state):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)  # left behind by a run killed while saving
-        staging.mkdir(parents=True)
-    accelerator.wait_for_everyone()  # every process writes its own random-state file into the folder
-    accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    with stopping_when_the_disk_is_full(accelerator, checkpoint, staging):
+        accelerator.save_state(str(staging))  # every process writes its own random-state file into the folder
+        if accelerator.is_main_process:
+            (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    if accelerator.is_main_process:  # every process has written its files: the block ends when all have
         replace_directory(staging, checkpoint)
+
+
+def remove_old_checkpoints(run_dir, save_total_limit, best_epoch):
+    """Keep the newest `save_total_limit` epoch checkpoints and the best epoch's, as the Trainer's `save_total_limit`
+    (all of them when it is None). Called once the newest checkpoint is complete; each doomed folder is first renamed
+    to a hidden name, so a kill while deleting never leaves a half checkpoint under a checkpoint's name."""
+    if save_total_limit is None:
+        return
+    for epoch, checkpoint in numbered_checkpoints(run_dir)[save_total_limit:]:
+        if epoch != best_epoch:
+            doomed = partial_path(checkpoint, unique=False)
+            shutil.rmtree(doomed, ignore_errors=True)
+            os.rename(checkpoint, doomed)
+            shutil.rmtree(doomed)

@@ -10,6 +10,8 @@ import copy
 
 import torch
 
+from modeling_m2sa.errors_m2sa import M2SAError
+
 TOWER_ATTRIBUTES = {"text": "text_model", "vision": "vision_model"}
 ADAPTER_DIR_PREFIX = "adapter_"
 
@@ -59,10 +61,11 @@ def check_target_modules(tower, tower_name, options):
     if not module_names & set(options.lora_target_modules):
         linear_names = sorted({name.rsplit(".", 1)[-1] for name, module in tower.named_modules()
                                if isinstance(module, torch.nn.Linear)})
-        raise ValueError(
+        raise M2SAError(
             f"--lora-target-modules {' '.join(options.lora_target_modules)} names no layer of the {tower_name} tower "
             f"({tower.config.model_type}), whose Linear layers are {linear_names}. Name layers of every tower in "
-            f"--lora-towers {options.lora_towers}, or use all-linear."
+            f"--lora-towers {options.lora_towers}, or use all-linear.",
+            code="bad_lora_target_modules",
         )
 
 

@@ -6,6 +6,7 @@ from accelerate.utils import set_seed
 from transformers import AutoConfig
 
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+from modeling_m2sa.errors_m2sa import M2SAError
 
 from .lora import add_lora_adapters
 from .options import NO_VISION, TINY
@@ -23,9 +24,10 @@ def check_tower_exists(name_or_path, role):
         AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
         where = "local directory" if Path(name_or_path).exists() else "Hub model id (or it needs network access)"
-        raise ValueError(
+        raise M2SAError(
             f"The {role} tower {name_or_path!r} could not be loaded as a {where}: {error}. "
-            f"Pass an existing Hub id, a directory saved with save_pretrained, or '{TINY}'."
+            f"Pass an existing Hub id, a directory saved with save_pretrained, or '{TINY}'.",
+            code="tower_not_found",
         ) from error
 
 
@@ -56,18 +58,19 @@ def tower_paths(options, train_texts, work_dir, seed):
 
 def build_model_and_processor(options, modality, text_tower, vision_tower, seed):
     """The M2SA classifier and processor for one modality (`text` drops the image tower), with the options' fusion,
-    LoRA adapters and gradient checkpointing."""
+    frozen towers, LoRA adapters and gradient checkpointing."""
     vision_tower = None if modality == "text" else vision_tower
     set_seed(seed)  # the fusion, head, "no image" embedding and LoRA adapters start from seeded random weights
     model = M2SAForSequenceClassification.from_towers(
         text_tower,
         vision_tower,
-        freeze_text_model=options.freeze_text_model,
-        freeze_vision_model=options.freeze_vision_model,
         # A text-only model has nothing to fuse: its text features go to the head as they are.
         fusion_type=options.fusion if vision_tower is not None else "concat",
         cross_attention_layers=options.cross_attention_layers,
     )
+    # Freezing is a choice of this training, not part of the model: it is set on the built model, not in its config.
+    model.set_tower_freezing(freeze_text_model=options.freeze_text_model,
+                             freeze_vision_model=options.freeze_vision_model)
     add_lora_adapters(model, options)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(model)

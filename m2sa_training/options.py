@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
+from modeling_m2sa.errors_m2sa import M2SAError
 
 TINY = "tiny"
 """Tower value meaning: build a small tower from scratch (and train a tokenizer on the training texts)."""
@@ -91,6 +92,9 @@ class TrainingOptions:
     num_epochs: int = _option(8, "maximum number of epochs")
     early_stopping_patience: int = _option(3, "stop after N epochs without a better validation macro-F1")
     warmup_ratio: float = _option(0.0, "fraction of steps with linear learning-rate warm-up")
+    max_grad_norm: float | None = _option(
+        1.0, "clip the gradients to this total norm before each optimizer step, as the Trainer does; 0 (or None in a "
+             "YAML file): no clipping")
     max_length: int = _option(64, "maximum tokens per tweet")
     fusion: Literal[FUSION_CHOICES] = _option(
         "concat", "how text and image features are combined: concat (the paper's), gated, late or cross_attention; "
@@ -126,6 +130,9 @@ class TrainingOptions:
     cache_dir: str = _option(".cache/m2sa", "where cached tower features and the generated demo set go")
     resume_from_checkpoint: str | None = _option(
         None, "a checkpoint directory, or 'latest' to continue every run from its last checkpoint")
+    save_total_limit: int | None = _option(
+        None, "keep only the newest N epoch checkpoints of each run, plus the best epoch's (as the Trainer's "
+              "save_total_limit); None: keep all")
     overwrite_output_dir: bool = _option(False, "allow an output directory that holds a different run")
     push_to_hub: str | None = _option(None, "Hub model repo id to upload the output directory to")
     report_to: Literal["tensorboard", "trackio"] | None = _option(None, "experiment tracker")
@@ -138,7 +145,7 @@ class TrainingOptions:
         """The options that define what a run computes (not where it resumes from or is pushed to)."""
         identity = dataclasses.asdict(self)
         for key in ("resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "report_to", "output_dir",
-                    "dataloader_num_workers"):
+                    "dataloader_num_workers", "save_total_limit"):
             identity.pop(key)
         return identity
 
@@ -167,7 +174,7 @@ def build_parser():
 
 def parse_options(argv=None, settings=None):
     """Options from presets, `settings`, an optional YAML `--config` and flags (each overriding the one before);
-    raises ValueError for unknown or bad values.
+    raises `M2SAError` for unknown or bad values.
 
     `settings` is a mapping of option names to values, as a YAML file holds them (the grid's shared settings)."""
     parser = build_parser()
@@ -177,30 +184,33 @@ def parse_options(argv=None, settings=None):
     from_file = {}
     if config_path is not None:
         if not config_path.is_file():
-            raise ValueError(f"Config file {str(config_path)!r} does not exist.")
+            raise M2SAError(f"Config file {str(config_path)!r} does not exist.", code="missing_config_file")
         from_file = checked_settings(parser, yaml.safe_load(config_path.read_text()) or {}, str(config_path))
     from_file = {**from_settings, **from_file}
     preset = from_flags.get("preset", from_file.get("preset", TINY))
     if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+        raise M2SAError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.", code="bad_option")
     merged = {**PRESETS[preset], **from_file, **from_flags, "preset": preset}
     if merged.get("vision_model") == NO_VISION and "modalities" not in {**from_file, **from_flags}:
         merged["modalities"] = ["text"]  # without an image tower only the text-only model can be trained
     (options,) = parser.parse_dict(merged)
     validate_options(options)
+    options.max_grad_norm = options.max_grad_norm or 0.0  # None and 0 both mean no clipping; saved as 0.0
     return options
 
 
 def checked_settings(parser, settings, where):
     """`settings` (option name -> value) with single values of list options as lists; unknown names refused."""
     if not isinstance(settings, dict):
-        raise ValueError(f"{where} must map option names to values, got {type(settings).__name__}.")
+        raise M2SAError(f"{where} must map option names to values, got {type(settings).__name__}.",
+                        code="bad_config_file")
     settings = listed_scalars(settings)
     try:
         parser.parse_dict({**settings, "preset": TINY})  # unknown keys are refused here
     except (TypeError, ValueError) as error:
         known = sorted(TrainingOptions.__dataclass_fields__)
-        raise ValueError(f"Unknown options in {where}: {error}. Known options: {known}.") from error
+        raise M2SAError(f"Unknown options in {where}: {error}. Known options: {known}.",
+                        code="unknown_option") from error
     return settings
 
 
@@ -218,54 +228,70 @@ def listed_scalars(from_file):
 def validate_options(options):
     unknown_modalities = sorted(set(options.modalities) - set(MODALITIES))
     if unknown_modalities:
-        raise ValueError(f"Unknown modalities {unknown_modalities}; choose from {MODALITIES}.")
+        raise M2SAError(f"Unknown modalities {unknown_modalities}; choose from {MODALITIES}.", code="bad_option")
     if options.vision_model == NO_VISION and set(options.modalities) - {"text"}:
-        raise ValueError("--vision-model none trains a text-only model; use --modalities text (or pick an image tower).")
+        raise M2SAError("--vision-model none trains a text-only model; use --modalities text (or pick an image tower).",
+                        code="conflicting_options")
     if options.dataset_config and options.languages != ["all"]:
-        raise ValueError(
+        raise M2SAError(
             f"--dataset-config {' '.join(options.dataset_config)} and --languages {' '.join(options.languages)} both "
-            f"choose the configs to load; pass only one of them."
+            f"choose the configs to load; pass only one of them.",
+            code="conflicting_options",
         )
     for name in ("batch_size", "num_epochs", "gradient_accumulation_steps", "max_length"):
         if getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}.")
+            raise M2SAError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}.",
+                            code="bad_option")
     if options.dataloader_num_workers < 0:
-        raise ValueError(f"--dataloader-num-workers must be 0 or more, got {options.dataloader_num_workers}.")
+        raise M2SAError(f"--dataloader-num-workers must be 0 or more, got {options.dataloader_num_workers}.",
+                        code="bad_option")
+    if options.max_grad_norm is not None and options.max_grad_norm < 0:
+        raise M2SAError(f"--max-grad-norm must be positive (or 0 for no clipping), got {options.max_grad_norm}.",
+                        code="bad_option")
+    if options.save_total_limit is not None and options.save_total_limit < 1:
+        raise M2SAError(f"--save-total-limit must be at least 1, got {options.save_total_limit}; leave it out to "
+                        f"keep every checkpoint.", code="bad_option")
     for name in ("fusion", "lora_towers", "mixed_precision", "report_to"):
         choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
-            raise ValueError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.")
+            raise M2SAError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.",
+                            code="bad_option")
     if options.cross_attention_layers < 1:
-        raise ValueError(f"--cross-attention-layers must be at least 1, got {options.cross_attention_layers}.")
+        raise M2SAError(f"--cross-attention-layers must be at least 1, got {options.cross_attention_layers}.",
+                        code="bad_option")
     for name in ("image_dropout", "lora_dropout"):
         if not 0 <= getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} is a probability in [0, 1), got {getattr(options, name)}.")
+            raise M2SAError(f"--{name.replace('_', '-')} is a probability in [0, 1), got {getattr(options, name)}.",
+                            code="bad_option")
     validate_lora_options(options)
 
 
 def validate_lora_options(options):
     if options.lora_r < 0:
-        raise ValueError(f"--lora-r must be 0 (no LoRA) or a positive rank, got {options.lora_r}.")
+        raise M2SAError(f"--lora-r must be 0 (no LoRA) or a positive rank, got {options.lora_r}.", code="bad_option")
     if options.lora_alpha <= 0:
-        raise ValueError(f"--lora-alpha must be positive, got {options.lora_alpha}.")
+        raise M2SAError(f"--lora-alpha must be positive, got {options.lora_alpha}.", code="bad_option")
     if "all-linear" in options.lora_target_modules and len(options.lora_target_modules) > 1:
-        raise ValueError(
+        raise M2SAError(
             f"--lora-target-modules {' '.join(options.lora_target_modules)} mixes 'all-linear' with module names; pass "
-            f"either all-linear or the names."
+            f"either all-linear or the names.",
+            code="bad_option",
         )
     if options.lora_r == 0:
         if options.save_adapter:
-            raise ValueError("--save-adapter saves LoRA adapters, but LoRA is off; pass --lora-r N (N > 0) as well.")
+            raise M2SAError("--save-adapter saves LoRA adapters, but LoRA is off; pass --lora-r N (N > 0) as well.",
+                            code="conflicting_options")
         return
     if options.lora_towers == "vision" and options.vision_model == NO_VISION:
-        raise ValueError("--lora-towers vision adapts the image tower, but --vision-model none has none; "
-                         "use --lora-towers text.")
+        raise M2SAError("--lora-towers vision adapts the image tower, but --vision-model none has none; "
+                        "use --lora-towers text.", code="conflicting_options")
     for tower, frozen in (("text", options.freeze_text_model), ("vision", options.freeze_vision_model)):
         if frozen and options.lora_towers in (tower, "both"):
-            raise ValueError(
+            raise M2SAError(
                 f"--freeze-{tower}-model and LoRA on the {tower} tower (--lora-towers {options.lora_towers}) "
                 f"contradict each other: a frozen tower gets no adapters. Drop --freeze-{tower}-model, or leave the "
-                f"{tower} tower out of --lora-towers."
+                f"{tower} tower out of --lora-towers.",
+                code="conflicting_options",
             )
 
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from dataset_script.atomic_files import is_partial, staged_into, write_text_atomically
 from dataset_script.demo import DEMO_SOURCE
+from modeling_m2sa.errors_m2sa import M2SAError
 
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
 from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
 from .lora import lora_settings
-from .loop import RunSpec, latest_checkpoint, read_checkpoint_state, train_run
+from .loop import (RunSpec, job_accelerator, latest_checkpoint, may_leave_parameters_unused, read_checkpoint_state,
+                   train_run)
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
 from .options import NO_VISION, TrainingOptions
@@ -22,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
 MODALITY_NAMES = {"multimodal": "multimodal", "text": "text-only", "image": "image-only"}
+BEFORE_THE_OPTION_EXISTED = {"max_grad_norm": 0.0}
+"""What a run saved before an option existed did, where that is not the option's default (gradients were not
+clipped before --max-grad-norm)."""
 
 
 def run_name(modality, seed):
@@ -32,9 +37,10 @@ def options_changed_since(config_path, options):
     """The sorted names of the options that define a run (`run_identity`) and differ from the run saved in
     `config_path` (a run_config.json)."""
     previous = json.loads(config_path.read_text())
-    # An option missing from an older run_config.json did not exist then: that run used what is now its default.
-    defaults = TrainingOptions().run_identity()
-    return sorted(key for key, value in options.run_identity().items() if previous.get(key, defaults[key]) != value)
+    # An option missing from an older run_config.json did not exist then: that run used what is now its default,
+    # unless `BEFORE_THE_OPTION_EXISTED` says otherwise.
+    before = {**TrainingOptions().run_identity(), **BEFORE_THE_OPTION_EXISTED}
+    return sorted(key for key, value in options.run_identity().items() if previous.get(key, before[key]) != value)
 
 
 def check_output_dir(options):
@@ -44,15 +50,17 @@ def check_output_dir(options):
     if config_path.is_file() and not options.overwrite_output_dir:
         changed = options_changed_since(config_path, options)
         if changed:
-            raise ValueError(
+            raise M2SAError(
                 f"{output_dir} already holds a different run (options differ: {', '.join(changed)}). Choose another "
-                f"--output-dir, or pass --overwrite-output-dir to replace it."
+                f"--output-dir, or pass --overwrite-output-dir to replace it.",
+                code="output_dir_holds_other_run",
             )
     elif (output_dir.exists() and any(not is_partial(path) for path in output_dir.iterdir())
           and not config_path.is_file() and not options.overwrite_output_dir):
-        raise ValueError(
+        raise M2SAError(
             f"{output_dir} is not empty and was not written by train.py. Choose another --output-dir, or pass "
-            f"--overwrite-output-dir."
+            f"--overwrite-output-dir.",
+            code="output_dir_not_empty",
         )
 
 
@@ -64,13 +72,14 @@ def resume_points(options, runs):
         points = {name: latest_checkpoint(Path(options.output_dir) / "runs" / name) for name in runs}
     else:
         if len(runs) != 1:
-            raise ValueError(
+            raise M2SAError(
                 f"This job has {len(runs)} runs ({', '.join(runs)}); use --resume-from-checkpoint latest to continue "
-                f"each from its last checkpoint."
+                f"each from its last checkpoint.",
+                code="checkpoint_for_several_runs",
             )
         checkpoint = Path(options.resume_from_checkpoint)
         if not checkpoint.is_dir():
-            raise ValueError(f"Checkpoint directory {str(checkpoint)!r} does not exist.")
+            raise M2SAError(f"Checkpoint directory {str(checkpoint)!r} does not exist.", code="missing_checkpoint")
         points = {runs[0]: checkpoint}
     for checkpoint in points.values():
         if checkpoint is not None:
@@ -87,16 +96,21 @@ def prepare(options):
                                                        dataset_configs(dataset), options.dataset_config)
     splits = load_training_splits(dataset, configs, options, translated_for_training)
     if options.vision_model != NO_VISION and not has_images(splits["train"]):
-        raise ValueError(
+        raise M2SAError(
             f"The training data ({dataset}, {', '.join(configs)}) has no images, but an image tower was chosen. "
-            f"Pass --vision-model none to train a text-only model."
+            f"Pass --vision-model none to train a text-only model.",
+            code="no_images",
         )
     check_output_dir(options)
     return dataset, configs, splits
 
 
-def run_training(options):
-    """Train every (modality, seed) run; export the first modality's first-seed model with its card and reports."""
+def run_training(options, accelerator=None):
+    """Train every (modality, seed) run; export the first modality's first-seed model with its card and reports.
+
+    The runs share one `Accelerator`: by default this job makes its own and ends it (`end_training`) when done; a
+    longer job (the grid) passes its `accelerator` and ends it itself.
+    """
     state = process_state()
     with state.main_process_first():  # the main process checks, builds the demo set and fills the datasets cache
         dataset, configs, splits = prepare(options)
@@ -107,6 +121,27 @@ def run_training(options):
             output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomically(output_dir / RUN_CONFIG, options.to_json())
 
+    owns_accelerator = accelerator is None
+    if owns_accelerator:
+        accelerator = job_accelerator(options, may_leave_parameters_unused(options))
+    if options.report_to:  # one tracker session per job, written into its output directory; runs log under their names
+        accelerator.project_configuration.logging_dir = str(output_dir)
+        accelerator.init_trackers(output_dir.name, config=json.loads(options.to_json()))
+    try:
+        return train_and_report(options, accelerator, dataset, splits, resume_from)
+    finally:
+        if owns_accelerator:
+            accelerator.end_training()
+        else:
+            for tracker in accelerator.trackers:
+                tracker.finish()
+            accelerator.trackers = []  # the next job of the accelerator starts its own
+
+
+def train_and_report(options, accelerator, dataset, splits, resume_from):
+    """Every run of the job with `accelerator`, then the reports, the exported model and its card."""
+    state = process_state()
+    output_dir = Path(options.output_dir)
     train_texts = list(splits["train"]["text"])
     per_modality = {modality: [] for modality in options.modalities}
     image_errors = {}  # (split, row position) -> reason, over every run: an image is unreadable whatever reads it
@@ -123,7 +158,7 @@ def run_training(options):
             text_tower, vision_tower = towers[seed]
             model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
             check_label_names(splits["train"], model.config)
-            outcome = train_run(options, spec, model, processor, modality_splits)
+            outcome = train_run(accelerator, options, spec, model, processor, modality_splits)
             if state.is_main_process:
                 write_text_atomically(spec.run_dir / "results.json", json.dumps(outcome, indent=2))
             per_modality[modality].append(outcome["results"])

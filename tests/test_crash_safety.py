@@ -6,6 +6,7 @@ process patches `os.rename` / `os.replace`. Resuming with `--resume-from-checkpo
 the metrics of an uninterrupted run, and a rerun of a killed build gives the same bytes as an uninterrupted build.
 """
 
+import errno
 import json
 import logging
 import shutil
@@ -141,6 +142,80 @@ def test_a_run_killed_inside_a_write_resumes_to_the_uninterrupted_result(write, 
     expected = load_file(uninterrupted / "model.safetensors")
     resumed = load_file(tmp_path / "out" / "model.safetensors")
     assert expected.keys() == resumed.keys() and all(torch.equal(expected[key], resumed[key]) for key in expected)
+
+
+def full_disk_at(write, monkeypatch):
+    """Make the disk fill up while `write` ("checkpoint": epoch 2's checkpoint; "best model": the second save of
+    best/) is half written: its files are written, then the save fails with ENOSPC."""
+    from accelerate import Accelerator
+
+    import m2sa_training.loop
+
+    def out_of_space(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    if write == "checkpoint":
+        save_state = Accelerator.save_state
+
+        def filling_save_state(self, output_dir=None, **kwargs):
+            saved = save_state(self, output_dir, **kwargs)
+            if Path(output_dir).name == ".epoch-2.partial":
+                out_of_space(Path(output_dir) / "trainer_state.json")
+            return saved
+
+        monkeypatch.setattr(Accelerator, "save_state", filling_save_state)
+    else:
+        save_exported_model, calls = m2sa_training.loop.save_exported_model, []
+
+        def filling_save(model, directory, options):
+            save_exported_model(model, directory, options)
+            calls.append(directory)
+            if len(calls) == 2:
+                out_of_space(directory / "model.safetensors")
+
+        monkeypatch.setattr(m2sa_training.loop, "save_exported_model", filling_save)
+
+
+def improving_epochs(history):
+    """The epochs whose validation macro-F1 beat every earlier one (those that saved best/)."""
+    best, epochs = -1.0, []
+    for epoch in history:
+        if epoch["validation_macro_f1"] > best:
+            best = epoch["validation_macro_f1"]
+            epochs.append(epoch["epoch"])
+    return epochs
+
+
+@pytest.mark.parametrize("write", ["checkpoint", "best model"])
+def test_a_full_disk_stops_with_what_to_do_and_resumes_to_the_uninterrupted_result(write, small_demo, uninterrupted,
+                                                                                   tmp_path, monkeypatch):
+    from modeling_m2sa.errors_m2sa import M2SAError
+
+    flags = [*training_flags(small_demo, tmp_path), "--output-dir", str(tmp_path / "out")]
+    run_dir = tmp_path / "out" / "runs" / "multimodal-seed42"
+    with monkeypatch.context() as patches:
+        full_disk_at(write, patches)
+        with pytest.raises(M2SAError) as error:
+            run_training(parse_options(flags))
+    target = run_dir / "checkpoints" / "epoch-2" if write == "checkpoint" else run_dir / "best"
+    assert error.value.code == "disk_full"
+    message = str(error.value)
+    assert f"saving {target} failed ([Errno {errno.ENOSPC}] No space left on device" in message
+    assert "--save-total-limit" in message and "--output-dir" in message
+    assert "--resume-from-checkpoint latest" in message
+    # Only complete checkpoints (and the previous best model) are left: no half-written folder.
+    history = json.loads((uninterrupted / "runs" / "multimodal-seed42" / "results.json").read_text())["history"]
+    stopped_in_epoch = 2 if write == "checkpoint" else improving_epochs(history)[1]
+    checkpoints = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == [f"epoch-{epoch}" for epoch in range(1, stopped_in_epoch)]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["best", "checkpoints"]
+    assert not damaged_safetensors_files(run_dir / "best")
+
+    # The rerun the message asks for, keeping one checkpoint besides the best one.
+    run_training(parse_options([*flags, "--resume-from-checkpoint", "latest", "--save-total-limit", "1"]))
+    assert final_outputs(tmp_path / "out") == final_outputs(uninterrupted)
+    best_epoch = json.loads((run_dir / "results.json").read_text())["best_epoch"]
+    assert {path.name for path in (run_dir / "checkpoints").iterdir()} == {"epoch-3", f"epoch-{best_epoch}"}
 
 
 def test_an_explicitly_named_incomplete_checkpoint_is_refused(uninterrupted, small_demo, tmp_path):

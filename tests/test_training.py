@@ -201,12 +201,35 @@ def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
     assert {"runs/*", "towers/*"} <= set(upload["ignore_patterns"])
 
 
+RECORDING_TRAINING_LOSSES = (
+    "import json, os, runpy, sys\n"
+    "script = sys.argv[1]\n"
+    "sys.argv, sys.path[0] = sys.argv[1:], os.path.dirname(script)\n"
+    "from modeling_m2sa import M2SAForSequenceClassification\n"
+    "forward, losses = M2SAForSequenceClassification.forward, []\n"
+    "def recording_forward(self, *args, **kwargs):\n"
+    "    output = forward(self, *args, **kwargs)\n"
+    "    if self.training:\n"
+    "        losses.append(output.loss.item())\n"
+    "    return output\n"
+    "M2SAForSequenceClassification.forward = recording_forward\n"
+    "runpy.run_path(script, run_name='__main__')\n"
+    "with open(os.path.join(os.environ['LOSSES_DIR'], os.environ['RANK'] + '.json'), 'w') as file:\n"
+    "    json.dump(losses, file)\n"
+)
+"""Runs `script args` (torchrun's command) recording the training loss of every batch of its process."""
+
+
 def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
-    """Real 2-process DDP on CPU: the main process builds towers and writes outputs, both train."""
+    """Real 2-process DDP on CPU: the main process builds towers and writes outputs, both train, and the reported
+    training loss is the mean of the two processes' losses."""
     output_dir = tmp_path / "ddp"
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    wrapper = tmp_path / "recording_losses.py"
+    wrapper.write_text(RECORDING_TRAINING_LOSSES)
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "LOSSES_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO_ROOT / "train.py"),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(wrapper),
+         str(REPO_ROOT / "train.py"),
          "--dataset", demo_dataset, "--output-dir", str(output_dir), "--cache-dir", str(tmp_path / "cache"),
          "--num-epochs", "1", "--batch-size", "16", "--max-train-samples", "96", "--modalities", "multimodal"],
         env=environment, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
@@ -215,9 +238,56 @@ def test_two_process_cpu_run_with_torchrun(demo_dataset, tmp_path):
     assert "overall" in result.stdout and result.stdout.count("Model, processor, model card") == 1
     history = json.loads((output_dir / "runs" / "multimodal-seed42" / "results.json").read_text())["history"]
     assert len(history) == 1
+    losses = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(process_losses) for process_losses in losses] == [3, 3]  # 96 rows in batches of 16, shared by two
+    process_means = [sum(process_losses) / len(process_losses) for process_losses in losses]
+    assert process_means[0] != process_means[1]
+    assert history[0]["train_loss"] == pytest.approx(sum(process_means) / 2, rel=1e-6)
     from modeling_m2sa import M2SAForSequenceClassification
 
     assert M2SAForSequenceClassification.from_pretrained(output_dir).config.vision_config is not None
+
+
+def gradient_norms_at_each_optimizer_step(options, monkeypatch):
+    """Train with `options`: (total gradient norm seen by each optimizer step, total norm before each clipping)."""
+    from accelerate import Accelerator
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    at_step, before_clipping = [], []
+
+    def record_gradient_norm(optimizer, args, kwargs):
+        gradients = [parameter.grad for group in optimizer.param_groups for parameter in group["params"]
+                     if parameter.grad is not None]
+        at_step.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients])).item())
+
+    clip = Accelerator.clip_grad_norm_
+
+    def recording_clip(self, *args, **kwargs):
+        total_norm = clip(self, *args, **kwargs)
+        before_clipping.append(total_norm.item())
+        return total_norm
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
+    hook = register_optimizer_step_pre_hook(record_gradient_norm)
+    try:
+        run_training(options)
+    finally:
+        hook.remove()
+    return at_step, before_clipping
+
+
+def test_gradients_are_clipped_to_max_grad_norm_at_each_optimizer_step(demo_dataset, tmp_path, monkeypatch):
+    quick = ["--num-epochs", "1", "--max-train-samples", "64", "--gradient-accumulation-steps", "2"]
+    options = options_for(demo_dataset, tmp_path, *quick, "--max-grad-norm", "0.05", output="clipped")
+    at_step, before_clipping = gradient_norms_at_each_optimizer_step(options, monkeypatch)
+    assert len(at_step) == len(before_clipping) == 2  # 4 batches, an optimizer step (and clipping) every second one
+    assert max(before_clipping) > 0.05  # the limit bites
+    assert max(at_step) <= 0.05 * (1 + 1e-5)
+
+    options = options_for(demo_dataset, tmp_path, *quick, "--max-grad-norm", "0", output="unclipped")
+    at_step, before_clipping = gradient_norms_at_each_optimizer_step(options, monkeypatch)
+    assert before_clipping == [] and len(at_step) == 2 and max(at_step) > 0.05
+    assert parse_options([]).max_grad_norm == 1.0  # the Trainer's default
 
 
 def test_unreadable_training_image_travels_with_its_batch_and_is_used_as_no_image(tiny_model_and_processor):

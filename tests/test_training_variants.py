@@ -125,14 +125,27 @@ def test_fusion_options_reach_the_model_config(tiny_towers, fusion):
     assert text_only.config.vision_config is None and text_only.config.fusion_type == "concat"
 
 
+def test_freezing_comes_from_the_training_options(tiny_towers):
+    model, _ = build(tiny_towers, "--freeze-vision-model")
+    model.train()
+    vision, text = model.m2sa.vision_model, model.m2sa.text_model
+    assert not any(parameter.requires_grad for parameter in vision.parameters()) and not vision.training
+    assert all(parameter.requires_grad for parameter in text.parameters()) and text.training
+    trainable, _ = build(tiny_towers)
+    assert all(parameter.requires_grad for parameter in trainable.parameters())
+
+
 def test_cross_attention_fusion_recomputes_frozen_tower_features(tiny_towers, caplog):
     from m2sa_training.loop import frozen_towers
 
-    concat, _ = build(tiny_towers, "--freeze-text-model", "--freeze-vision-model")
-    assert frozen_towers(concat, "multimodal") == {"text", "vision"}
-    cross, _ = build(tiny_towers, "--freeze-text-model", "--freeze-vision-model", "--fusion", "cross_attention")
+    frozen = ["--freeze-text-model", "--freeze-vision-model"]
+    concat, _ = build(tiny_towers, *frozen)
+    assert frozen_towers(parse_options(frozen), concat, "multimodal") == {"text", "vision"}
+    assert frozen_towers(parse_options(frozen[1:]), concat, "text") == set()  # a text-only run reads no images
+    cross_attention = [*frozen, "--fusion", "cross_attention"]
+    cross, _ = build(tiny_towers, *cross_attention)
     with caplog.at_level(logging.INFO, logger="m2sa_training"):
-        assert frozen_towers(cross, "multimodal") == set()
+        assert frozen_towers(parse_options(cross_attention), cross, "multimodal") == set()
     assert [record.getMessage() for record in caplog.records] == [
         "Features of the frozen text and vision tower(s) are recomputed every step: cross_attention fusion reads their "
         "token and patch states, which the cache (pooled features) does not hold."]
