@@ -4,6 +4,8 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging
 
+from .errors_m2sa import M2SAError
+
 logger = logging.get_logger(__name__)
 
 LABEL_NAMES = ("negative", "neutral", "positive")
@@ -30,7 +32,7 @@ def _tower_config(config, role):
     elif isinstance(config, dict):
         model_type = config.get("model_type")
         if model_type not in CONFIG_MAPPING:
-            raise ValueError(
+            raise M2SAError(
                 f"Unknown {role} tower model_type {model_type!r}. Use a transformers encoder type such as "
                 f"'xlm-roberta' or 'bert' for text and 'clip_vision_model', 'dinov2' or 'siglip_vision_model' "
                 f"for images, or build the model with `M2SAForSequenceClassification.from_towers(text_id, vision_id)`."
@@ -43,7 +45,7 @@ def _tower_config(config, role):
         if isinstance(nested, PretrainedConfig):
             tower_config = nested
         if not hasattr(tower_config, "num_channels"):
-            raise ValueError(
+            raise M2SAError(
                 f"The vision tower config has model_type {tower_config.model_type!r}, which is not an image encoder. "
                 f"Pass a vision encoder such as CLIP ('clip_vision_model'), DINOv2 ('dinov2') or SigLIP."
             )
@@ -125,11 +127,11 @@ class M2SAConfig(PretrainedConfig):
             ("inference_backend", inference_backend, INFERENCE_BACKENDS),
         ):
             if value not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+                raise M2SAError(f"`{name}` must be one of {choices}, got {value!r}.")
         self.text_config = _tower_config(text_config, "text")
         self.vision_config = _tower_config(vision_config, "vision")
         if self.vision_config is None and fusion_type != TEXT_ONLY_FUSION:
-            raise ValueError(
+            raise M2SAError(
                 f"fusion_type={fusion_type!r} fuses text with images, but this model is text-only (vision_config=None). "
                 f"A text-only model uses fusion_type={TEXT_ONLY_FUSION!r} (its text features alone); give it a "
                 f"vision tower to use {fusion_type!r}."
@@ -138,10 +140,10 @@ class M2SAConfig(PretrainedConfig):
         self.fusion_hidden_size = fusion_hidden_size or text_hidden_size
         self.cross_attention_heads = cross_attention_heads or getattr(self.text_config, "num_attention_heads", None)
         if cross_attention_layers < 1:
-            raise ValueError(f"`cross_attention_layers` must be at least 1, got {cross_attention_layers}.")
+            raise M2SAError(f"`cross_attention_layers` must be at least 1, got {cross_attention_layers}.")
         self.cross_attention_layers = cross_attention_layers
         if fusion_type == "cross_attention" and self.fusion_hidden_size % self.cross_attention_heads:
-            raise ValueError(
+            raise M2SAError(
                 f"`cross_attention_heads` ({self.cross_attention_heads}) must divide `fusion_hidden_size` "
                 f"({self.fusion_hidden_size}); pass values where it does."
             )

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_m2sa import M2SAConfig
+from .errors_m2sa import M2SAError
 from .pipeline_m2sa import pipeline_config_entry
 from .processing_m2sa import REEXPORT, auto_map_modules, check_code_files, saved_folder
 
@@ -112,7 +113,7 @@ def pool_tower_output(tower_output, pooling, attention_mask=None):
     """Reduce a tower's output to one vector per example: `(batch, hidden)`."""
     if pooling == "pooler":
         if getattr(tower_output, "pooler_output", None) is None:
-            raise ValueError(
+            raise M2SAError(
                 "pooling='pooler' needs a tower that returns `pooler_output`; this one does not. "
                 "Use 'mean' or 'first_token' pooling in M2SAConfig."
             )
@@ -130,7 +131,7 @@ def copy_tower_weights(target_tower, source_tower, name_or_path):
     """
     missing, _unused = target_tower.load_state_dict(source_tower.state_dict(), strict=False)
     if missing:
-        raise ValueError(
+        raise M2SAError(
             f"The checkpoint {name_or_path!r} lacks weights the tower needs ({', '.join(missing[:5])}...). "
             f"Check that it is a {target_tower.config.model_type!r} encoder checkpoint."
         )
@@ -362,7 +363,8 @@ class M2SAModel(M2SAPreTrainedModel):
 
     def _run_vision_tower(self, pixel_values, **tower_options):
         if self.vision_model is None:
-            raise ValueError("This M2SA model is text-only (vision_config=None); it cannot encode images.")
+            raise M2SAError("This M2SA model is text-only (vision_config=None); it cannot encode images.",
+                            code="text_only_model")
         tower_output = self.vision_model(pixel_values=pixel_values, **tower_options, return_dict=True)
         return pool_tower_output(tower_output, self.config.vision_pooling), tower_output
 
@@ -384,7 +386,7 @@ class M2SAModel(M2SAPreTrainedModel):
         tower_output = None
         if image_embeds is None:
             if pixel_values is None:
-                raise ValueError("`has_image` marks images but neither `pixel_values` nor `image_embeds` was given.")
+                raise M2SAError("`has_image` marks images but neither `pixel_values` nor `image_embeds` was given.")
             present, tower_output = self._run_vision_tower(pixel_values[has_image], **tower_options)
         else:
             present = image_embeds[has_image]
@@ -423,7 +425,7 @@ class M2SAModel(M2SAPreTrainedModel):
         return_dict (`bool`): False returns a tuple (nested tower outputs as tuples), as transformers models do.
         """
         if self.config.fusion_type == "cross_attention" and (text_embeds is not None or image_embeds is not None):
-            raise ValueError(
+            raise M2SAError(
                 "fusion_type='cross_attention' reads the towers' token and patch states, so it cannot use precomputed "
                 "`text_embeds` / `image_embeds` (cached features); pass `input_ids` and `pixel_values` instead."
             )
@@ -436,15 +438,15 @@ class M2SAModel(M2SAPreTrainedModel):
         text_model_output = None
         if text_embeds is None:
             if input_ids is None:
-                raise ValueError("Pass `input_ids` (from M2SAProcessor) or precomputed `text_embeds`.")
+                raise M2SAError("Pass `input_ids` (from M2SAProcessor) or precomputed `text_embeds`.")
             text_embeds, text_model_output = self._run_text_tower(
                 input_ids, attention_mask, token_type_ids, **tower_options
             )
         if self.vision_model is None:
             if pixel_values is not None or image_embeds is not None or (has_image is not None and has_image.any()):
-                raise ValueError(
+                raise M2SAError(
                     "This M2SA model is text-only (vision_config=None) and cannot use images; pass text only, "
-                    "or train a model with a vision tower."
+                    "or train a model with a vision tower.", code="text_only_model"
                 )
             output = M2SAModelOutput(fused_embeds=text_embeds, text_embeds=text_embeds,
                                      text_model_output=text_model_output)
