@@ -208,13 +208,14 @@ def classify_file(classify, tweets_path, image_paths, output_root):
     preview, image_error_lines, unclassifiable = [], [], []
 
     def predictions(batch):
-        for rows, images in batch.batches(BATCH_SIZE):
+        for rows, images, damage in batch.batches(BATCH_SIZE):
             texts = [record.get("text") or "" for _, record in rows]
             results = classify([{"text": text, "image": image} for text, image in zip(texts, images)], top_k=None,
                                on_invalid_image="text_only", batch_size=BATCH_SIZE)
-            for (line, record), text, ranked in zip(rows, texts, results):
+            for (line, record), text, ranked, member_damage in zip(rows, texts, results, damage):
                 code = image_error_code(ranked[0])
-                image_error = code and image_problem(code, record["image"])
+                image_error = code and (f"{record['image']} {member_damage}" if member_damage
+                                        else image_problem(code, record["image"]))
                 if image_error:
                     image_error_lines.append(str(line))
                     if not text.strip():

@@ -194,15 +194,18 @@ class UploadedImage:
         self.path, self.archive, self.member = path, archive, member
         self.file_size = member.file_size if member else 0  # loose files are capped by the upload limit
         self.dimensions = None  # (width, height) once `read_header` found them
+        self.damage = None  # why the zip member could not be unpacked, once `read` failed
 
     def read(self):
         """A path for a loose file; the bytes of a zip member (b"", which the pipeline reports as unreadable, when the
-        member itself cannot be unpacked)."""
+        member itself cannot be unpacked: `damage` then says why)."""
         if self.archive is None:
             return str(self.path)
         try:
             return self.archive.read(self.member)
-        except UNREADABLE:
+        except UNREADABLE as error:  # a bad CRC, a truncated or unsupported member: the zip is damaged, not the image
+            self.damage = (f"is damaged inside {Path(self.archive.filename).name} ({error}); zip it again and "
+                           f"re-upload")
             return b""
 
     def read_header(self):
@@ -238,7 +241,8 @@ class Batch:
     """A tweets file and its uploaded images, checked against the caps; a context manager that closes the zips.
 
     `rows`: (line number, record) pairs; `images`: one `UploadedImage` or None per row; `columns`: the records' fields
-    in order of appearance. `batches(batch_size)` yields them a batch at a time, with each batch's images read.
+    in order of appearance. `batches(batch_size)` yields them a batch at a time, with each batch's images read and,
+    per image, why its zip member could not be unpacked (None when it could).
     """
 
     def __init__(self, rows, images, archives):
@@ -256,7 +260,7 @@ class Batch:
             archive.close()
 
     def batches(self, batch_size):
-        """(rows, images) for consecutive batches of at most `batch_size` tweets whose images hold at most
+        """(rows, images, damage) for consecutive batches of at most `batch_size` tweets whose images hold at most
         MAX_IMAGE_PIXELS pixels and MAX_IMAGE_BYTES bytes read from zips together (or one image alone), so decoding a
         batch needs about as much memory as the largest image allowed. Images are read as their batch is reached."""
         start = 0
@@ -270,7 +274,9 @@ class Batch:
                 if image is not None:
                     pixels, size = pixels + image.pixels, size + image.file_size
                 end += 1
-            yield self.rows[start:end], [image and image.read() for image in self.images[start:end]]
+            images = self.images[start:end]
+            yield self.rows[start:end], [image and image.read() for image in images], [
+                image and image.damage for image in images]
             start = end
 
 

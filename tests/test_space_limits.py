@@ -268,8 +268,9 @@ def test_batches_hold_at_most_one_capped_image_of_pixels(images, tmp_path):
         ["half.png", "", "half.png", "quarter.png", "", "red.png", "", "", "half.png", ""])))
     with batch_files.read_batch(tweets, [images_zip, images / "red.png"]) as batch:
         batches = list(batch.batches(4))
-    assert [[line for line, _ in rows] for rows, _ in batches] == [[2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
-    kinds = [[type(image).__name__ for image in batch_images] for _, batch_images in batches]
+    assert [[line for line, _ in rows] for rows, _, _ in batches] == [[2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
+    kinds = [[type(image).__name__ for image in batch_images] for _, batch_images, _ in batches]
+    assert all(damage is None for _, _, batch_damage in batches for damage in batch_damage)
     assert kinds == [["bytes", "NoneType", "bytes"], ["bytes", "NoneType", "str", "NoneType"],
                      ["NoneType", "bytes", "NoneType"]]
 
@@ -299,3 +300,18 @@ def test_tweets_file_caps(tmp_path, name, content, expected):
         batch_files.read_batch(tweets)
     for problem in expected:
         assert problem in str(error.value)
+
+
+def test_a_damaged_zip_member_is_named_as_damaged_not_as_an_unreadable_image(tmp_path):
+    png = encoded(Image.new("RGB", (8, 8), "red"), "PNG")
+    archive = zip_of(tmp_path / "photos.zip", {"red.png": png}, zipfile.ZIP_STORED)
+    data = bytearray(archive.read_bytes())
+    start = data.index(png)
+    data[start + len(png) // 2] ^= 0xFF  # one flipped byte in the stored member: its CRC no longer matches
+    archive.write_bytes(bytes(data))
+    tweets = tmp_path / "tweets.csv"
+    tweets.write_text("text,image\nlook,red.png\n")
+    with batch_files.read_batch(tweets, [archive]) as batch:
+        ((rows, batch_images, damage),) = list(batch.batches(4))
+    assert batch_images == [b""]
+    assert damage[0].startswith("is damaged inside photos.zip (Bad CRC-32") and "zip it again" in damage[0]
