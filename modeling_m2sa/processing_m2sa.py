@@ -364,7 +364,8 @@ class M2SAProcessor(ProcessorMixin):
                 close = difflib.get_close_matches(name, valid, n=1)
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise TypeError(f"{type(self).__name__} got unexpected arguments {', '.join(hints)}; it takes images, "
-                            f"text and the tokenizer's and image processor's kwargs ({', '.join(valid)}).")
+                            f"text, the tokenizer's and the image processor's kwargs and on_invalid_image (all of "
+                            f"them: processor.valid_call_kwargs()).")
         merged = self._merge_kwargs(M2SAProcessingKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         if merged["text_kwargs"].get("max_length") is None:  # `max_length=None` means the saved one, as it always has
             merged["text_kwargs"]["max_length"] = self.max_length
