@@ -9,6 +9,7 @@
         --vision-model none --modalities text                   # any dataset: other configs, columns and labels
     python train.py --dataset ./mvsa --image-column photo --label-column sentiment   # validation/test carved
     python train.py --dataset tweets.csv --text-column tweet --label-column sentiment --vision-model none
+    python train.py --dataset intensity.csv --label-column intensity --problem-type regression --vision-model none
     python train.py --fusion gated --image-dropout 0.3 --lora-r 8 --gradient-checkpointing   # beyond the paper's head
 
 `python train.py --help` lists every option. The output directory holds the model, its processor, remote code,

@@ -4,6 +4,8 @@ import torch
 
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from .options import REGRESSION
+
 
 def has_images(split):
     """Whether any row of the split has an image."""
@@ -32,8 +34,17 @@ def blank_texts(split):
 
 
 def check_label_names(split, model_config):
-    """The dataset's label names (its `label` ClassLabel), checked against the model's `id2label`."""
+    """The dataset's label names (its `label` ClassLabel), checked against the model's `id2label`; for a regression
+    model, its one label name, once the dataset's `label` is checked to hold float values."""
     label_feature = split.features.get("label")
+    if model_config.problem_type == REGRESSION:
+        if getattr(label_feature, "dtype", None) not in ("float32", "float64"):
+            raise M2SAError(
+                f"A regression model learns one number per tweet, but the dataset's `label` column holds "
+                f"{label_feature}. Read its labels with --problem-type regression (numbers become float values).",
+                code="label_mismatch",
+            )
+        return [model_config.id2label[0]]
     dataset_names = list(getattr(label_feature, "names", None) or [])
     model_names = [model_config.id2label[index] for index in range(model_config.num_labels)]
     if dataset_names != model_names:
@@ -47,7 +58,8 @@ def check_label_names(split, model_config):
 
 
 class TweetCollator:
-    """Turns rows into a model batch, using cached tower features where given.
+    """Turns rows into a model batch, using cached tower features where given: `labels` are label ids (int64) for
+    classes, float32 values for a regression dataset.
 
     `use_images`: whether the model reads images (False for a text-only model: images are ignored).
     `cached`: optional {"text_embeds": (N, D), "image_embeds": (N, D), "has_image": (N,)} indexed by row position.

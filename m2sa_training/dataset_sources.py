@@ -6,18 +6,21 @@ read into the M2SA schema, so the collator, metrics and reports downstream read 
 
 - `text`: string (a null text becomes "", with a warning);
 - `image`: `datasets.Image(decode=False)`, null for a tweet without an image; absent for text-only data;
-- `label`: ClassLabel(LABEL_NAMES), read from ClassLabel names, label strings or integers (`label_mapping`);
+- `label`: ClassLabel(LABEL_NAMES), read from ClassLabel names, label strings or integers (`label_mapping`); with
+  `--problem-type regression`, float32 values read from numbers (`_numeric_labels`);
 - `language`: string, from the language column, else the config name;
 - `tweet_id`: string, when the data has an id column (`ID_COLUMNS`);
 - `source`, `translated`: as they are, when present (`PROVENANCE_COLUMNS`).
 
 Splits are train / validation / test (aliases such as `dev` renamed). A config without validation or test rows gets
-them carved from its train rows by the dataset builder's rule (`dataset_script.splits.carve_splits`). Whatever cannot
+them carved from its train rows by the dataset builder's rule (`dataset_script.splits.carve_splits`; per label for
+classes, from all rows at once for regression values). Whatever cannot
 be read this way stops with an `M2SAError` naming the input and the flag to use, before any training time is spent.
 """
 
 import hashlib
 import logging
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -30,6 +33,7 @@ from dataset_script.schema import ALL_CONFIG, LABEL_NAMES, M2SA_LANGUAGES, SPLIT
 from dataset_script.splits import CARVED_FRACTIONS, carve_splits
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from .options import REGRESSION
 from .processes import process_state
 
 logger = logging.getLogger(__name__)
@@ -166,8 +170,12 @@ def load_config(dataset, config, options):
     root = _data_root(dataset)
     splits = {name: _training_columns(split, columns[name], language, root, f"the {name} split of {where}")
               for name, split in loaded.items()}  # fmt: skip
-    splits = _relabel(splits, options.label_names, where, options.label_column)
-    return _carve_missing_splits(splits, where, columns["train"]["tweet_id"])
+    if options.problem_type == REGRESSION:
+        splits = _numeric_labels(splits, where, options.label_column)
+    else:
+        splits = _relabel(splits, options.label_names, where, options.label_column)
+    return _carve_missing_splits(splits, where, columns["train"]["tweet_id"],
+                                 by_label=options.problem_type != REGRESSION)
 
 
 def _file_builder(path):
@@ -381,6 +389,56 @@ def _relabel(splits, label_names, where, column):
             for name, split in splits.items()}  # fmt: skip
 
 
+def _numeric_labels(splits, where, column):
+    """The splits of one config with `label` as float32 values (regression); a row whose label is missing or not a
+    finite number (numbers written as strings, as in a JSON file, are read) is refused, never dropped."""
+    read = {}
+    for name, split in splits.items():
+        feature = split.features["label"]
+        if isinstance(feature, datasets.ClassLabel):
+            raise M2SAError(
+                f"Column {column!r} of the {name} split of {where} holds sentiment classes "
+                f"({', '.join(feature.names)}), not numbers: --problem-type regression needs a number per tweet. Read "
+                f"a numeric column with --label-column, or train a classifier with --problem-type "
+                f"single_label_classification.",
+                code="non_numeric_labels",
+            )
+        values = [_finite_number(value) for value in split["label"][:]]
+        unreadable = [row for row, value in enumerate(values) if value is None]
+        if unreadable:
+            examples = "; ".join(f"row {row} {split[row]['text']!r} has {_shown_value(split[row]['label'])}"
+                                 for row in unreadable[:3])
+            raise M2SAError(
+                f"--problem-type regression needs a number in column {column!r} for every tweet, but {len(unreadable)} "
+                f"of {len(values)} rows of the {name} split of {where} have none or another value (e.g. {examples}). "
+                f"Rows are not dropped silently: write a number (int or float) in each, remove those rows, or read "
+                f"another column with --label-column.",
+                code="non_numeric_labels",
+            )
+        read[name] = values
+    if all(split.features["label"] == datasets.Value("float32") for split in splits.values()):
+        return splits  # already float32 values: the data stays untouched
+    label_feature = datasets.Value("float32")
+    return {name: split.remove_columns("label").add_column("label", read[name], feature=label_feature)
+            for name, split in splits.items()}  # fmt: skip
+
+
+def _shown_value(value):
+    missing = value is None or (isinstance(value, float) and math.isnan(value))  # CSV readers give NaN for none
+    return "no value" if missing else repr(value)
+
+
+def _finite_number(value):
+    """`value` as a float when it is a finite number (or a string spelling one), else None (missing, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _refuse_missing_labels(splits, values, feature, where, column):
     """Rows without a label (null, or a ClassLabel's -1) are an error: dropping them would change the data unseen."""
     missing = {name: [row for row, value in enumerate(split_values)
@@ -473,9 +531,10 @@ def _listed(counts, limit=20):
     return listed + (f" and {len(counts) - limit} more" if len(counts) > limit else "")
 
 
-def _carve_missing_splits(splits, where, id_column):
+def _carve_missing_splits(splits, where, id_column, by_label=True):
     """The splits with validation and test carved from train when the config lacks them (`carve_splits`): rows are
-    ordered by the hash of the id column, else of each row's text and image bytes; no seed is involved."""
+    ordered by the hash of the id column, else of each row's text and image bytes; no seed is involved. `by_label`:
+    carve within each label (classes); otherwise from all rows at once (regression values, nearly all distinct)."""
     missing = [split for split in CARVED_FRACTIONS if split not in splits]
     if not missing:
         return splits
@@ -485,12 +544,12 @@ def _carve_missing_splits(splits, where, id_column):
         order = f"the hash of column {id_column!r}"
     else:
         ids, order = _content_ids(train), "a hash of each row's text and image bytes"
-    carved = carve_splits(ids, train["label"][:], missing)
+    carved = carve_splits(ids, train["label"][:] if by_label else [None] * len(train), missing)
     for split in ("train", *missing):
         splits[split] = train.select([row for row, name in enumerate(carved) if name == split])
     logger.info(
-        "%s has no %s split: carved from its %d train rows per label, ordered by %s (%s); now %s.", where,
-        " or ".join(missing), len(train), order,
+        "%s has no %s split: carved from its %d train rows%s, ordered by %s (%s); now %s.", where,
+        " or ".join(missing), len(train), " per label" if by_label else "", order,
         ", ".join(f"{CARVED_FRACTIONS[split]:.0%} {split}" for split in missing),
         ", ".join(f"{split} {len(splits[split])}" for split in SPLITS))
     return {split: splits[split] for split in SPLITS}

@@ -1,30 +1,69 @@
 """Sentiment metrics (overall and per language), their aggregation over seeds, and evaluation reports.
 
-Every metric comes from scikit-learn with the label ids fixed, so a class absent from a language's labels and
-predictions still counts (as 0) in that language's macro averages. The label names come from the data (its `label`
-ClassLabel); reports read them from the results.
+Classification metrics come from scikit-learn with the label ids fixed, so a class absent from a language's labels
+and predictions still counts (as 0) in that language's macro averages. The label names come from the data (its
+`label` ClassLabel); reports read them from the results. A regression model (`--problem-type regression`) is scored
+by MSE and MAE (scikit-learn) and Pearson and Spearman correlations (SciPy, which scikit-learn depends on); its results
+say `"problem_type": "regression"`, and the reports read that.
 """
 
 import json
 import re
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import (accuracy_score, confusion_matrix, mean_absolute_error, mean_squared_error,
+                             precision_recall_fscore_support)
 
 from dataset_script.schema import LABEL_NAMES
 
+from .options import CLASSIFICATION, REGRESSION
+
 SCALAR_METRICS = ("macro_precision", "macro_recall", "macro_f1", "accuracy")
-METRIC_TITLES = dict(zip(SCALAR_METRICS, ("macro-P", "macro-R", "macro-F1", "accuracy")))
+REGRESSION_METRICS = ("mse", "mae", "pearson", "spearman")
+METRIC_TITLES = {**dict(zip(SCALAR_METRICS, ("macro-P", "macro-R", "macro-F1", "accuracy"))),
+                 **dict(zip(REGRESSION_METRICS, ("MSE", "MAE", "Pearson r", "Spearman ρ")))}  # fmt: skip
 OVERALL = "overall"
 CONFUSION_TITLE_CHARACTERS = 40  # what fits on one line of the 4.5-inch-wide confusion-matrix figure
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _check_inputs(labels, predictions, languages, label_names):
+@dataclass(frozen=True)
+class BestModelMetric:
+    """The validation metric that chooses the best epoch, and its direction (the Trainer's `metric_for_best_model`
+    and `greater_is_better`)."""
+
+    name: str  # a key of a result's metric block
+    greater_is_better: bool
+
+    @property
+    def title(self):
+        return METRIC_TITLES[self.name]
+
+    def is_better(self, value, best):
+        """Whether `value` beats `best` (None: nothing measured yet)."""
+        if best is None:
+            return True
+        return value > best if self.greater_is_better else value < best
+
+
+BEST_MODEL_METRICS = {CLASSIFICATION: BestModelMetric("macro_f1", greater_is_better=True),
+                      REGRESSION: BestModelMetric("mse", greater_is_better=False)}  # fmt: skip
+"""The best epoch of a run, by `--problem-type`: the highest validation macro-F1, or the lowest validation MSE."""
+
+
+def is_regression(result):
+    """Whether `result` (of `compute_metrics`, `compute_regression_metrics` or `aggregate_runs`) scores a
+    regression model."""
+    return result.get("problem_type") == REGRESSION
+
+
+def _check_lengths(labels, predictions, languages):
     if not (len(labels) == len(predictions) == len(languages)):
         raise ValueError(
             f"labels, predictions and languages must have the same length, got {len(labels)}, {len(predictions)} "
@@ -32,6 +71,19 @@ def _check_inputs(labels, predictions, languages, label_names):
         )
     if not labels:
         raise ValueError("No examples to evaluate: labels, predictions and languages are empty.")
+
+
+def _check_languages(languages):
+    bad = [index for index, language in enumerate(languages) if not isinstance(language, str) or not language]
+    if bad:
+        raise ValueError(
+            f"languages must be non-empty ISO codes (str), got {languages[bad[0]]!r} at index {bad[0]}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}."
+        )
+
+
+def _check_inputs(labels, predictions, languages, label_names):
+    _check_lengths(labels, predictions, languages)
     label_ids = list(range(len(label_names)))
     for name, values in (("labels", labels), ("predictions", predictions)):
         bad = [index for index, value in enumerate(values) if value not in label_ids]
@@ -41,12 +93,7 @@ def _check_inputs(labels, predictions, languages, label_names):
                 f"{name} must be label ids in {label_ids} ({', '.join(label_names)}), got {shown}"
                 f"{'...' if len(bad) > 5 else ''}."
             )
-    bad = [index for index, language in enumerate(languages) if not isinstance(language, str) or not language]
-    if bad:
-        raise ValueError(
-            f"languages must be non-empty ISO codes (str), got {languages[bad[0]]!r} at index {bad[0]}"
-            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}."
-        )
+    _check_languages(languages)
 
 
 def _metrics(labels, predictions, label_ids):
@@ -89,6 +136,61 @@ def compute_metrics(labels, predictions, languages, label_names=LABEL_NAMES):
             "label_names": list(label_names)}
 
 
+def _correlation(correlation, labels, predictions):
+    """A SciPy correlation of labels and predictions, or None where it is undefined (fewer than two examples, or
+    constant labels or predictions, as the mean baseline's)."""
+    if len(labels) < 2 or np.ptp(labels) == 0 or np.ptp(predictions) == 0:
+        return None
+    return float(correlation(labels, predictions).statistic)
+
+
+def _regression_metrics(labels, predictions):
+    labels, predictions = np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float)
+    return {
+        "mse": float(mean_squared_error(labels, predictions)),
+        "mae": float(mean_absolute_error(labels, predictions)),
+        "pearson": _correlation(pearsonr, labels, predictions),
+        "spearman": _correlation(spearmanr, labels, predictions),
+        "support": len(labels),
+    }
+
+
+def compute_regression_metrics(labels, predictions, languages):
+    """Mean squared and absolute error, Pearson r and Spearman ρ and support, overall and per language, of a
+    regression model.
+
+    Args:
+        labels, predictions: finite numbers, one per example.
+        languages: the ISO code of each example's language.
+
+    Returns:
+        `{"problem_type": "regression", "overall": M, "per_language": {language: M}}` with languages sorted, where
+        `M` holds `mse`, `mae` (floats), `pearson`, `spearman` (floats, None where undefined: fewer than two examples,
+        or constant labels or predictions) and `support` (int).
+    """
+    labels, predictions, languages = list(labels), list(predictions), list(languages)
+    _check_lengths(labels, predictions, languages)
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        bad = [index for index, value in enumerate(values)
+               if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value)]
+        if bad:
+            raise ValueError(f"{name} must be finite numbers, got {values[bad[0]]!r} at index {bad[0]}.")
+    _check_languages(languages)
+    per_language = {}
+    for language in sorted(set(languages)):
+        indices = [index for index, code in enumerate(languages) if code == language]
+        per_language[language] = _regression_metrics([labels[i] for i in indices], [predictions[i] for i in indices])
+    return {"problem_type": REGRESSION, OVERALL: _regression_metrics(labels, predictions),
+            "per_language": per_language}
+
+
+def mean_baseline_predictions(train_labels, num_examples):
+    """The regression baseline: the mean of `train_labels`, repeated `num_examples` times."""
+    if not len(train_labels):
+        raise ValueError("train_labels is empty: the mean baseline needs the training values.")
+    return [float(np.mean(train_labels))] * num_examples
+
+
 def majority_baseline_predictions(train_labels, num_examples, num_labels=len(LABEL_NAMES)):
     """The most frequent label of `train_labels` (ties go to the lowest label id), repeated `num_examples` times."""
     counts = [0] * num_labels
@@ -129,6 +231,16 @@ def _aggregate(blocks):
     return aggregated
 
 
+def _aggregate_regression(blocks):
+    aggregated = {}
+    for metric in REGRESSION_METRICS:
+        defined = [block[metric] for block in blocks if block[metric] is not None]
+        aggregated[metric] = mean_and_spread(defined) if defined else None
+    aggregated["support"] = sum(block["support"] for block in blocks)
+    aggregated["num_runs"] = len(blocks)
+    return aggregated
+
+
 def aggregate_runs(runs):
     """Combine one or more `compute_metrics` results (e.g. one per seed) into mean and spread: the shape every report
     reads, whatever the number of runs.
@@ -137,26 +249,40 @@ def aggregate_runs(runs):
     (`ddof=1`) over the runs, or 0.0 for a single run. Confusion matrices are summed over the runs and `support`
     is summed with them (so it stays the total of the matrix); `num_runs` says how many runs went into a block.
     A language found in only some runs is aggregated over the runs that have it.
+
+    Results of `compute_regression_metrics` aggregate the same way (no confusion matrix; a correlation over the runs
+    where it is defined, None where it is defined in none) and keep `"problem_type": "regression"`.
     """
     runs = list(runs)
     if not runs:
         raise ValueError("aggregate_runs needs at least one compute_metrics result, got none.")
-    label_names = runs[0]["label_names"]
-    if any(run["label_names"] != label_names for run in runs):
-        raise ValueError("aggregate_runs needs results over the same labels; these runs used different label names.")
+    kinds = {is_regression(run) for run in runs}
+    if len(kinds) > 1:
+        raise ValueError("aggregate_runs needs results of one kind; these mix classification and regression.")
+    if kinds == {True}:
+        kind, aggregate = {"problem_type": REGRESSION}, _aggregate_regression
+    else:
+        label_names = runs[0]["label_names"]
+        if any(run["label_names"] != label_names for run in runs):
+            raise ValueError("aggregate_runs needs results over the same labels; these runs used different label "
+                             "names.")
+        kind, aggregate = {"label_names": list(label_names)}, _aggregate
     languages = sorted({language for run in runs for language in run["per_language"]})
     return {
-        "label_names": list(label_names),
-        OVERALL: _aggregate([run[OVERALL] for run in runs]),
+        **kind,
+        OVERALL: aggregate([run[OVERALL] for run in runs]),
         "per_language": {
-            language: _aggregate([run["per_language"][language] for run in runs if language in run["per_language"]])
+            language: aggregate([run["per_language"][language] for run in runs if language in run["per_language"]])
             for language in languages
         },
     }
 
 
 def format_metric(value):
-    """An aggregated `{"mean", "std", "values"}` metric: `0.812` for one run, `0.812 ± 0.010` for several."""
+    """An aggregated `{"mean", "std", "values"}` metric: `0.812` for one run, `0.812 ± 0.010` for several; `–` for
+    None (a correlation undefined in every run)."""
+    if value is None:
+        return "–"
     if len(value["values"]) == 1:
         return f"{value['mean']:.3f}"
     return f"{value['mean']:.3f} ± {value['std']:.3f}"
@@ -178,12 +304,13 @@ def metrics_table(named_results, metric="macro_f1"):
     Args:
         named_results: column name -> `aggregate_runs` result, e.g.
             `{"multimodal": ..., "text-only": ..., "majority": ...}`.
-        metric: one of `SCALAR_METRICS`.
+        metric: one of `SCALAR_METRICS`, or of `REGRESSION_METRICS` for regression results.
 
     A language missing from a result shows as `–` in its column.
     """
-    if metric not in SCALAR_METRICS:
-        raise ValueError(f"metric must be one of {SCALAR_METRICS}, got {metric!r}.")
+    if metric not in SCALAR_METRICS + REGRESSION_METRICS:
+        raise ValueError(f"metric must be one of {SCALAR_METRICS} (or {REGRESSION_METRICS} for a regression model), "
+                         f"got {metric!r}.")
     if not named_results:
         raise ValueError("metrics_table needs at least one named result, got none.")
     languages = sorted({language for result in named_results.values() for language in result["per_language"]})
@@ -197,7 +324,20 @@ def metrics_table(named_results, metric="macro_f1"):
     return _markdown_table([f"language ({METRIC_TITLES[metric]})", *named_results], rows)
 
 
+def _regression_split_markdown(split, result):
+    header = ["language", *(METRIC_TITLES[metric] for metric in REGRESSION_METRICS), "support"]
+    rows = [[name, *(format_metric(block[metric]) for metric in REGRESSION_METRICS), str(block["support"])]
+            for name, block in _blocks_by_row(result)]  # fmt: skip
+    runs_note = ""
+    if result[OVERALL]["num_runs"] > 1:
+        runs_note = (f"\n\nMetrics are mean ± sample std over {result[OVERALL]['num_runs']} runs; support is summed "
+                     f"over the runs.")
+    return f"## {split}{runs_note}\n\n{_markdown_table(header, rows)}\n"
+
+
 def _split_markdown(split, result):
+    if is_regression(result):
+        return _regression_split_markdown(split, result)
     label_names = result["label_names"]
     header = ["language", *(METRIC_TITLES[metric] for metric in SCALAR_METRICS), "support"]
     rows = [
@@ -219,21 +359,23 @@ def _split_markdown(split, result):
     )
 
 
-def _plot_per_language_f1(result, path, title):
+def _plot_per_language(result, metric, path, title):
+    """Bars of `metric` per language, the overall value as a dashed line (sample-std error bars over runs)."""
     blocks = result["per_language"]
     several_runs = result[OVERALL]["num_runs"] > 1
-    means = [block["macro_f1"]["mean"] for block in blocks.values()]
-    errors = [block["macro_f1"]["std"] for block in blocks.values()] if several_runs else None
-    overall = result[OVERALL]["macro_f1"]["mean"]
+    means = [block[metric]["mean"] for block in blocks.values()]
+    errors = [block[metric]["std"] for block in blocks.values()] if several_runs else None
+    overall = result[OVERALL][metric]["mean"]
 
     figure = Figure(figsize=(max(4.0, 0.5 * len(blocks) + 2.0), 3.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.bar(list(blocks), means, yerr=errors, capsize=3 if several_runs else 0, color="tab:blue")
     axes.axhline(overall, color="tab:red", linestyle="--", label=f"{OVERALL} ({overall:.3f})")
-    axes.set_ylim(0, 1.15)  # headroom for the legend above bars that reach 1
+    # Headroom for the legend above the highest bar (F1 reaches at most 1; an error has no upper bound).
+    axes.set_ylim(0, 1.15 if metric == "macro_f1" else 1.3 * max([*means, overall]) or 1.0)
     axes.set_xlabel("language")
-    axes.set_ylabel("macro-F1")
+    axes.set_ylabel(METRIC_TITLES[metric])
     axes.set_title(title)
     axes.legend(loc="upper right")
     figure.savefig(path, dpi=100)
@@ -260,6 +402,26 @@ def confusion_matrix_figure(result, title):
     return figure
 
 
+MEAN_BASELINE = "training mean"
+"""The regression baseline's name in the comparison: it predicts the mean training value for every tweet."""
+REGRESSION_NOTE = (
+    "A regression model: it gives each tweet one number. MSE (mean squared error) and MAE (mean absolute error) are "
+    "lower for better predictions; Pearson r and Spearman ρ are the linear and rank correlations of predictions and "
+    "true values (– where undefined: fewer than two tweets, or constant values)."
+)
+
+
+def comparison_markdown(summary):
+    """The comparison of every model with its baseline, per split (`summary`: split -> {name: `aggregate_runs`
+    result}): macro-F1 tables, or for regression MSE and Pearson r tables after a line that says what they mean."""
+    if not any(is_regression(result) for results in summary.values() for result in results.values()):
+        return "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
+    tables = [f"### {split} {METRIC_TITLES[metric]}\n\n{metrics_table(summary[split], metric=metric)}"
+              for split in summary for metric in ("mse", "pearson")]  # fmt: skip
+    return "\n\n".join([f"{REGRESSION_NOTE} `{MEAN_BASELINE}` predicts the mean training value for every tweet.",
+                          *tables])
+
+
 def write_evaluation_report(out_dir, results, title):
     """Write the evaluation of each split to `out_dir` and return the paths written, by name.
 
@@ -272,6 +434,9 @@ def write_evaluation_report(out_dir, results, title):
     support, then the overall confusion matrix), `per_language_f1_<split>.png` (bars per language, the overall
     as a dashed line, sample-std error bars for aggregated results) and `confusion_matrix_<split>.png`. The keys
     of the returned dict are `"json"`, `"markdown"`, `"per_language_f1_<split>"` and `"confusion_matrix_<split>"`.
+
+    Regression results give per split per-language MSE, MAE, Pearson r, Spearman ρ and support in `evaluation.md`
+    (which says it is a regression model) and `per_language_mse_<split>.png`; there is no confusion matrix.
     """
     if not results:
         raise ValueError("write_evaluation_report needs the results of at least one split, got none.")
@@ -285,10 +450,15 @@ def write_evaluation_report(out_dir, results, title):
     paths = {"json": out_dir / "evaluation.json", "markdown": out_dir / "evaluation.md"}
     paths["json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     sections = [_split_markdown(split, result) for split, result in results.items()]
-    paths["markdown"].write_text(f"# {title}\n\n" + "\n".join(sections), encoding="utf-8")
+    intro = REGRESSION_NOTE + "\n\n" if any(is_regression(result) for result in results.values()) else ""
+    paths["markdown"].write_text(f"# {title}\n\n{intro}" + "\n".join(sections), encoding="utf-8")
     for split, result in results.items():
-        paths[f"per_language_f1_{split}"] = out_dir / f"per_language_f1_{split}.png"
-        _plot_per_language_f1(result, paths[f"per_language_f1_{split}"], f"{title}: macro-F1 per language ({split})")
+        metric, plot = ("mse", f"per_language_mse_{split}") if is_regression(result) else (
+            "macro_f1", f"per_language_f1_{split}")
+        paths[plot] = out_dir / f"{plot}.png"
+        _plot_per_language(result, metric, paths[plot], f"{title}: {METRIC_TITLES[metric]} per language ({split})")
+        if is_regression(result):
+            continue
         paths[f"confusion_matrix_{split}"] = out_dir / f"confusion_matrix_{split}.png"
         figure = confusion_matrix_figure(result, f"{title}: confusion matrix ({split})")
         figure.savefig(paths[f"confusion_matrix_{split}"], dpi=100)

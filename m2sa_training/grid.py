@@ -27,7 +27,7 @@ from modeling_m2sa.errors_m2sa import M2SAError
 
 from .grid_report import write_grid_report
 from .loop import job_accelerator, may_leave_parameters_unused
-from .options import NO_VISION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
+from .options import NO_VISION, REGRESSION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
 from .processes import process_state
 from .run import RUN_CONFIG, options_changed_since, run_name, run_training
 
@@ -170,6 +170,10 @@ def check_grid(grid, where):
     unknown = sorted(set(grid.training) - set(TrainingOptions.__dataclass_fields__))
     if unknown:
         raise M2SAError(f"Unknown train.py options under training in {where}: {unknown}.", code="bad_grid_config")
+    if grid.training.get("problem_type") == REGRESSION:
+        raise M2SAError(f"training in {where} sets problem_type: regression, but the grid's tables compare "
+                        f"macro-F1 of classifiers; train regression models with train.py --problem-type regression.",
+                        code="bad_grid_config")
 
 
 def grid_runs(grid):

@@ -27,11 +27,11 @@ from modeling_m2sa import M2SAForSequenceClassification
 from modeling_m2sa.errors_m2sa import M2SAError
 
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
-from .evaluation import compute_metrics
+from .evaluation import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
 from .feature_cache import cached_features
 from .lora import save_exported_model
 from .modality_dropout import drop_images, image_dropout_for
-from .options import NO_VISION
+from .options import NO_VISION, REGRESSION
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +215,9 @@ def train_epoch(options, run, spec, epoch):
     return accelerator.reduce(process_loss, reduction="mean").item(), image_errors
 
 
-def evaluate_split(accelerator, model, loader, split, label_names):
-    """(metrics of the model on `split`, {row position: reason} of unusable images)."""
+def evaluate_split(accelerator, model, loader, split, problem_type):
+    """(metrics of the model on `split`, {row position: reason} of unusable images): classification metrics of the
+    arg-max labels, or for `problem_type` "regression" regression metrics of the head's values."""
     model.eval()
     predictions, image_errors = [], {}
     with torch.inference_mode():
@@ -224,21 +225,26 @@ def evaluate_split(accelerator, model, loader, split, label_names):
             inputs, batch_image_errors = model_inputs_and_image_errors(batch)
             image_errors.update(batch_image_errors)
             inputs.pop("labels")
-            predictions.append(accelerator.gather_for_metrics(model(**inputs).logits.argmax(dim=-1)))
+            logits = model(**inputs).logits
+            batch_predictions = logits[:, 0].float() if problem_type == REGRESSION else logits.argmax(dim=-1)
+            predictions.append(accelerator.gather_for_metrics(batch_predictions))
     predictions = torch.cat(predictions).tolist()
-    return compute_metrics(list(split["label"]), predictions, list(split["language"]), label_names), image_errors
+    labels, languages = list(split["label"]), list(split["language"])
+    if problem_type == REGRESSION:
+        return compute_regression_metrics(labels, predictions, languages), image_errors
+    return compute_metrics(labels, predictions, languages, split.features["label"].names), image_errors
 
 
 def record_image_errors(records, split_name, image_errors):
     records.setdefault(split_name, {}).update(image_errors)
 
 
-def end_epoch(options, run, spec, state, epoch, macro_f1):
-    """Best-model selection, early-stopping count, the epoch's checkpoint and the removal of checkpoints beyond
-    `--save-total-limit`."""
+def end_epoch(options, run, spec, state, epoch, validation_metric):
+    """Best-model selection by `validation_metric` (`BEST_MODEL_METRICS` says which and in which direction),
+    early-stopping count, the epoch's checkpoint and the removal of checkpoints beyond `--save-total-limit`."""
     accelerator = run.accelerator
-    if macro_f1 > state["best_metric"]:
-        state.update(best_metric=macro_f1, best_epoch=epoch + 1, epochs_without_improvement=0)
+    if BEST_MODEL_METRICS[options.problem_type].is_better(validation_metric, state["best_metric"]):
+        state.update(best_metric=validation_metric, best_epoch=epoch + 1, epochs_without_improvement=0)
         best = spec.run_dir / "best"
         with stopping_when_the_disk_is_full(accelerator, best, partial_path(best, unique=False)):
             if accelerator.is_main_process:
@@ -253,7 +259,8 @@ def end_epoch(options, run, spec, state, epoch, macro_f1):
 
 
 def train_run(accelerator, options, spec, model, processor, splits):
-    """Train `model` on `splits["train"]`, keep the epoch with the best validation macro-F1 and return its metrics.
+    """Train `model` on `splits["train"]`, keep the epoch with the best validation metric (the highest macro-F1, or
+    for regression the lowest MSE: `BEST_MODEL_METRICS`) and return its metrics.
 
     Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
     `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling, dropout and
@@ -268,11 +275,11 @@ def train_run(accelerator, options, spec, model, processor, splits):
 
 
 def _train_run(accelerator, options, spec, model, processor, splits):
-    label_names = splits["train"].features["label"].names
+    best_model_metric = BEST_MODEL_METRICS[options.problem_type]
     run = setup_run(accelerator, options, spec, model, processor, splits)
     image_errors = {name: dict(errors) for name, errors in run.image_errors.items()}
 
-    state = {"epoch": 0, "best_metric": -1.0, "best_epoch": 0, "epochs_without_improvement": 0, "history": []}
+    state = {"epoch": 0, "best_metric": None, "best_epoch": 0, "epochs_without_improvement": 0, "history": []}
     if spec.resume_from is not None:
         state = read_checkpoint_state(spec.resume_from)
         accelerator.load_state(str(spec.resume_from))
@@ -286,16 +293,16 @@ def _train_run(accelerator, options, spec, model, processor, splits):
         record_image_errors(image_errors, "train", train_image_errors)
         train_seconds = time.perf_counter() - epoch_start
         validation, validation_image_errors = evaluate_split(
-            accelerator, run.model, run.eval_loaders["validation"], splits["validation"], label_names)
+            accelerator, run.model, run.eval_loaders["validation"], splits["validation"], options.problem_type)
         record_image_errors(image_errors, "validation", validation_image_errors)
-        macro_f1 = validation["overall"]["macro_f1"]
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "validation_macro_f1": macro_f1,
+        metric = validation["overall"][best_model_metric.name]
+        metric_key = f"validation_{best_model_metric.name}"
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, metric_key: metric,
                                  "train_seconds": train_seconds})
-        accelerator.log({f"{spec.name}/train_loss": train_loss, f"{spec.name}/validation_macro_f1": macro_f1},
-                        step=epoch + 1)
-        logger.info("%s epoch %d: train loss %.4f, validation macro-F1 %.4f", spec.name, epoch + 1, train_loss,
-                    macro_f1)
-        end_epoch(options, run, spec, state, epoch, macro_f1)
+        accelerator.log({f"{spec.name}/train_loss": train_loss, f"{spec.name}/{metric_key}": metric}, step=epoch + 1)
+        logger.info("%s epoch %d: train loss %.4f, validation %s %.4f", spec.name, epoch + 1, train_loss,
+                    best_model_metric.title, metric)
+        end_epoch(options, run, spec, state, epoch, metric)
 
     accelerator.wait_for_everyone()
     best = accelerator.prepare_model(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"),
@@ -303,7 +310,7 @@ def _train_run(accelerator, options, spec, model, processor, splits):
     results = {}
     for name in EVAL_SPLITS:
         results[name], split_image_errors = evaluate_split(accelerator, best, run.eval_loaders[name], splits[name],
-                                                           label_names)
+                                                           options.problem_type)
         record_image_errors(image_errors, name, split_image_errors)
     return {"results": results, "history": state["history"], "best_epoch": state["best_epoch"],
             "feature_cache_seconds": run.feature_cache_seconds, "image_errors": gather_image_errors(image_errors)}

@@ -8,11 +8,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
 from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
 
-from .evaluation import OVERALL, format_metric, metrics_table
+from .evaluation import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
+from .options import CLASSIFICATION, REGRESSION
 
 TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
-TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels
+TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels (or one number)
 TASK_NAMES = {True: "Multimodal (text + image) sentiment analysis", False: "Sentiment analysis (text)"}
+REGRESSION_TASK_NAMES = {True: "Multimodal (text + image) sentiment regression", False: "Sentiment regression (text)"}
+REGRESSION_METRIC_TYPES = {"mse": "mse", "mae": "mae", "pearson": "pearsonr", "spearman": "spearmanr"}
+"""The Hub's metric ids of the regression metrics."""
 SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"
 """Tag of a model trained on the embedded synthetic demo set, whose answers are not real sentiment; the Space reads
 it to say so on its page."""
@@ -29,11 +33,32 @@ def dataset_identifier(dataset):
     return dataset if _is_hub_dataset_id(dataset) else Path(dataset).name
 
 
-def _eval_results(dataset, results, multimodal):
-    """One `EvalResult` per split and metric: macro-F1 overall and per language, then overall accuracy (means)."""
+def _regression_eval_results(results, common):
+    """One `EvalResult` per split and metric: MSE overall and per language, then overall MAE, Pearson r and Spearman
+    ρ (those defined; means)."""
+    eval_results = []
+    for split, result in results.items():
+        for name, block in [(OVERALL, result[OVERALL]), *result["per_language"].items()]:
+            eval_results.append(EvalResult(**common, dataset_split=split, metric_type="mse",
+                                           metric_name=f"MSE ({name})", metric_value=round(block["mse"]["mean"], 4)))
+        for metric in REGRESSION_METRICS[1:]:
+            if result[OVERALL][metric] is not None:
+                eval_results.append(EvalResult(**common, dataset_split=split,
+                                               metric_type=REGRESSION_METRIC_TYPES[metric],
+                                               metric_name=f"{METRIC_TITLES[metric]} ({OVERALL})",
+                                               metric_value=round(result[OVERALL][metric]["mean"], 4)))
+    return eval_results
+
+
+def _eval_results(dataset, results, multimodal, problem_type=CLASSIFICATION):
+    """One `EvalResult` per split and metric: macro-F1 overall and per language, then overall accuracy (means); for
+    a regression model, `_regression_eval_results`."""
     dataset_id = dataset_identifier(dataset)
-    common = dict(task_type=TASK_TYPE, task_name=TASK_NAMES[multimodal], dataset_type=dataset_id,
+    task_names = REGRESSION_TASK_NAMES if problem_type == REGRESSION else TASK_NAMES
+    common = dict(task_type=TASK_TYPE, task_name=task_names[multimodal], dataset_type=dataset_id,
                   dataset_name=dataset_id)
+    if problem_type == REGRESSION:
+        return _regression_eval_results(results, common)
     eval_results = []
     for split, result in results.items():
         for name, block in [(OVERALL, result[OVERALL]), *result["per_language"].items()]:
@@ -46,7 +71,8 @@ def _eval_results(dataset, results, multimodal):
     return eval_results
 
 
-def card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo=False):
+def card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo=False,
+              problem_type=CLASSIFICATION):
     """The card's YAML metadata as `huggingface_hub.ModelCardData` (its `model-index` built from eval results)."""
     return ModelCardData(
         library_name="transformers",
@@ -57,7 +83,7 @@ def card_data(model_name, dataset, languages, results, base_model, multimodal, s
         datasets=[dataset] if _is_hub_dataset_id(dataset) else None,
         base_model=base_model,
         model_name=model_name if results else None,
-        eval_results=_eval_results(dataset, results, multimodal) or None,
+        eval_results=_eval_results(dataset, results, multimodal, problem_type) or None,
     )
 
 
@@ -65,9 +91,27 @@ def _table_cell(value):
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _classification_results(results):
+    """What the template's "Evaluation results" shows of a classifier's `results`."""
+    return dict(
+        overall_macro_f1={split: format_metric(result[OVERALL]["macro_f1"]) for split, result in results.items()},
+        macro_f1_table=metrics_table(results, metric="macro_f1") if results else None,
+        accuracy_table=metrics_table(results, metric="accuracy") if results else None,
+    )
+
+
+def _regression_results(results):
+    """What the template's "Evaluation results" shows of a regression model's `results`: one table per metric."""
+    return dict(
+        overall_mse={split: format_metric(result[OVERALL]["mse"]) for split, result in results.items()},
+        regression_tables=[(METRIC_TITLES[metric], metrics_table(results, metric=metric))
+                           for metric in REGRESSION_METRICS] if results else [],
+    )
+
+
 def render_model_card(
     *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
-    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None
+    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None, problem_type=CLASSIFICATION
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
@@ -81,17 +125,22 @@ def render_model_card(
             tables (mean ± std over several runs).
         training_args: hyper-parameter name -> value, shown as a table.
         base_model: Hub id of the checkpoint fine-tuned, listed as `base_model:` when given.
-        label_names: the classes in id order (the training data's labels).
+        label_names: the classes in id order (the training data's labels); for a regression model, the name of its
+            one output.
         synthetic_demo: the model was trained on the embedded synthetic demo set: the card (and a Space serving the
             model) warns that its answers are not real sentiment.
         fusion_type: the model's `config.fusion_type` (a text-only model has only "concat").
         lora: None for full fine-tuning, or {"r", "alpha", "dropout", "towers", "target_modules"} of the LoRA
             adapters merged into the towers.
+        problem_type: "single_label_classification", or "regression" for a model that gives one number per tweet
+            (`results` then hold regression metrics: MSE, MAE, Pearson r, Spearman ρ).
     """
     if fusion_type not in FUSION_CHOICES:
         raise ValueError(f"fusion_type must be one of {FUSION_CHOICES}, got {fusion_type!r}.")
     multimodal = bool(vision_tower)
-    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo)
+    regression = problem_type == REGRESSION
+    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo,
+                         problem_type)
     card = ModelCard.from_template(
         metadata,
         template_path=MODEL_CARD_TEMPLATE,
@@ -102,15 +151,15 @@ def render_model_card(
         fusion_type=fusion_type,
         lora=lora,
         label_names=list(label_names),
+        regression=regression,
+        head_output="the value" if regression else "the three logits",
         synthetic_demo=synthetic_demo,
         dataset=dataset_identifier(dataset),
         dataset_on_hub=_is_hub_dataset_id(dataset),
         languages=list(languages),
         hyperparameters=[(_table_cell(name), _table_cell(value)) for name, value in training_args.items()],
-        overall_macro_f1={split: format_metric(result[OVERALL]["macro_f1"]) for split, result in results.items()},
         several_runs=any(result[OVERALL]["num_runs"] > 1 for result in results.values()),
-        macro_f1_table=metrics_table(results, metric="macro_f1") if results else None,
-        accuracy_table=metrics_table(results, metric="accuracy") if results else None,
+        **(_regression_results(results) if regression else _classification_results(results)),
         citation=M2SA_CITATION,
     )
     return f"{card.content}\n"  # Jinja drops the template's final newline

@@ -9,7 +9,7 @@ from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 from modeling_m2sa.errors_m2sa import M2SAError
 
 from .lora import add_lora_adapters
-from .options import NO_VISION, TINY
+from .options import NO_VISION, REGRESSION, TINY
 from .processes import process_state
 from .tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
 
@@ -56,9 +56,18 @@ def tower_paths(options, train_texts, work_dir, seed):
     return text_tower, (None if vision_tower == NO_VISION else vision_tower)
 
 
+def head_config(options):
+    """The config of the model's head: the three sentiment classes (the config's default), or for
+    `--problem-type regression` one output named after the label column, as transformers' regression heads."""
+    if options.problem_type != REGRESSION:
+        return {}
+    name = options.label_column
+    return dict(problem_type=REGRESSION, num_labels=1, id2label={0: name}, label2id={name: 0})
+
+
 def build_model_and_processor(options, modality, text_tower, vision_tower, seed):
-    """The M2SA classifier and processor for one modality (`text` drops the image tower), with the options' fusion,
-    frozen towers, LoRA adapters and gradient checkpointing."""
+    """The M2SA classifier (or regressor) and processor for one modality (`text` drops the image tower), with the
+    options' head, fusion, frozen towers, LoRA adapters and gradient checkpointing."""
     vision_tower = None if modality == "text" else vision_tower
     set_seed(seed)  # the fusion, head, "no image" embedding and LoRA adapters start from seeded random weights
     model = M2SAForSequenceClassification.from_towers(
@@ -67,6 +76,7 @@ def build_model_and_processor(options, modality, text_tower, vision_tower, seed)
         # A text-only model has nothing to fuse: its text features go to the head as they are.
         fusion_type=options.fusion if vision_tower is not None else "concat",
         cross_attention_layers=options.cross_attention_layers,
+        **head_config(options),
     )
     # Freezing is a choice of this training, not part of the model: it is set on the built model, not in its config.
     model.set_tower_freezing(freeze_text_model=options.freeze_text_model,

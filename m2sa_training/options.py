@@ -22,6 +22,8 @@ TINY = "tiny"
 """Tower value meaning: build a small tower from scratch (and train a tokenizer on the training texts)."""
 NO_VISION = "none"
 MODALITIES = ("multimodal", "text", "image")
+CLASSIFICATION, REGRESSION = "single_label_classification", "regression"
+"""`--problem-type` values, named as transformers' `config.problem_type`."""
 
 XLMR_SM = "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual"
 TEXT_TOWERS = {"mbert": "google-bert/bert-base-multilingual-cased", "xlmr": "FacebookAI/xlm-roberta-base",
@@ -74,6 +76,10 @@ class TrainingOptions:
         "image", "dataset column holding the images (an Image column, image bytes or file paths); data without it "
                  "is text-only")
     label_column: str = _option("label", "dataset column holding the sentiment label")
+    problem_type: Literal[CLASSIFICATION, REGRESSION] = _option(
+        CLASSIFICATION, "single_label_classification: sentiment classes (negative/neutral/positive); regression: one "
+                        "number per tweet read from --label-column (e.g. sentiment intensity in [-1, 1]), learnt with "
+                        "a mean-squared-error head (num_labels=1), as transformers' config.problem_type")
     language_column: str = _option(
         "language", "dataset column holding each row's language; without it the config name is the language "
                     "('und' for a dataset with only a 'default' config)")
@@ -90,7 +96,8 @@ class TrainingOptions:
     batch_size: int = _option(32, "tweets per batch (per process)")
     gradient_accumulation_steps: int = _option(1, "optimizer step every N batches")
     num_epochs: int = _option(8, "maximum number of epochs")
-    early_stopping_patience: int = _option(3, "stop after N epochs without a better validation macro-F1")
+    early_stopping_patience: int = _option(
+        3, "stop after N epochs without a better validation metric (macro-F1; MSE for --problem-type regression)")
     warmup_ratio: float = _option(0.0, "fraction of steps with linear learning-rate warm-up")
     max_grad_norm: float | None = _option(
         1.0, "clip the gradients to this total norm before each optimizer step, as the Trainer does; 0 (or None in a "
@@ -232,6 +239,9 @@ def validate_options(options):
     if options.vision_model == NO_VISION and set(options.modalities) - {"text"}:
         raise M2SAError("--vision-model none trains a text-only model; use --modalities text (or pick an image tower).",
                         code="conflicting_options")
+    if options.problem_type == REGRESSION and options.label_names:
+        raise M2SAError(f"--label-names {' '.join(options.label_names)} names sentiment classes, but --problem-type "
+                        f"regression reads numbers; drop --label-names.", code="conflicting_options")
     if options.dataset_config and options.languages != ["all"]:
         raise M2SAError(
             f"--dataset-config {' '.join(options.dataset_config)} and --languages {' '.join(options.languages)} both "
@@ -251,7 +261,7 @@ def validate_options(options):
     if options.save_total_limit is not None and options.save_total_limit < 1:
         raise M2SAError(f"--save-total-limit must be at least 1, got {options.save_total_limit}; leave it out to "
                         f"keep every checkpoint.", code="bad_option")
-    for name in ("fusion", "lora_towers", "mixed_precision", "report_to"):
+    for name in ("problem_type", "fusion", "lora_towers", "mixed_precision", "report_to"):
         choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
             raise M2SAError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.",

@@ -11,13 +11,15 @@ from modeling_m2sa.errors_m2sa import M2SAError
 
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
-from .evaluation import aggregate_runs, compute_metrics, majority_baseline_predictions, metrics_table, write_evaluation_report
+from .evaluation import (MEAN_BASELINE, aggregate_runs, comparison_markdown, compute_metrics,
+                         compute_regression_metrics, majority_baseline_predictions, mean_baseline_predictions,
+                         write_evaluation_report)
 from .lora import lora_settings
 from .loop import (RunSpec, job_accelerator, latest_checkpoint, may_leave_parameters_unused, read_checkpoint_state,
                    train_run)
 from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
-from .options import NO_VISION, TrainingOptions
+from .options import NO_VISION, REGRESSION, TrainingOptions
 from .processes import process_state
 
 logger = logging.getLogger(__name__)
@@ -157,7 +159,7 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
                            resume_from[run_name(modality, seed)])
             text_tower, vision_tower = towers[seed]
             model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
-            check_label_names(splits["train"], model.config)
+            label_names = check_label_names(splits["train"], model.config)
             outcome = train_run(accelerator, options, spec, model, processor, modality_splits)
             if state.is_main_process:
                 write_text_atomically(spec.run_dir / "results.json", json.dumps(outcome, indent=2))
@@ -165,10 +167,11 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
             for split_name, rows in outcome["image_errors"].items():
                 image_errors.update({(split_name, row): reason for row, reason in rows.items()})
             if exported is None:
-                exported = (spec.run_dir, processor, text_tower, vision_tower if modality != "text" else None)
+                exported = (spec.run_dir, processor, text_tower, vision_tower if modality != "text" else None,
+                            label_names)
 
     summary = summarise(options, splits, per_modality)
-    comparison = "\n\n".join(f"### {split} macro-F1\n\n{metrics_table(summary[split])}" for split in summary)
+    comparison = comparison_markdown(summary)
     outcome = {"output_dir": output_dir, "comparison": comparison, "summary": summary,
                "invalid_images": invalid_image_records(splits, image_errors)}
     if state.is_main_process:
@@ -195,7 +198,8 @@ def invalid_image_records(splits, image_errors):
 
 
 def summarise(options, splits, per_modality):
-    """Per split: each modality's results (mean ± std over seeds) and the majority-class baseline."""
+    """Per split: each modality's results (mean ± std over seeds) and the baseline: the majority class, or for
+    regression the training mean."""
     train_labels = list(splits["train"]["label"])
     summary = {}
     for split in ("validation", "test"):
@@ -203,13 +207,15 @@ def summarise(options, splits, per_modality):
             MODALITY_NAMES[modality]: aggregate_runs([results[split] for results in runs_of_modality])
             for modality, runs_of_modality in per_modality.items()
         }
-        majority = compute_metrics(
-            list(splits[split]["label"]),
-            majority_baseline_predictions(train_labels, len(splits[split])),
-            list(splits[split]["language"]),
-            splits[split].features["label"].names,
-        )
-        summary[split]["majority"] = aggregate_runs([majority])
+        labels, languages = list(splits[split]["label"]), list(splits[split]["language"])
+        if options.problem_type == REGRESSION:
+            baseline = compute_regression_metrics(
+                labels, mean_baseline_predictions(train_labels, len(labels)), languages)
+            summary[split][MEAN_BASELINE] = aggregate_runs([baseline])
+        else:
+            majority = compute_metrics(labels, majority_baseline_predictions(train_labels, len(labels)), languages,
+                                       splits[split].features["label"].names)
+            summary[split]["majority"] = aggregate_runs([majority])
     return summary
 
 
@@ -230,12 +236,14 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
     summary = outcome["summary"]
     main_modality = MODALITY_NAMES[options.modalities[0]]
     main_results = {split: summary[split][main_modality] for split in ("validation", "test")}
-    write_evaluation_report(directory, main_results, title=f"M2SA {main_modality} ({len(options.seeds)} seed(s))")
+    kind = " regression" if options.problem_type == REGRESSION else ""
+    write_evaluation_report(directory, main_results,
+                            title=f"M2SA {main_modality}{kind} ({len(options.seeds)} seed(s))")
     (directory / "comparison.md").write_text(outcome["comparison"] + "\n")
     (directory / "comparison.json").write_text(json.dumps(summary, indent=2))
     (directory / "invalid_images.json").write_text(json.dumps(outcome["invalid_images"], indent=2))
 
-    run_dir, processor, text_tower, vision_tower = exported
+    run_dir, processor, text_tower, vision_tower, label_names = exported
     for path in (run_dir / "best").iterdir():
         if path.is_dir():  # the PEFT adapters of --save-adapter
             shutil.copytree(path, directory / path.name)
@@ -250,7 +258,8 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
         languages=sorted(set(splits["train"]["language"])),
         results=main_results,
         training_args=json.loads(options.to_json()),
-        label_names=splits["train"].features["label"].names,
+        label_names=label_names,
+        problem_type=options.problem_type,
         synthetic_demo=trained_on_synthetic_demo(splits["train"]),
         fusion_type=options.fusion if vision_tower else "concat",
         lora=lora_settings(options, has_vision_tower=vision_tower is not None),
