@@ -240,7 +240,10 @@ def agreement_on_trained_model(model_dir, batch_size, native_bf16):
     others = {"predict_int8": {"backend": "int8"}, "pipeline_int8": {"backend": "int8"}}
     if native_bf16:
         others["predict_bf16"] = {"autocast_dtype": "bf16"}
-    report = {"model": str(model_dir), "num_tweets": len(texts)}
+    # a model inside the repository is named relative to it: results carry no path of the machine they ran on
+    inside = Path(model_dir).resolve().is_relative_to(REPO_ROOT)
+    report = {"model": str(Path(model_dir).resolve().relative_to(REPO_ROOT) if inside else Path(model_dir).name),
+              "num_tweets": len(texts)}
     for name, options in others.items():
         results = predict(model, processor, texts, images, batch_size=batch_size, on_invalid_image="text_only",
                           **options)
