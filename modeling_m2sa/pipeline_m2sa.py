@@ -13,6 +13,7 @@ pipeline (`top_k`, `function_to_apply`) and add, for every tweet, `image_used` a
 """
 
 import copy
+import functools
 import warnings
 import weakref
 
@@ -293,11 +294,10 @@ class M2SASentimentPipeline(Pipeline):
         )["input_ids"]]
         order = sorted(range(len(tweets)), key=token_counts.__getitem__, reverse=True)
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        # a partial, not a lambda, so workers started by "spawn" (macOS, Windows) can unpickle it
         loader = torch.utils.data.DataLoader(
             batches, batch_size=None, num_workers=num_workers,
-            collate_fn=lambda positions: collate_tweets(
-                [self.preprocess(tweets[position], row_id=row_ids[position], **preprocess_params)
-                 for position in positions], self.processor.tokenizer),
+            collate_fn=functools.partial(preprocess_batch, self, tweets, row_ids, preprocess_params),
         )
         results = [None] * len(tweets)
         for positions, model_inputs in zip(batches, loader):
@@ -355,6 +355,12 @@ class M2SASentimentPipeline(Pipeline):
 
 TWEET_STATUS_KEYS = ("image_used", "image_error", "image_error_code")
 """What each result says about its tweet's image, next to the label and score."""
+
+
+def preprocess_batch(pipe, tweets, row_ids, preprocess_params, positions):
+    """The collated batch of the tweets at `positions`, each through `pipe.preprocess`."""
+    return collate_tweets([pipe.preprocess(tweets[position], row_id=row_ids[position], **preprocess_params)
+                           for position in positions], pipe.processor.tokenizer)
 
 
 def collate_tweets(preprocessed, tokenizer):
