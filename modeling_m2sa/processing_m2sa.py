@@ -264,10 +264,6 @@ class M2SAProcessingKwargs(ProcessingKwargs, total=False):
     images_kwargs: M2SAImagesKwargs
 
 
-PROCESSOR_ONLY_IMAGE_KWARGS = ("on_invalid_image",)
-"""Image kwargs the processor handles itself (the image processor never sees them)."""
-
-
 def _looks_like_text(value):
     """A string or a list of strings/None: a tweet text or a batch of them (a string may also be an image path)."""
     if isinstance(value, str):
