@@ -31,7 +31,7 @@ from .evaluation import BEST_MODEL_METRICS, compute_metrics, compute_regression_
 from .feature_cache import cached_features
 from .lora import save_exported_model
 from .modality_dropout import drop_images, image_dropout_for
-from .options import NO_VISION, REGRESSION
+from .options import ADAMW_IMPLEMENTATIONS, NO_VISION, REGRESSION
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def setup_run(accelerator, options, spec, model, processor, splits):
         )
 
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=options.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=options.weight_decay,
+                                  **ADAMW_IMPLEMENTATIONS[options.optim])
     steps_per_epoch = math.ceil(len(splits["train"]) / options.batch_size / options.gradient_accumulation_steps)
     total_steps = steps_per_epoch * options.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(options.warmup_ratio * total_steps), total_steps)

@@ -46,6 +46,10 @@ PRESETS = {
 `paper_<text>_<vision>`: the paper's tower combinations and hyper-parameters."""
 
 
+ADAMW_IMPLEMENTATIONS = {"adamw_torch": {}, "adamw_torch_fused": {"fused": True}, "adamw_torch_foreach": {"foreach": True}}
+"""`--optim` choices -> keyword arguments of `torch.optim.AdamW` (named as transformers' `TrainingArguments.optim`)."""
+
+
 def _option(default, help_text):
     """A dataclass field with its `--flag` help (read by `HfArgumentParser`), which shows the default."""
     metadata = {"help": f"{help_text} (default: {default})"}
@@ -91,6 +95,10 @@ class TrainingOptions:
                "and test stay the real tweets)")
     modalities: list[str] = _option(
         list(MODALITIES), "one model per entry: multimodal, text (no image tower), image (texts blanked)")
+    optim: Literal[tuple(ADAMW_IMPLEMENTATIONS)] = _option(
+        "adamw_torch", "AdamW implementation, named as TrainingArguments.optim: adamw_torch (torch's default for the "
+                       "device), adamw_torch_fused (one fused kernel for all parameters), adamw_torch_foreach "
+                       "(multi-tensor kernels); the same update in each")
     learning_rate: float = _option(1e-3, "peak learning rate of AdamW")
     weight_decay: float = _option(0.01, "AdamW weight decay")
     batch_size: int = _option(32, "tweets per batch (per process)")
@@ -261,7 +269,7 @@ def validate_options(options):
     if options.save_total_limit is not None and options.save_total_limit < 1:
         raise M2SAError(f"--save-total-limit must be at least 1, got {options.save_total_limit}; leave it out to "
                         f"keep every checkpoint.", code="bad_option")
-    for name in ("problem_type", "fusion", "lora_towers", "mixed_precision", "report_to"):
+    for name in ("problem_type", "fusion", "lora_towers", "mixed_precision", "optim", "report_to"):
         choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
             raise M2SAError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.",

@@ -13,8 +13,9 @@ LABEL_NAMES = ("negative", "neutral", "positive")
 
 POOLING_CHOICES = ("mean", "first_token", "pooler")
 FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
-INFERENCE_BACKENDS = ("fp32", "int8")
-"""How the pipeline runs the model: as saved, or with int8 linear layers (the CPU fast path; see `pipeline_m2sa`)."""
+INFERENCE_BACKENDS = ("auto", "fp32", "bf16", "int8")
+"""How the pipeline does a forward pass's arithmetic: the fastest that agrees with fp32 on the machine ("auto"), as
+saved ("fp32"), matrix products in bfloat16 ("bf16") or linear layers in int8 ("int8"); see `backends_m2sa`."""
 LEGACY_TRAINING_KEYS = ("freeze_text_model", "freeze_vision_model")
 """Training choices that older configs saved; they are dropped on load (freezing is `set_tower_freezing`'s job)."""
 TEXT_ONLY_FUSION = "concat"
@@ -95,9 +96,10 @@ class M2SAConfig(PretrainedConfig):
             Dropout applied to the fused features before the classification layer.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation for the fusion head and the learned "no image" embedding.
-        inference_backend (`str`, *optional*, defaults to `"fp32"`):
-            What the pipeline runs on a CPU when not told otherwise: `"fp32"` (the model as saved) or `"int8"` (its
-            linear layers in int8; set by `python -m modeling_m2sa.export --backend int8`).
+        inference_backend (`str`, *optional*, defaults to `"auto"`):
+            What the pipeline runs when not told otherwise: `"auto"` (the fastest backend that agrees with fp32 on
+            the machine: bf16 on CPUs with AMX, int8 on other x86 CPUs, fp32 on GPUs), `"fp32"` (the model as
+            saved, exact), `"bf16"` or `"int8"`. Set by `python -m modeling_m2sa.export --backend ...`.
     """
 
     model_type = "m2sa"
@@ -117,7 +119,7 @@ class M2SAConfig(PretrainedConfig):
         cross_attention_heads=None,
         classifier_dropout=0.1,
         initializer_range=0.02,
-        inference_backend="fp32",
+        inference_backend="auto",
         **kwargs,
     ):
         for name, value, choices in (

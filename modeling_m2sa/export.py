@@ -1,18 +1,19 @@
 """Export a saved M2SA classifier for serving with a chosen inference backend.
 
-    python -m modeling_m2sa.export --model DIR_OR_HUB_ID --out DIR [--backend int8]
+    python -m modeling_m2sa.export --model DIR_OR_HUB_ID --out DIR [--backend int8|bf16|fp32|auto]
 
 The output is the same model (fp32 weights, its processor and code) with `inference_backend` set in its
 `config.json`; `pipeline(model=OUT, trust_remote_code=True)`, `predict` and the Space then run that backend without
-being told. For "int8" the linear layers are quantized when the pipeline first runs (a fraction of a second), not
-stored in int8: the saved weights stay loadable by every transformers version and every device.
+being told (models saved without one run "auto"). For "int8" and "bf16" the linear layers are converted when the
+pipeline first runs (a fraction of a second), not stored converted: the saved weights stay loadable by every
+transformers version and every device.
 """
 
 import argparse
 from pathlib import Path
 
 from .modeling_m2sa import M2SAForSequenceClassification
-from .pipeline_m2sa import BACKENDS, CONFIG_BACKEND_KEY, check_backend
+from .backends_m2sa import BACKENDS, CONFIG_BACKEND_KEY, check_backend
 from .processing_m2sa import M2SAProcessor
 
 

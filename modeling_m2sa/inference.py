@@ -24,13 +24,14 @@ def predict(
         texts: list of tweet texts ("" for a tweet that is only an image).
         images: None, or a list with one image (PIL, path, bytes, numpy array) or None per tweet.
         batch_size: tweets per forward pass. Tweets are sorted by token count so each batch pads little.
-        autocast_dtype: None for full precision, or "bf16" to run under bfloat16 autocast (CPU or GPU).
+        autocast_dtype: None, or "bf16" to run the fp32 model under bfloat16 autocast (`backend="bf16"` is faster).
         device: where to run; defaults to the model's device.
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such tweets from their text and reports the reason in `image_error`.
-        backend: "fp32" or "int8" (linear layers in int8: the CPU fast path; the int8 copy of `model` is made
-            on first use and reused while its weights are unchanged). Default: the model config's
-            `inference_backend` (set by `python -m modeling_m2sa.export`), else "fp32".
+        backend: "auto" (the fastest that agrees with fp32 on this machine: bf16 on CPUs with AMX, int8 on other
+            x86 CPUs, fp32 on GPUs), "fp32" (exact), "bf16" or "int8" (see `backends_m2sa`; the converted linear
+            layers are made on first use and reused while `model` is unchanged). Default: the model config's
+            `inference_backend` ("auto" unless set by `python -m modeling_m2sa.export`).
 
     Returns:
         A list of dicts: `label`, `score` (its probability), `probabilities` ({label: probability} for all classes),

@@ -6,22 +6,26 @@ Saved with every M2SA classifier (its `config.json` names it in `custom_pipeline
     pipe("Qué día tan bonito")                               # [{'label': 'positive', 'score': ..., ...}]
     pipe({"text": "look at this", "image": "beach.jpg"})     # image: a path, PIL image, bytes or array
     pipe([{"text": t, "image": im} for t, im in pairs], batch_size=32, top_k=None)
-    pipe("Qué día tan bonito", backend="int8")               # int8 linear layers: the CPU fast path
+    pipe("Qué día tan bonito", backend="fp32")               # exact; the default "auto" picks the fastest
 
 works with nothing but transformers, torch and Pillow installed. Outputs follow the `text-classification`
 pipeline (`top_k`, `function_to_apply`) and add, for every tweet, `image_used` and `image_error`.
 """
 
-import copy
 import functools
 import warnings
-import weakref
 
 import torch
-from torch import nn
 from transformers import Pipeline
 
-from .configuration_m2sa import INFERENCE_BACKENDS as BACKENDS
+from .backends_m2sa import (
+    CPU_ONLY_BACKENDS,
+    auto_backend,
+    check_backend,
+    configured_backend,
+    cpu_has_native_bf16,
+    model_for_backend,
+)
 from .errors_m2sa import M2SAError
 from .processing_m2sa import check_invalid_image_policy, check_tweets
 
@@ -34,102 +38,6 @@ SCORE_FUNCTIONS = {
     "none": lambda logits: logits,
 }
 TWEET_KEYS = ("text", "image")
-
-
-# Inference backends of the M2SA pipeline: "fp32" (the model as it is) and "int8" (int8 linear layers, CPU).
-#
-# "int8" replaces every `nn.Linear` of a copy of the model (both towers, the fusion and the head) with `Int8Linear`:
-# weights rounded to int8 once (one scale per output feature), activations rounded to int8 on the fly (one scale per
-# token), products summed in int32 by `torch._int_mm` (VNNI / AVX2 integer kernels) and scaled back to fp32.
-# Attention's softmax and score products, layer norms and embeddings stay in fp32. Per-token activation scales are
-# what keep the answers of trained text towers within quantization noise of fp32 (`torch.ao.quantization.
-# quantize_dynamic`, deprecated, uses one scale per whole batch, and a single outlier token coarsens every other one).
-CONFIG_BACKEND_KEY = "inference_backend"  # written by `python -m modeling_m2sa.export --backend ...`
-
-_int8_copies = weakref.WeakKeyDictionary()  # model -> (weights fingerprint, its int8 copy)
-
-
-def check_backend(backend):
-    """`backend` if it is one of BACKENDS; otherwise a ValueError that names the choices."""
-    if backend not in BACKENDS:
-        raise M2SAError(
-            f"backend must be one of {list(BACKENDS)}, got {backend!r}: 'fp32' runs the model as saved, 'int8' runs "
-            f"its linear layers in int8 on the CPU (faster, answers within quantization noise of fp32).",
-            code="invalid_option"
-        )
-    return backend
-
-
-def configured_backend(config):
-    """The backend a saved model asks for (`config.inference_backend`, set by the export command); "fp32" for configs
-    saved before the option existed."""
-    return getattr(config, CONFIG_BACKEND_KEY, "fp32")
-
-
-def _linear_weights_fingerprint(model):
-    # Changes to the fp32 weights (training, loading a state dict) bump a tensor's version or replace its storage.
-    return tuple((module.weight.data_ptr(), module.weight._version)
-                 for module in model.modules() if isinstance(module, nn.Linear))
-
-
-class Int8Linear(nn.Module):
-    """`nn.Linear` in int8: symmetric per-output-feature weight scales, symmetric per-row (per-token) activation
-    scales, int32 accumulation."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float()
-        weight_scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        # (in_features, out_features): the layout `torch._int_mm` multiplies by fastest
-        self.register_buffer("weight_int8", torch.round(weight / weight_scale[:, None]).to(torch.int8).t().contiguous())
-        self.register_buffer("weight_scale", weight_scale)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        rows = hidden_states.reshape(-1, self.in_features).float()
-        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-        rows_int8 = (rows / row_scale).round_().to(torch.int8)
-        output = torch._int_mm(rows_int8, self.weight_int8).float().mul_(row_scale).mul_(self.weight_scale)
-        if self.bias is not None:
-            output.add_(self.bias)
-        return output.reshape(*hidden_states.shape[:-1], self.out_features).to(hidden_states.dtype)
-
-    def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-def quantize_int8(model):
-    """A copy of `model` (eval mode) whose `nn.Linear` layers are `Int8Linear`s."""
-    quantized = copy.deepcopy(model).eval()
-    for module in list(quantized.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, name, Int8Linear(child))
-    return quantized
-
-
-def model_for_backend(model, backend):
-    """The model that runs `backend`: `model` itself for "fp32"; for "int8" its int8 copy, made once per model and
-    remade only when the model's linear weights change."""
-    if check_backend(backend) == "fp32":
-        return model
-    if model.device.type != "cpu":
-        raise M2SAError(
-            f"backend='int8' runs on the CPU only, but the model is on {model.device}; use backend='fp32' there "
-            f"(or autocast_dtype='bf16' on a GPU).", code="invalid_option"
-        )
-    fingerprint = _linear_weights_fingerprint(model)
-    cached = _int8_copies.get(model)
-    if cached is None or cached[0] != fingerprint:
-        cached = (fingerprint, quantize_int8(model))
-        _int8_copies[model] = cached
-    return cached[1]
-
-
-def cpu_has_native_bf16():
-    """Whether this CPU computes bfloat16 natively (otherwise bf16 autocast on CPU is slower than fp32)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def pipeline_config_entry():
@@ -194,11 +102,12 @@ class M2SASentimentPipeline(Pipeline):
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such a tweet from its text and says why in `image_error` (`image_error_code`
             names the reason: "missing_file", "unsupported_type", "undecodable" or "too_large").
-        autocast_dtype: None (full precision) or "bf16" (bfloat16 autocast; fast on GPUs and CPUs with AVX512-BF16).
-        backend: "fp32" (the model as saved) or "int8" (its linear layers in int8, see `Int8Linear`: the CPU fast
-            path, answers within quantization noise of fp32; the int8 copy is made on first use and kept). Default:
-            the model config's `inference_backend` (set by `python -m modeling_m2sa.export --backend int8`) on a
-            CPU, else "fp32".
+        backend: "auto" (the fastest that agrees with fp32 here: bf16 on CPUs with AMX, int8 on other x86 CPUs,
+            fp32 on GPUs), "fp32" (the model as saved, exact), "bf16" (matrix products in bfloat16) or "int8" (linear
+            layers in int8, CPU only); see `backends_m2sa`. Default: the model config's `inference_backend` ("auto"
+            unless set by `python -m modeling_m2sa.export --backend ...`). `served_backend()` says what runs.
+        autocast_dtype: None, or "bf16" to run the fp32 model under bfloat16 autocast (weights re-cast on every call;
+            `backend="bf16"` casts them once and is faster).
     """
 
     _load_processor = True
@@ -233,6 +142,12 @@ class M2SASentimentPipeline(Pipeline):
                 )
         if backend is not None:
             forward_params["backend"] = check_backend(backend)
+            if backend == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+                warnings.warn(
+                    "This CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so backend='bf16' is much "
+                    "slower than fp32 here; use backend='auto' (or 'int8') on this machine.",
+                    stacklevel=3,
+                )
         if top_k is None or isinstance(top_k, int):
             if top_k is not None and top_k < 1:
                 raise M2SAError(f"top_k must be at least 1 (or None for every label), got {top_k}.",
@@ -322,15 +237,32 @@ class M2SASentimentPipeline(Pipeline):
     def get_inference_context(self):
         return torch.inference_mode
 
+    def served_backend(self, backend=None, autocast_dtype=None):
+        """The backend ("fp32", "bf16" or "int8") a call with these options runs on this pipeline's device, and why,
+        as (backend, reason). Options not given are the pipeline's own (set when it was built), then the model
+        config's `inference_backend`."""
+        backend = backend or self._forward_params.get("backend")
+        autocast_dtype = autocast_dtype or self._forward_params.get("autocast_dtype")
+        if backend is None and AUTOCAST_DTYPES[autocast_dtype] is not None:
+            return "fp32", f"fp32 under {autocast_dtype} autocast"
+        if backend is None:
+            backend = configured_backend(self.model.config)
+            if backend in CPU_ONLY_BACKENDS and self.device.type != "cpu":
+                return "fp32", f"fp32: the model's configured {backend} runs on CPUs only"
+        if backend == "auto":
+            return auto_backend(self.device)
+        return backend, f"{backend} (as asked)"
+
     def _forward(self, model_inputs, autocast_dtype=None, backend=None):
         dtype = AUTOCAST_DTYPES[autocast_dtype]
-        if backend is None:  # an int8 export served on a GPU runs fp32 there: int8 is the CPU fast path
-            backend = configured_backend(self.model.config) if self.device.type == "cpu" else "fp32"
-        if backend != "fp32" and dtype is not None:
+        if backend not in (None, "fp32") and dtype is not None:
             raise M2SAError(f"backend={backend!r} already sets the arithmetic; leave autocast_dtype unset with it "
                             f"(or use backend='fp32' with autocast_dtype={autocast_dtype!r}).", code="invalid_option")
+        backend, _ = self.served_backend(backend, autocast_dtype)
         model = model_for_backend(self.model, backend)
-        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        # bf16: the linear weights are bf16 already; autocast runs attention's products in bf16 and keeps norms,
+        # softmax and residual sums in fp32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=backend == "bf16" or dtype is not None):
             logits = model(**model_inputs["model_inputs"]).logits
         return {"logits": logits.float(), **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
 

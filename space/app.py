@@ -1,6 +1,6 @@
 """M2SA demo: classify a tweet (text and/or image) as negative / neutral / positive, one at a time or from a file.
 
-    python space/app.py [--model HUB_ID_OR_DIR] [--backend int8]   # or M2SA_MODEL=..., M2SA_BACKEND=...
+    python space/app.py [--model HUB_ID_OR_DIR] [--backend auto|fp32|bf16|int8]   # or M2SA_MODEL=..., M2SA_BACKEND=...
 
 The app is a thin layer over the model's own pipeline, `pipeline(model=..., trust_remote_code=True)`: the code comes
 with the saved model, so this folder deploys as a Space with nothing but its requirements.txt. Gradio reads
@@ -71,8 +71,8 @@ def resolve_model(cli_model, environ, default_dir):
 def load_pipeline(source, backend=None):
     """The model's own `m2sa-sentiment` pipeline (its code is saved with the model), on a GPU when there is one.
 
-    `backend` None runs what the model's config names: "int8" (the CPU fast path, answers within quantization noise
-    of fp32) for a model exported with `python -m modeling_m2sa.export --backend int8`, else "fp32"."""
+    `backend` None runs what the model's config names: the backend it was exported with (`python -m
+    modeling_m2sa.export --backend ...`), else "auto" (the fastest that agrees with fp32 on this machine)."""
     options = {} if backend is None else {"backend": backend}
     return pipeline(model=source, trust_remote_code=True, **options)
 
@@ -90,6 +90,16 @@ def served_model_notice(source):
         return (f"⚠️ The model card of {source} could not be read ({type(error).__name__}), so this page cannot tell "
                 f"whether the model was trained on real tweets or on the synthetic demo set.")
     return SYNTHETIC_DEMO_NOTICE if SYNTHETIC_DEMO_TAG in tags else ""
+
+
+def served_backend_notice(classify):
+    """A line for the page saying which backend serves the model here, and why (e.g. "auto on a CPU with AMX: bf16");
+    empty for a model saved with code that cannot say."""
+    served_backend = getattr(classify, "served_backend", None)
+    if served_backend is None:
+        return ""
+    backend, reason = served_backend()
+    return f"Served with the **{backend}** backend ({reason}) on {classify.device.type}."
 
 
 def make_example_images(directory):
@@ -260,6 +270,7 @@ def build_demo(classify, notice=""):
             + " and see how negative, neutral or positive it is."
         )
         gr.Markdown(notice, visible=bool(notice), elem_id="model-notice")
+        backend_notice = served_backend_notice(classify)
         with gr.Tab("Tweet"):
             with gr.Row():
                 with gr.Column():
@@ -305,6 +316,7 @@ def build_demo(classify, notice=""):
               [label, breakdown, message], api_name="classify", preprocess=False)
         run_batch.click(on_batch, [tweets_file, image_files] if has_vision else [tweets_file],
                         [batch_message, preview, predictions_file], api_name="classify_file")
+        gr.Markdown(backend_notice, visible=bool(backend_notice), elem_id="served-backend")
     return demo
 
 
@@ -320,9 +332,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Hub id or local directory of a saved M2SA model (default: $M2SA_MODEL, "
                                         "else outputs/m2sa-demo from `python train.py`)")
-    parser.add_argument("--backend", choices=("fp32", "int8"), default=os.environ.get("M2SA_BACKEND"),
-                        help="fp32, or int8 (faster on CPUs); default: $M2SA_BACKEND, else what the model's config "
-                             "names (int8 for a model exported with `python -m modeling_m2sa.export`), else fp32")
+    parser.add_argument("--backend", default=os.environ.get("M2SA_BACKEND"),
+                        help="auto (the fastest that agrees with fp32 here), fp32 (exact), bf16 or int8; default: "
+                             "$M2SA_BACKEND, else what the model's config names (set by `python -m "
+                             "modeling_m2sa.export`), else auto")
     args = parser.parse_args(argv)
     source = resolve_model(args.model, os.environ, DEFAULT_MODEL_DIR)
     print(f"Loading M2SA model from {source}", flush=True)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from modeling_m2sa import InvalidImageError, M2SAForSequenceClassification, M2SAProcessor, predict
-from modeling_m2sa.pipeline_m2sa import cpu_has_native_bf16
+from modeling_m2sa.backends_m2sa import cpu_has_native_bf16
 
 TEXTS = ["ok", "this is a much longer tweet about the weather today", "", "kurz", "Me encanta esta canción, qué bonita."]
 
@@ -56,7 +56,7 @@ def test_bf16_autocast_runs_and_mostly_agrees(tiny_model_and_processor):
 def test_text_only_model_predicts_without_images(tiny_towers):
     model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"])
     processor = M2SAProcessor.from_towers(tiny_towers["bert"])
-    results = predict(model, processor, ["a", "b"])
+    results = predict(model, processor, ["a", "b"], backend="fp32")
     expected = model.eval()(**processor(text=["a", "b"])).logits.softmax(-1)
     assert [r["probabilities"]["neutral"] for r in results] == pytest.approx(expected[:, 1].tolist(), abs=1e-6)
     with pytest.raises(ValueError, match="text-only"):

@@ -412,3 +412,24 @@ def test_gradient_checkpointing_run_trains_the_same_model(lora_run, tmp_path):
     trained = load_file(tmp_path / "out" / "model.safetensors")
     for name, value in expected.items():
         assert torch.allclose(trained[name], value, atol=1e-6), name
+
+
+@pytest.mark.parametrize("optim, implementation", [("adamw_torch_fused", "fused"), ("adamw_torch_foreach", "foreach")])
+def test_adamw_implementations_train_the_same_model(lora_run, tmp_path, monkeypatch, optim, implementation):
+    flags, default = lora_run
+    made = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    outcome = run_training(parse_options([*flags, "--optim", optim, "--output-dir", str(tmp_path / "out")]))
+    assert made and all(kwargs.get(implementation) is True for kwargs in made)  # the option reached the optimizer
+    test = outcome["summary"]["test"]
+    assert test["multimodal"]["overall"]["macro_f1"]["mean"] > test["majority"]["overall"]["macro_f1"]["mean"] + 0.2
+    expected = load_file(default["output_dir"] / "model.safetensors")
+    trained = load_file(tmp_path / "out" / "model.safetensors")
+    for name, value in expected.items():  # the same update, summed in another order
+        assert torch.allclose(trained[name], value, atol=1e-4), name

@@ -160,7 +160,7 @@ def test_the_loss_follows_problem_type(regression_dir, saved):
 
 
 def test_a_regression_model_scores_raw_values_in_the_pipeline(regression_dir):
-    pipe = pipeline(model=str(regression_dir), trust_remote_code=True)
+    pipe = pipeline(model=str(regression_dir), trust_remote_code=True, backend="fp32")
     model, processor = pipe.model, pipe.processor
     (result,) = pipe("good day")
     assert result["label"] == "intensity"
@@ -169,7 +169,8 @@ def test_a_regression_model_scores_raw_values_in_the_pipeline(regression_dir):
 
 @pytest.fixture(scope="module")
 def pipe(saved_tiny_model_dir):
-    return pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+    # fp32: these tests compare scores with the model's own logits to 1e-6 (the fast backends: test_backends.py)
+    return pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True, backend="fp32")
 
 
 def tweets(image_files):

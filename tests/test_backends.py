@@ -1,0 +1,299 @@
+"""Inference backends (`backend="auto" | "fp32" | "bf16" | "int8"`): every fast backend gives fp32's answers within
+its rounding on every kind of tweet, "auto" picks a valid one by the documented rule, fp32 is exactly the model,
+derived models share the model's tensors, are made once under concurrency and remade after any change, and an export
+runs its backend without the package. Nothing here is timed."""
+
+import copy
+import json
+import textwrap
+import threading
+import time
+import warnings
+
+import pytest
+import torch
+from transformers import pipeline
+
+from conftest import run_without_package
+from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
+from modeling_m2sa import backends_m2sa
+from modeling_m2sa.backends_m2sa import (
+    BFloat16Linear,
+    Int8Linear,
+    auto_backend,
+    cpu_has_native_bf16,
+    model_for_backend,
+    resolve_backend,
+)
+from modeling_m2sa.export import main as export_main
+
+# int8 rounds weights (per output feature) and activations (per token) to 1/127 of their range, bf16 keeps 8 bits of
+# mantissa: probabilities move by well under this.
+PROBABILITY_TOLERANCE = 0.02
+FAST_BACKENDS = ("bf16", "int8")
+
+TEXTS = ["Qué día tan bonito en la playa, me encanta!", "ok", "Das ist schrecklich und langweilig, wirklich",
+         "kurz", "I love this so much, best day ever! @user http://t.co/abc #happy"]
+
+
+def batches(image_files):
+    red, noise, corrupt = image_files["red"], image_files["noise"], image_files["corrupt"]
+    return {
+        "text_only": (TEXTS, [None] * len(TEXTS), "raise"),
+        "image_only": ([""] * 3, [red, noise, red], "raise"),
+        "mixed": (TEXTS, [None, red, noise, None, red], "raise"),
+        "invalid_images": (TEXTS[:4], [corrupt, red, None, corrupt], "text_only"),
+    }
+
+
+def assert_agrees(fast_results, fp32_results):
+    assert len(fast_results) == len(fp32_results)
+    for fast, exact in zip(fast_results, fp32_results):
+        assert fast["image_used"] == exact["image_used"] and fast["image_error"] == exact["image_error"]
+        for label, probability in exact["probabilities"].items():
+            assert fast["probabilities"][label] == pytest.approx(probability, abs=PROBABILITY_TOLERANCE)
+        ranked = sorted(exact["probabilities"].values(), reverse=True)
+        if ranked[0] - ranked[1] > 2 * PROBABILITY_TOLERANCE:  # closer calls may flip within the tolerance
+            assert fast["label"] == exact["label"]
+
+
+def quietly(function, *args, **kwargs):
+    """`function(*args, **kwargs)` without the warning that bf16 is slow on a CPU without native bf16."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no native bfloat16")
+        return function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("case", ["text_only", "image_only", "mixed", "invalid_images"])
+def test_fast_backends_agree_with_fp32(tiny_model_and_processor, image_files, case, backend):
+    model, processor = tiny_model_and_processor
+    texts, images, policy = batches(image_files)[case]
+    fp32 = predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend="fp32")
+    fast = quietly(predict, model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend=backend)
+    assert_agrees(fast, fp32)
+    assert fast != fp32  # the fast backend really ran
+
+
+@pytest.mark.parametrize("case", ["text_only", "image_only", "mixed", "invalid_images"])
+def test_auto_is_the_default_and_runs_what_it_resolves_to(tiny_model_and_processor, image_files, case):
+    model, processor = tiny_model_and_processor
+    texts, images, policy = batches(image_files)[case]
+    chosen = resolve_backend("auto", "cpu")
+    default = predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy)
+    assert default == predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend="auto")
+    assert default == predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy,
+                              backend=chosen)
+    assert_agrees(default, predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy,
+                                   backend="fp32"))
+
+
+def test_auto_follows_the_documented_rule_on_this_machine():
+    isa = backends_m2sa.cpu_instruction_sets()
+    backend, reason = auto_backend("cpu")
+    expected = "bf16" if isa["amx"] else "int8" if isa["avx2"] else "fp32"
+    assert backend == expected and backend in reason
+    if backend == "bf16":
+        assert cpu_has_native_bf16()  # auto never picks bf16 where it would crawl
+    assert auto_backend("cuda") == ("fp32", "auto on cuda: fp32")
+
+
+@pytest.mark.parametrize("isa, expected", [
+    ({"amx": True, "avx512_bf16": True, "avx512": True, "avx2": True}, "bf16"),  # Sapphire Rapids and later Xeons
+    ({"amx": False, "avx512_bf16": True, "avx512": True, "avx2": True}, "int8"),  # AMD EPYC Zen 4: int8 led
+    ({"amx": False, "avx512_bf16": False, "avx512": True, "avx2": True}, "int8"),  # AVX512-VNNI Xeons
+    ({"amx": False, "avx512_bf16": False, "avx512": False, "avx2": True}, "int8"),  # AVX2 only
+    ({"amx": False, "avx512_bf16": False, "avx512": False, "avx2": False}, "fp32"),  # older x86, other CPUs
+])
+def test_auto_rule_per_cpu_kind(monkeypatch, isa, expected):
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa)
+    assert resolve_backend("auto", "cpu") == expected
+
+
+def test_fp32_is_the_model_itself_bit_for_bit(tiny_model_and_processor, image_files):
+    model, processor = tiny_model_and_processor
+    assert model_for_backend(model, "fp32") is model
+    texts, images, _ = batches(image_files)["mixed"]
+    results = predict(model, processor, texts, images, batch_size=1, backend="fp32")
+    with torch.inference_mode():
+        for text, image, result in zip(texts, images, results):
+            logits = model(**processor(text=[text], images=None if image is None else [image])).logits
+            expected = dict(zip(model.config.id2label.values(), logits.softmax(-1)[0].tolist()))
+            assert result["probabilities"] == expected  # exactly: no rounding anywhere on the fp32 path
+
+
+@pytest.mark.parametrize("backend, linear_class", [("bf16", BFloat16Linear), ("int8", Int8Linear)])
+def test_derived_model_shares_every_tensor_but_its_linear_weights(tiny_model_and_processor, backend, linear_class):
+    model, _ = tiny_model_and_processor
+    derived = quietly(model_for_backend, model, backend)
+    converted = [name for name, module in derived.named_modules() if isinstance(module, linear_class)]
+    linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    assert converted == linear  # every linear layer (towers, fusion, head) converted in the derived model
+    assert not any(isinstance(module, torch.nn.Linear) for module in derived.modules())
+    model_tensors = {tensor.data_ptr() for tensor in (*model.parameters(), *model.buffers())}
+    own = [(name, tensor) for name, tensor in derived.named_buffers() if tensor.data_ptr() not in model_tensors]
+    own += [(name, tensor) for name, tensor in derived.named_parameters() if tensor.data_ptr() not in model_tensors]
+    own_kinds = {name.rsplit(".", 1)[-1] for name, _ in own}
+    # the converted weights (and int8's scales, bf16's biases) are all a derived model holds of its own
+    assert own_kinds == ({"weight_int8", "weight_scale"} if backend == "int8" else {"weight", "bias"})
+    assert all(tensor.dtype == (torch.int8 if backend == "int8" else torch.bfloat16) for name, tensor in own
+               if not name.endswith("weight_scale"))
+
+
+def test_concurrent_first_calls_make_one_derived_model(tiny_model_and_processor, monkeypatch):
+    model = copy.deepcopy(tiny_model_and_processor[0])
+    made, original = [], backends_m2sa.derived_model
+    arrived = threading.Barrier(8)
+
+    def slow_derived_model(*args):
+        made.append(args[1])
+        time.sleep(0.05)  # a window for a second thread to start its own copy, were creation not serialized
+        return original(*args)
+
+    monkeypatch.setattr(backends_m2sa, "derived_model", slow_derived_model)
+    results = [None] * 8
+
+    def first_call(index):
+        arrived.wait()
+        results[index] = model_for_backend(model, "int8")
+
+    threads = [threading.Thread(target=first_call, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["int8"]
+    assert all(result is results[0] for result in results)
+
+
+def first_tensor(model, kind):
+    """A parameter or buffer of `model` that is not a linear layer's: an embedding, a layer norm, a buffer."""
+    for module in model.modules():
+        if isinstance(module, kind):
+            return next(iter(module.parameters()))
+    raise AssertionError(f"no {kind.__name__} in the model")
+
+
+CHANGES = {
+    "linear weight (an optimizer step)": lambda model: first_tensor(model, torch.nn.Linear).mul_(1.5),
+    "embedding": lambda model: first_tensor(model, torch.nn.Embedding).mul_(1.5),
+    "layer norm": lambda model: first_tensor(model, torch.nn.LayerNorm).mul_(1.5),
+    "load_state_dict": lambda model: model.load_state_dict(
+        {name: tensor * 1.5 for name, tensor in model.state_dict().items()}),
+    "replaced module": lambda model: model.resize_token_embeddings(model.config.text_config.vocab_size + 8),
+}
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_any_change_to_the_model_remakes_its_derived_model(tiny_model_and_processor, backend, change):
+    model, processor = copy.deepcopy(tiny_model_and_processor[0]), tiny_model_and_processor[1]
+    inputs = processor(text=TEXTS)
+    before = quietly(model_for_backend, model, backend)
+    assert quietly(model_for_backend, model, backend) is before  # unchanged: reused
+    with torch.no_grad():
+        CHANGES[change](model)
+    after = quietly(model_for_backend, model, backend)
+    assert after is not before
+    with torch.inference_mode():
+        exact = model(**inputs).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "bf16"):
+            fast = after(**inputs).logits.float()
+    assert torch.allclose(fast.softmax(-1), exact.softmax(-1), atol=PROBABILITY_TOLERANCE)
+
+
+def test_text_only_model_runs_every_backend(tiny_towers):
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["bert"]).eval()
+    processor = M2SAProcessor.from_towers(tiny_towers["bert"])
+    fp32 = predict(model, processor, TEXTS, batch_size=3, backend="fp32")
+    for backend in ("auto", *FAST_BACKENDS):
+        assert_agrees(quietly(predict, model, processor, TEXTS, batch_size=3, backend=backend), fp32)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_model_and_processor, monkeypatch):
+    model, processor = tiny_model_and_processor
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets",
+                        lambda: {"amx": False, "avx512_bf16": False, "avx512": False, "avx2": True})
+    with pytest.warns(UserWarning, match="backend='bf16' is much slower than fp32 here"):
+        predict(model, processor, ["hello"], backend="bf16")
+    assert resolve_backend("auto", "cpu") == "int8"  # auto never picks it there
+
+
+def test_pipeline_backend_at_construction_and_per_call(saved_tiny_model_dir, image_files):
+    texts, images, _ = batches(image_files)["mixed"]
+    tweets = [{"text": text, "image": image} for text, image in zip(texts, images)]
+    fp32_pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True, backend="fp32")
+    int8_pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True, backend="int8")
+    per_call = fp32_pipe(tweets, top_k=None, backend="int8")
+    assert int8_pipe(tweets, top_k=None) == per_call
+    assert fp32_pipe(tweets, top_k=None) != per_call
+    assert fp32_pipe.served_backend() == ("fp32", "fp32 (as asked)")
+    assert int8_pipe.served_backend() == ("int8", "int8 (as asked)")
+    assert fp32_pipe.served_backend(backend="auto") == auto_backend("cpu")
+    assert fp32_pipe.served_backend(autocast_dtype="bf16")[0] == "fp32"
+    default_pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+    assert default_pipe.model.config.inference_backend == "auto"
+    assert default_pipe.served_backend() == auto_backend("cpu")
+
+
+def test_bad_backends_are_refused(saved_tiny_model_dir, tiny_model_and_processor):
+    pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'fp32', 'bf16', 'int8'\], got 'onnx'"):
+        pipe("hello", backend="onnx")
+    for backend in ("int8", "bf16", "auto"):
+        with pytest.raises(ValueError, match="leave autocast_dtype unset"):
+            pipe("hello", backend=backend, autocast_dtype="bf16")
+    assert pipe("hello", autocast_dtype="bf16")[0]["label"] in ("negative", "neutral", "positive")  # default: fine
+    model, processor = tiny_model_and_processor
+    with pytest.raises(ValueError, match="backend must be one of"):
+        predict(model, processor, ["hello"], backend="int4")
+
+
+def test_unknown_backend_in_config_is_refused_on_load(tiny_model_and_processor):
+    model, _ = tiny_model_and_processor
+    saved = {**model.config.to_dict(), "inference_backend": "int4"}  # a config.json written by other code
+    with pytest.raises(ValueError, match=r"`inference_backend` must be one of \('auto', 'fp32', 'bf16', 'int8'\), got 'int4'"):
+        type(model.config).from_dict(saved)
+
+
+EXPORTED_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from transformers import pipeline
+
+    model_dir, cases_path, out_path = sys.argv[1:4]
+    pipe = pipeline(model=model_dir, trust_remote_code=True)
+    out = {}
+    for name, case in json.load(open(cases_path)).items():
+        tweets = [{"text": text, "image": image} for text, image in zip(case["texts"], case["images"])]
+        out[name] = pipe(tweets, top_k=None, batch_size=2, on_invalid_image=case["policy"])
+    json.dump({"results": out, "config_backend": pipe.model.config.inference_backend}, open(out_path, "w"))
+    """
+)
+
+
+def test_export_loads_without_the_package_and_answers_like_int8(saved_tiny_model_dir, image_files, tmp_path, capsys):
+    out_dir = tmp_path / "exported"
+    export_main(["--model", str(saved_tiny_model_dir), "--out", str(out_dir), "--backend", "int8"])
+    assert "backend int8" in capsys.readouterr().out
+    assert json.loads((out_dir / "config.json").read_text())["inference_backend"] == "int8"
+    assert (out_dir / "pipeline_m2sa.py").is_file() and (out_dir / "backends_m2sa.py").is_file()
+
+    cases = {name: {"texts": texts, "images": images, "policy": policy}
+             for name, (texts, images, policy) in batches(image_files).items()}
+    cases_path, out_path = tmp_path / "cases.json", tmp_path / "out.json"
+    cases_path.write_text(json.dumps(cases))
+    result = run_without_package(EXPORTED_CHILD, out_dir, cases_path, out_path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    child = json.loads(out_path.read_text())
+    assert child["config_backend"] == "int8"
+
+    int8_pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True, backend="int8")
+    for name, case in cases.items():
+        tweets = [{"text": text, "image": image} for text, image in zip(case["texts"], case["images"])]
+        expected = int8_pipe(tweets, top_k=None, batch_size=2, on_invalid_image=case["policy"])
+        for got, want in zip(child["results"][name], expected):
+            assert [entry["label"] for entry in got] == [entry["label"] for entry in want]
+            assert [entry["score"] for entry in got] == pytest.approx([entry["score"] for entry in want], abs=1e-6)
+            assert [(e["image_used"], e["image_error"]) for e in got] == [(e["image_used"], e["image_error"])
+                                                                          for e in want]
