@@ -283,6 +283,15 @@ def test_page_says_when_the_model_was_trained_on_the_synthetic_demo_set(saved_ti
     assert shown.visible and shown.value == notice
 
 
+def test_page_says_which_backend_serves(saved_tiny_model_dir):
+    from modeling_m2sa.backends_m2sa import auto_backend
+
+    for backend, (expected, reason) in ((None, auto_backend("cpu")), ("int8", ("int8", "int8 (as asked)"))):
+        demo = space_app.build_demo(space_app.load_pipeline(str(saved_tiny_model_dir), backend))
+        (shown,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "served-backend"]
+        assert shown.visible and shown.value == f"Served with the **{expected}** backend ({reason}) on cpu."
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not CHROMIUM.exists():
