@@ -339,7 +339,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     source = resolve_model(args.model, os.environ, DEFAULT_MODEL_DIR)
     print(f"Loading M2SA model from {source}", flush=True)
-    serve(build_demo(load_pipeline(source, args.backend), served_model_notice(source)))
+    try:
+        classify = load_pipeline(source, args.backend)
+    except ValueError as error:
+        if getattr(error, "code", None) != "invalid_option":  # the pipeline's own refusal of an option, with a code
+            raise
+        parser.error(str(error))
+    serve(build_demo(classify, served_model_notice(source)))
 
 
 if __name__ == "__main__":

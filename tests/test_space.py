@@ -292,6 +292,12 @@ def test_page_says_which_backend_serves(saved_tiny_model_dir):
         assert shown.visible and shown.value == f"Served with the **{expected}** backend ({reason}) on cpu."
 
 
+def test_an_unknown_backend_is_refused_with_the_choices(saved_tiny_model_dir, capsys):
+    with pytest.raises(SystemExit):
+        space_app.main(["--model", str(saved_tiny_model_dir), "--backend", "onnx"])
+    assert "backend must be one of ['auto', 'fp32', 'bf16', 'int8'], got 'onnx'" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not CHROMIUM.exists():
