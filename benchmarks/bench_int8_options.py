@@ -64,6 +64,7 @@ from bench_inference import (  # noqa: E402
     load_tweets,
     paper_scale_model_and_processor,
     read_mvsa_text,
+    resident_bytes,
 )
 from cpu_info import cpu_description  # noqa: E402
 from modeling_m2sa.pipeline_m2sa import model_for_backend  # noqa: E402
@@ -227,7 +228,7 @@ def resident_mb():
     option would reuse what an earlier one freed and look smaller than it is."""
     gc.collect()
     LIBC.malloc_trim(0)
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return resident_bytes() / 2**20
 
 
 def made(option, model, artifacts):

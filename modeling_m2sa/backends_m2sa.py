@@ -58,14 +58,14 @@ def cpu_instruction_sets():
     capability = torch.backends.cpu.get_cpu_capability()
     has = lambda name: bool(getattr(torch.cpu, f"_is_{name}_supported", lambda: False)())  # noqa: E731
     return {"amx": has("amx_tile"), "avx512_bf16": has("avx512_bf16"), "avx512": capability.startswith("AVX512"),
-            "avx2": capability in ("AVX2",) or capability.startswith("AVX512")}
+            "avx2": capability == "AVX2" or capability.startswith("AVX512")}
 
 
 def auto_backend(device):
     """What `backend="auto"` runs on `device`, and why, as (backend, reason).
 
-    Measured with `benchmarks/bench_inference.py` (README, "Inference backends"): on a Xeon with AMX, bf16 weights run
-    the model's matrix products several times faster than fp32 and faster than int8, with a quarter of int8's error;
+    Measured with `benchmarks/bench_inference.py` (README, "Inference backends"): on a Xeon with AMX, bf16 weights ran
+    `predict` about twice as fast as fp32 and faster than int8, with a seventh of int8's largest probability error;
     without AMX (AVX512-VNNI, AVX512-BF16 on AMD EPYC) int8 led. On a GPU, "auto" runs fp32 (pass backend="bf16"
     there)."""
     if torch.device(device).type != "cpu":
@@ -166,11 +166,10 @@ _derived_models_lock = threading.Lock()
 
 
 def model_for_backend(model, backend):
-    """The model that runs `backend` ("fp32", "bf16" or "int8"; resolve "auto" with `resolve_backend` first):
+    """The model that runs `backend` ("auto" is resolved for the model's device, see `auto_backend`):
     `model` itself for "fp32"; otherwise its derived model, made once per model and remade when its state changed.
     Thread-safe: concurrent first calls make one derived model."""
-    if check_backend(backend) == "auto":
-        backend = resolve_backend(backend, model.device)
+    backend = resolve_backend(backend, model.device)
     if backend == "fp32":
         return model
     if backend in CPU_ONLY_BACKENDS and model.device.type != "cpu":
