@@ -167,7 +167,7 @@ def load_config(dataset, config, options):
     if columns["train"]["image"] is None:
         logger.info("%s has no %r column: text-only data (name its image column with --image-column).",
                     where, options.image_column)
-    root = _data_root(dataset)
+    root = data_root(dataset)
     splits = {name: _training_columns(split, columns[name], language, root, f"the {name} split of {where}")
               for name, split in loaded.items()}  # fmt: skip
     if options.problem_type == REGRESSION:
@@ -189,14 +189,30 @@ def _file_builder(path):
     return builder
 
 
-def _open(dataset, config, where):
-    """All splits of one config, as `datasets` reads them (a single file through the builder of its suffix)."""
+def split_names(dataset, config):
+    """The split names of one config of `dataset`, from its data files (nothing is downloaded); a single data file
+    has one split, `train`."""
+    if Path(dataset).is_file():
+        return ["train"]
+    return list(datasets.load_dataset_builder(dataset, config).config.data_files or {})
+
+
+def open_split(dataset, config, split, streaming=False):
+    """One split of one config, as `datasets` reads it: a `Dataset`, or with `streaming` an `IterableDataset` (rows
+    read as they are iterated, for corpora larger than the disk)."""
+    where = repr(dataset) if config == DEFAULT_CONFIG else f"{dataset!r} (config {config!r})"
+    return _open(dataset, config, where, split=split, streaming=streaming)
+
+
+def _open(dataset, config, where, **load_options):
+    """All splits of one config (or the one split `load_options` names), as `datasets` reads them (a single file
+    through the builder of its suffix)."""
     path = Path(dataset)
     try:
         if path.is_file():
             builder, arguments = _file_builder(path)
-            return datasets.load_dataset(builder, data_files=str(path), **arguments)
-        return datasets.load_dataset(dataset, config)
+            return datasets.load_dataset(builder, data_files=str(path), **arguments, **load_options)
+        return datasets.load_dataset(dataset, config, **load_options)
     except datasets.exceptions.DatasetGenerationError as error:
         damaged = _damaged_parquet_file(dataset, config)
         if damaged is None:
@@ -239,7 +255,7 @@ def _damaged_parquet_file(dataset, config):
     return None
 
 
-def _data_root(dataset):
+def data_root(dataset):
     """Where relative image paths of a local dataset start (None for a Hub dataset)."""
     path = Path(dataset)
     if path.is_file():

@@ -4,6 +4,7 @@ import difflib
 import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -92,9 +93,15 @@ def load_image(image, index=None):
         if isinstance(error, InvalidImageError):
             raise
         raise InvalidImageError(
-            f"{where} could not be decoded ({error}). Pass a complete JPEG/PNG/GIF/WebP image, or None to classify "
+            f"{where} could not be decoded ({decoding_error_text(error)}). Pass a complete JPEG/PNG/GIF/WebP image, or None to classify "
             f"the tweet from its text alone.", code="undecodable"
         ) from error
+
+
+def decoding_error_text(error):
+    """Pillow's message for an image it cannot read, without the address of the in-memory file it names
+    ("cannot identify image file <_io.BytesIO object at 0x7f...>"), so the same bytes always give the same text."""
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "in memory", str(error))
 
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
