@@ -250,6 +250,7 @@ def label_corpus(options):
                                               for shard in range(corpus.shard_count(options.shard_size)) if wanted(shard))
     progress = Progress(total, enabled=state.is_main_process,
                         label=f"process 1 of {state.num_processes}" if state.num_processes > 1 else "labelling")
+    scoring_started = time.perf_counter()
     with ThreadPoolExecutor(options.image_workers, thread_name_prefix="m2sa-image") as pool:
         for shard, table in scored_shards(pipe, corpus, wanted, options, pool):
             output.write_shard(shard, table)
@@ -258,10 +259,11 @@ def label_corpus(options):
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    return finish_output(output, corpus, identity, pipe, options, finished_before, started, state.num_processes)
+    timing = {"started": started, "scoring_started": scoring_started, "num_processes": state.num_processes}
+    return finish_output(output, corpus, identity, pipe, options, finished_before, timing)
 
 
-def finish_output(output, corpus, identity, pipe, options, finished_before, started, num_processes):
+def finish_output(output, corpus, identity, pipe, options, finished_before, timing):
     """Check that every shard is there, then write the report and the card (and push them when asked)."""
     shards = range(corpus.shard_count(options.shard_size))
     missing = sorted(set(shards) - output.finished_shards())
@@ -271,7 +273,8 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, star
     summary = output.summary(label_names(pipe), shards)
     if summary["rows_out"] != corpus.num_rows:
         raise RuntimeError(f"{summary['rows_out']} rows written for {corpus.num_rows} rows read")
-    seconds = time.perf_counter() - started
+    now = time.perf_counter()
+    seconds, scoring_seconds = now - timing["started"], now - timing["scoring_started"]
     rows_this_run = corpus.num_rows - sum(corpus.shard_rows(shard, options.shard_size) for shard in finished_before)
     backend, reason = pipe.served_backend()
     report = {
@@ -282,9 +285,11 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, star
                   "columns": corpus.columns, "streaming": corpus.streaming},
         "rows_in": corpus.num_rows,
         "summary": summary,
-        "this_run": {"processes": num_processes, "shards_written": len(shards) - len(finished_before),
+        "this_run": {"processes": timing["num_processes"], "shards_written": len(shards) - len(finished_before),
                      "shards_already_done": len(finished_before), "rows_scored": rows_this_run,
-                     "seconds": round(seconds, 2), "rows_per_second": round(rows_this_run / seconds, 1)},
+                     "seconds": round(seconds, 2), "rows_per_second": round(rows_this_run / seconds, 1),
+                     "setup_seconds": round(seconds - scoring_seconds, 2),
+                     "scoring_rows_per_second": round(rows_this_run / scoring_seconds, 1)},
         "options": identity,
     }
     output.write_report(report)

@@ -20,7 +20,7 @@ from m2sa_training.score import main
 from m2sa_training.scoring_progress import Progress
 
 SHARD_SIZE = "16"
-LIMITS = ["--image-timeout", "0.5", "--image-max-bytes", "60000"]
+LIMITS = ["--image-timeout", "1.5", "--image-max-bytes", "60000"]
 
 
 def png_bytes(size, colour):
@@ -35,7 +35,7 @@ IMAGE_BODIES = {"/ok.png": png_bytes((32, 24), "blue"), "/slow.png": png_bytes((
 
 
 class ImageServer(http.server.BaseHTTPRequestHandler):
-    """/ok.png, /missing.png (404), /slow.png (answers after 3 s), /huge.png (over the byte cap), /page.html (not an
+    """/ok.png, /missing.png (404), /slow.png (answers after 5 s), /huge.png (over the byte cap), /page.html (not an
     image), /flaky.png (503 on the first request of each URL, then the image)."""
 
     requests_seen = {}
@@ -45,7 +45,7 @@ class ImageServer(http.server.BaseHTTPRequestHandler):
         seen[self.path] = seen.get(self.path, 0) + 1
         path = self.path.split("?")[0]
         if path == "/slow.png":
-            time.sleep(3)
+            time.sleep(5)
         if path == "/missing.png" or (path == "/flaky.png" and seen[self.path] == 1):
             self.send_error(404 if path == "/missing.png" else 503)
             return
@@ -67,10 +67,14 @@ class ImageServer(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 drops concurrent connections (each retried after 1 s)
+
+
 @pytest.fixture(scope="module")
 def image_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ImageServer)
-    server.daemon_threads = True
+    server = LoopbackServer(("127.0.0.1", 0), ImageServer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -84,15 +88,18 @@ EXPECTED_IMAGE_CODES = {"ok.png": None, "missing.png": "http_error", "slow.png":
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, image_server):
-    """A JSONL corpus of 56 tweets whose image column mixes URLs (good and broken), a relative path, a missing file and
-    no image; rows 50-52 have no text (one with no image at all, one with a broken URL, one with a good image)."""
+    """A JSONL corpus of 56 tweets whose image column mixes URLs (good and broken; row 2's times out), a relative path,
+    a missing file and no image; rows 50-52 have no text (one with no image at all, one with a broken URL, one with a
+    good image)."""
     root = tmp_path_factory.mktemp("corpus")
     Image.new("RGB", (40, 30), "red").save(root / "red.png")
-    images = [f"{image_server}/{name}" for name in EXPECTED_IMAGE_CODES if name not in ("gone.jpg", "red.png")]
+    images = [f"{image_server}/{name}" for name in EXPECTED_IMAGE_CODES if name not in ("gone.jpg", "red.png",
+                                                                                         "slow.png")]
     images += ["red.png", "gone.jpg", "", None]
     rows = [{"tweet_id": f"id-{index}", "text": TOKENIZER_TEXTS[index % len(TOKENIZER_TEXTS)],
              "language": ["en", "de", "es"][index % 3], "image": images[index % len(images)]}
             for index in range(56)]  # fmt: skip
+    rows[2]["image"] = f"{image_server}/slow.png"  # once: each costs two timeouts
     rows[50].update(text="", image=None)
     rows[51].update(text="", image=f"{image_server}/missing.png")
     rows[52].update(text="  ", image=f"{image_server}/ok.png")
@@ -141,16 +148,18 @@ def test_every_row_is_labelled_in_order_with_its_image_status(scored, corpus, sa
     assert labels[51]["image_error_code"] == "http_error" and "HTTP 404" in labels[51]["image_error"]
     assert labels[52]["image_used"] and labels[52]["label"] is not None
 
-    # The labels and probabilities are the pipeline's for the same tweets, with the images the fetch gave.
+    # The labels and probabilities are the pipeline's for the same tweets, with the images the fetch gave, handed to
+    # it as the command does: per chunk (here, per shard of 16 rows), in batches of 8.
     pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
-    scored_rows = [index for index, labelled in enumerate(labels) if labelled["label"] is not None]
-    tweets = [{"text": rows[index]["text"], "image": used_image(rows[index]["image"], corpus[0].parent)
-               if labels[index]["image_used"] else None} for index in scored_rows]  # fmt: skip
-    expected = pipe(tweets, top_k=None, batch_size=8)
-    for index, ranked in zip(scored_rows, expected):
-        assert labels[index]["label"] == ranked[0]["label"]
-        for name, probability in pipe.scores_by_label(ranked).items():
-            assert labels[index][f"probability_{name}"] == pytest.approx(probability, abs=1e-5)
+    for first in range(0, 56, int(SHARD_SIZE)):
+        scored_rows = [index for index in range(first, min(first + int(SHARD_SIZE), 56))
+                       if labels[index]["label"] is not None]
+        tweets = [{"text": rows[index]["text"], "image": used_image(rows[index]["image"], corpus[0].parent)
+                   if labels[index]["image_used"] else None} for index in scored_rows]  # fmt: skip
+        for index, ranked in zip(scored_rows, pipe(tweets, top_k=None, batch_size=8)):
+            assert labels[index]["label"] == ranked[0]["label"]
+            for name, probability in pipe.scores_by_label(ranked).items():
+                assert labels[index][f"probability_{name}"] == pytest.approx(probability, abs=1e-6)
 
 
 def used_image(value, root):
@@ -191,7 +200,7 @@ def test_a_rerun_with_other_options_is_refused_naming_them(scored, saved_tiny_mo
     with pytest.raises(SystemExit, match=r"batch_size: 8 before, 4 now.*Rerun with the same options"):
         main(["--model", str(saved_tiny_model_dir), "--dataset", str(corpus[0]), "--output-dir", str(output_dir),
               "--shard-size", SHARD_SIZE, "--batch-size", "4", *LIMITS])
-    with pytest.raises(SystemExit, match=r"image_limits: .*'timeout': 0.5.* before, .*'timeout': 2.0"):
+    with pytest.raises(SystemExit, match=r"image_limits: .*'timeout': 1.5.* before, .*'timeout': 2.0"):
         score(saved_tiny_model_dir, corpus[0], output_dir, "--image-timeout", "2")
 
 
