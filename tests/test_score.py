@@ -247,7 +247,9 @@ def test_a_kill_at_a_write_then_a_rerun_gives_the_uninterrupted_bytes(kill_at, s
     assert report["this_run"]["shards_already_done"] == kill_at - 1
 
 
-def test_two_processes_write_the_same_bytes_as_one(scored, saved_tiny_model_dir, corpus, tmp_path):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_two_processes_write_the_same_bytes_as_one(streaming, scored, saved_tiny_model_dir, corpus, tmp_path):
+    """Shards split by Accelerate (a `Dataset`) or round-robin over the stream (`--streaming`)."""
     _, shards = scored
     output_dir = tmp_path / "labels"
     # `accelerate launch --cpu` starts one process (more need mpirun); its torchrun launcher with the CPU flag does 2
@@ -256,7 +258,7 @@ def test_two_processes_write_the_same_bytes_as_one(scored, saved_tiny_model_dir,
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
          "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "m2sa_training.score",
          "--model", str(saved_tiny_model_dir), "--dataset", str(corpus[0]), "--output-dir", str(output_dir),
-         "--shard-size", SHARD_SIZE, "--batch-size", "8", *LIMITS],
+         "--shard-size", SHARD_SIZE, "--batch-size", "8", *LIMITS, *(["--streaming"] if streaming else [])],
         cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -337,3 +339,22 @@ def test_progress_in_a_log_is_plain_lines_with_rate_and_eta():
     assert len(lines) == 2 and "\r" not in stream.getvalue()
     assert lines[0].startswith("labelling: 40 of 100 rows (40%)") and "rows/s, ETA" in lines[0]
     assert lines[1].startswith("labelling: 60 of 100 rows (60%)")
+
+
+def test_push_to_hub_uploads_the_card_report_and_shards(scored, saved_tiny_model_dir, corpus, monkeypatch):
+    """The upload's arguments (the Hub itself cannot be reached here): a dataset repo, and the files that make it
+    loadable."""
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **options: calls.append(
+        ("create_repo", repo_id, options)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **options: calls.append(
+        ("upload_folder", options["repo_id"], options)))
+    output_dir, _ = scored
+    score(saved_tiny_model_dir, corpus[0], output_dir, "--push-to-hub", "org/tweets-sentiment", "--hub-private")
+    (_, repo, created), (_, uploaded_to, upload) = calls
+    assert repo == uploaded_to == "org/tweets-sentiment"
+    assert created["repo_type"] == upload["repo_type"] == "dataset" and created["private"] is True
+    assert upload["folder_path"] == str(output_dir)
+    assert set(upload["allow_patterns"]) == {"README.md", "scoring_report.json", "data/*.parquet"}
