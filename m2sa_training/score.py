@@ -184,8 +184,8 @@ def score_chunk(pipe, chunk, images, call_options):
     return columns
 
 
-def scored_shards(pipe, corpus, wanted, options, pool):
-    """(shard index, Arrow table) for every wanted shard, in order."""
+def scored_shards(pipe, corpus, wanted, options, pool, progress):
+    """(shard index, Arrow table) for every wanted shard, in order; `progress` advances chunk by chunk."""
     call_options = {"batch_size": options.batch_size, "num_workers": options.num_workers, "top_k": None,
                     "on_invalid_image": "text_only"}
     schema = output_schema(label_names(pipe), corpus.columns.get("id"), "language" in corpus.columns)
@@ -201,6 +201,7 @@ def scored_shards(pipe, corpus, wanted, options, pool):
             parts = []
         current = shard
         parts.append(pa.Table.from_pydict(columns, schema=schema))
+        progress.advance(len(chunk["row_index"]))
     if parts:
         yield current, pa.concat_tables(parts)
 
@@ -238,6 +239,9 @@ def label_corpus(options):
     corpus = open_corpus(options.dataset, options.dataset_config, options.split, options.streaming,
                          options.text_column, options.image_column, options.id_column, options.language_column)
     pipe = load_scoring_pipeline(options, state.device)
+    if "image" in corpus.columns and pipe.model.config.vision_config is None:
+        logger.warning("%s is a text-only model: the images in column %r are not read, and rows without text get no "
+                       "label.", options.model, corpus.columns["image"])
     identity = scoring_identity(options, corpus, pipe)
     output = ScoringOutput(options.output_dir, corpus.split)
     output.check(identity)  # every process checks (and refuses alike) before the main one writes anything
@@ -252,9 +256,8 @@ def label_corpus(options):
                         label=f"process 1 of {state.num_processes}" if state.num_processes > 1 else "labelling")
     scoring_started = time.perf_counter()
     with ThreadPoolExecutor(options.image_workers, thread_name_prefix="m2sa-image") as pool:
-        for shard, table in scored_shards(pipe, corpus, wanted, options, pool):
+        for shard, table in scored_shards(pipe, corpus, wanted, options, pool, progress):
             output.write_shard(shard, table)
-            progress.advance(table.num_rows)
     progress.close()
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -293,7 +296,7 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, timi
         "options": identity,
     }
     output.write_report(report)
-    output.write_card(report)
+    output.write_card(report, shards)
     if options.push_to_hub:
         push_labels(output, options.push_to_hub, options.hub_private)
     return report

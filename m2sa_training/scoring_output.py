@@ -123,12 +123,17 @@ class ScoringOutput:
     def write_report(self, report):
         write_text_atomically(self.root / REPORT_FILE, json.dumps(report, indent=2) + "\n")
 
-    def write_card(self, report):
-        write_text_atomically(self.root / CARD_FILE, dataset_card(self.split, report))
+    def write_card(self, report, shards):
+        shard_bytes = sum(self.shard_path(index).stat().st_size for index in shards)
+        write_text_atomically(self.root / CARD_FILE, dataset_card(self.split, report, shard_bytes))
 
 
-def dataset_card(split, report):
-    """A dataset card whose YAML `configs:` lets `load_dataset(OUTPUT_DIR)` (or the Hub) read the shards as `split`."""
+def dataset_card(split, report, shard_bytes):
+    """A dataset card whose YAML `configs:` lets `load_dataset(OUTPUT_DIR)` (or the Hub) read the shards as `split`.
+
+    `dataset_info.download_size` (the shards' bytes) is there for `load_dataset`'s cache too: for a local folder whose
+    card names its data files, `datasets` (5.2) keys the cache on the card alone, not on the files' dates, so without
+    it a rewritten output, or another output folder of the same name, would load the rows cached before."""
     source = report["input"]
     labels = report["summary"]["labels"]
     rows = "\n".join(f"| {label} | {count:,} | {report['summary']['shares'][label]:.1%} |"
@@ -141,6 +146,9 @@ configs:
   data_files:
   - split: {split}
     path: {DATA_DIR}/{split}-*.parquet
+dataset_info:
+  config_name: default
+  download_size: {shard_bytes}
 tags:
 - m2sa
 - sentiment-analysis

@@ -358,3 +358,16 @@ def test_push_to_hub_uploads_the_card_report_and_shards(scored, saved_tiny_model
     assert created["repo_type"] == upload["repo_type"] == "dataset" and created["private"] is True
     assert upload["folder_path"] == str(output_dir)
     assert set(upload["allow_patterns"]) == {"README.md", "scoring_report.json", "data/*.parquet"}
+
+
+def test_a_text_only_model_labels_the_text_and_leaves_the_images(tiny_towers, corpus, tmp_path, caplog):
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    model_dir = tmp_path / "text-only-model"
+    M2SAForSequenceClassification.from_towers(tiny_towers["bert"]).save_pretrained(model_dir)
+    M2SAProcessor.from_towers(tiny_towers["bert"]).save_pretrained(model_dir)
+    score(model_dir, corpus[0], tmp_path / "labels")
+    labels = datasets.load_dataset(str(tmp_path / "labels"), split="train")
+    assert not any(labels["image_used"]) and labels["image_error_code"] == [None] * 56
+    assert [index for index, reason in enumerate(labels["unscored_reason"]) if reason] == [50, 51, 52]
+    assert "is a text-only model: the images in column 'image' are not read" in caplog.text
