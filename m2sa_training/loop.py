@@ -22,10 +22,11 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory
+from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory, write_text_atomically
 from modeling_m2sa import M2SAForSequenceClassification
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from .calibration import calibration_report, fit_temperature
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .evaluation import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
 from .feature_cache import cached_features
@@ -219,21 +220,29 @@ def train_epoch(options, run, spec, epoch):
 def evaluate_split(accelerator, model, loader, split, problem_type):
     """(metrics of the model on `split`, {row position: reason} of unusable images): classification metrics of the
     arg-max labels, or for `problem_type` "regression" regression metrics of the head's values."""
+    logits, image_errors = split_logits(accelerator, model, loader)
+    return split_metrics(logits, split, problem_type), image_errors
+
+
+def split_logits(accelerator, model, loader):
+    """(the model's logits on every row of the loader's split, gathered from every process, in row order;
+    {row position: reason} of unusable images)."""
     model.eval()
-    predictions, image_errors = [], {}
+    logits, image_errors = [], {}
     with torch.inference_mode():
         for batch in loader:
             inputs, batch_image_errors = model_inputs_and_image_errors(batch)
             image_errors.update(batch_image_errors)
             inputs.pop("labels")
-            logits = model(**inputs).logits
-            batch_predictions = logits[:, 0].float() if problem_type == REGRESSION else logits.argmax(dim=-1)
-            predictions.append(accelerator.gather_for_metrics(batch_predictions))
-    predictions = torch.cat(predictions).tolist()
+            logits.append(accelerator.gather_for_metrics(model(**inputs).logits.float()))
+    return torch.cat(logits).cpu(), image_errors
+
+
+def split_metrics(logits, split, problem_type):
     labels, languages = list(split["label"]), list(split["language"])
     if problem_type == REGRESSION:
-        return compute_regression_metrics(labels, predictions, languages), image_errors
-    return compute_metrics(labels, predictions, languages, split.features["label"].names), image_errors
+        return compute_regression_metrics(labels, logits[:, 0].tolist(), languages)
+    return compute_metrics(labels, logits.argmax(dim=-1).tolist(), languages, split.features["label"].names)
 
 
 def record_image_errors(records, split_name, image_errors):
@@ -308,13 +317,31 @@ def _train_run(accelerator, options, spec, model, processor, splits):
     accelerator.wait_for_everyone()
     best = accelerator.prepare_model(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"),
                                      evaluation_mode=True)
-    results = {}
+    results, logits = {}, {}
     for name in EVAL_SPLITS:
-        results[name], split_image_errors = evaluate_split(accelerator, best, run.eval_loaders[name], splits[name],
-                                                           options.problem_type)
+        logits[name], split_image_errors = split_logits(accelerator, best, run.eval_loaders[name])
+        results[name] = split_metrics(logits[name], splits[name], options.problem_type)
         record_image_errors(image_errors, name, split_image_errors)
-    return {"results": results, "history": state["history"], "best_epoch": state["best_epoch"],
-            "feature_cache_seconds": run.feature_cache_seconds, "image_errors": gather_image_errors(image_errors)}
+    calibration = None
+    if options.calibrate and options.problem_type != REGRESSION:
+        calibration = calibrate_best_model(accelerator, spec.run_dir / "best", logits, splits)
+    return {"results": results, "calibration": calibration, "history": state["history"],
+            "best_epoch": state["best_epoch"], "feature_cache_seconds": run.feature_cache_seconds,
+            "image_errors": gather_image_errors(image_errors)}
+
+
+def calibrate_best_model(accelerator, best_dir, logits, splits):
+    """Fit the temperature on the validation logits, save it in the best model's config, and return the calibration
+    report of each evaluation split (before and after)."""
+    label_names = splits["validation"].features["label"].names
+    labels = {name: torch.tensor(splits[name]["label"]) for name in EVAL_SPLITS}
+    temperature = fit_temperature(logits["validation"], labels["validation"])
+    if accelerator.is_main_process:  # the saved config gains one key; everything else stays as saved
+        config = json.loads((best_dir / "config.json").read_text())
+        write_text_atomically(best_dir / "config.json",
+                              json.dumps({**config, "calibration_temperature": temperature}, indent=2, sort_keys=True))
+    accelerator.wait_for_everyone()
+    return {name: calibration_report(logits[name], labels[name], temperature, label_names) for name in EVAL_SPLITS}
 
 
 def gather_image_errors(image_errors):

@@ -8,6 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
 from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
 
+from .calibration import calibration_markdown
 from .evaluation import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
 from .options import CLASSIFICATION, REGRESSION
 
@@ -111,7 +112,8 @@ def _regression_results(results):
 
 def render_model_card(
     *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
-    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None, problem_type=CLASSIFICATION
+    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None, problem_type=CLASSIFICATION,
+    calibration=None
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
@@ -134,6 +136,8 @@ def render_model_card(
             adapters merged into the towers.
         problem_type: "single_label_classification", or "regression" for a model that gives one number per tweet
             (`results` then hold regression metrics: MSE, MAE, Pearson r, Spearman ρ).
+        calibration: None, or the exported model's {split: `calibration_report`} (its temperature and its ECE,
+            Brier score, NLL and class shares before and after).
     """
     if fusion_type not in FUSION_CHOICES:
         raise ValueError(f"fusion_type must be one of {FUSION_CHOICES}, got {fusion_type!r}.")
@@ -159,6 +163,7 @@ def render_model_card(
         languages=list(languages),
         hyperparameters=[(_table_cell(name), _table_cell(value)) for name, value in training_args.items()],
         several_runs=any(result[OVERALL]["num_runs"] > 1 for result in results.values()),
+        calibration=calibration_markdown(calibration) if calibration else None,
         **(_regression_results(results) if regression else _classification_results(results)),
         citation=M2SA_CITATION,
     )

@@ -139,6 +139,9 @@ class TrainingOptions:
     mixed_precision: Literal["no", "bf16", "fp16"] = _option(
         "no", "bf16 needs a GPU or a CPU with native bf16; fp16 needs a GPU")
     seeds: list[int] = _option([42], "one run per seed; results are aggregated as mean ± std")
+    calibrate: bool = _option(
+        True, "fit a temperature on the validation split after training, saved in the model's config so the pipeline "
+              "gives calibrated probabilities (labels unchanged); --no-calibrate: the softmax as trained")
     dataloader_num_workers: int = _option(0, "worker processes that decode images and build batches")
     output_dir: str = _option(
         "outputs/m2sa-demo", "where the model, processor, model card, reports and checkpoints go")
@@ -160,7 +163,7 @@ class TrainingOptions:
         """The options that define what a run computes (not where it resumes from or is pushed to)."""
         identity = dataclasses.asdict(self)
         for key in ("resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "report_to", "output_dir",
-                    "dataloader_num_workers", "save_total_limit"):
+                    "dataloader_num_workers", "save_total_limit", "calibrate"):
             identity.pop(key)
         return identity
 

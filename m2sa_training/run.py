@@ -9,6 +9,7 @@ from dataset_script.atomic_files import is_partial, staged_into, write_text_atom
 from dataset_script.demo import DEMO_SOURCE
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from .calibration import calibration_markdown, reliability_figure
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
 from .evaluation import (MEAN_BASELINE, aggregate_runs, comparison_markdown, compute_metrics,
@@ -168,7 +169,7 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
                 image_errors.update({(split_name, row): reason for row, reason in rows.items()})
             if exported is None:
                 exported = (spec.run_dir, processor, text_tower, vision_tower if modality != "text" else None,
-                            label_names)
+                            label_names, outcome.get("calibration"))
 
     summary = summarise(options, splits, per_modality)
     comparison = comparison_markdown(summary)
@@ -243,7 +244,9 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
     (directory / "comparison.json").write_text(json.dumps(summary, indent=2))
     (directory / "invalid_images.json").write_text(json.dumps(outcome["invalid_images"], indent=2))
 
-    run_dir, processor, text_tower, vision_tower, label_names = exported
+    run_dir, processor, text_tower, vision_tower, label_names, calibration = exported
+    if calibration:
+        write_calibration_report(directory, calibration)
     for path in (run_dir / "best").iterdir():
         if path.is_dir():  # the PEFT adapters of --save-adapter
             shutil.copytree(path, directory / path.name)
@@ -263,8 +266,23 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
         synthetic_demo=trained_on_synthetic_demo(splits["train"]),
         fusion_type=options.fusion if vision_tower else "concat",
         lora=lora_settings(options, has_vision_tower=vision_tower is not None),
+        calibration=calibration,
     )
     (directory / "README.md").write_text(card)
+
+
+def write_calibration_report(directory, calibration):
+    """`calibration.json` (the exported model's temperature and its metrics before and after, per split) and a
+    reliability diagram per split."""
+    from matplotlib import pyplot
+
+    (directory / "calibration.json").write_text(json.dumps(calibration, indent=2))
+    with open(directory / "evaluation.md", "a", encoding="utf-8") as report:
+        report.write(f"\n## Calibration of the exported model\n\n{calibration_markdown(calibration)}\n")
+    for split, report in calibration.items():
+        figure = reliability_figure(report, f"Reliability on the {split} split ({report['tweets']} tweets)")
+        figure.savefig(directory / f"reliability_diagram_{split}.png", dpi=120)
+        pyplot.close(figure)
 
 
 def trained_on_synthetic_demo(train_split):

@@ -100,6 +100,11 @@ class M2SAConfig(PretrainedConfig):
             What the pipeline runs when not told otherwise: `"auto"` (the fastest backend that agrees with fp32 on
             the machine: bf16 on CPUs with AMX, int8 on other x86 CPUs, fp32 on GPUs), `"fp32"` (the model as
             saved, exact), `"bf16"` or `"int8"`. Set by `python -m modeling_m2sa.export --backend ...`.
+        calibration_temperature (`float`, *optional*):
+            The calibration temperature T: the pipeline's probabilities are softmax(logits / T) (sigmoid for
+            multi-label). Fitted on the validation split by `train.py` (`--calibrate`, the default) so that the
+            probabilities match how often the labels are right; it never changes a label. `None`: the logits' own
+            softmax. The model's `logits` are never divided.
     """
 
     model_type = "m2sa"
@@ -120,6 +125,7 @@ class M2SAConfig(PretrainedConfig):
         classifier_dropout=0.1,
         initializer_range=0.02,
         inference_backend="auto",
+        calibration_temperature=None,
         **kwargs,
     ):
         for name, value, choices in (
@@ -155,6 +161,10 @@ class M2SAConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
         self.inference_backend = inference_backend
+        if calibration_temperature is not None and not calibration_temperature > 0:
+            raise M2SAError(f"`calibration_temperature` must be positive (or None: not calibrated), got "
+                            f"{calibration_temperature}.")
+        self.calibration_temperature = calibration_temperature
         legacy = [key for key in LEGACY_TRAINING_KEYS if kwargs.pop(key, None) is not None]
         if legacy:  # a checkpoint saved before freezing left the config, or an old call
             logger.warning_once(

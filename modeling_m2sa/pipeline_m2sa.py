@@ -95,7 +95,8 @@ class M2SASentimentPipeline(Pipeline):
         top_k: not given: one `{label, score, image_used, image_error, image_error_code}` per tweet; an int or None:
             the best `top_k` (None: all) labels per tweet, as a list of such dicts sorted by score.
         function_to_apply: "softmax", "sigmoid" or "none" (raw logits), as in `text-classification`; by default
-            chosen from the model's `problem_type` as `text-classification` does.
+            chosen from the model's `problem_type` as `text-classification` does. Softmax and sigmoid read the logits
+            divided by the model's `calibration_temperature` when its config has one (`train.py --calibrate`).
         batch_size, num_workers: as for every pipeline.
         truncation, max_length, padding and the tokenizer's other kwargs: as `text-classification` takes them
             (default: truncated to the processor's `max_length`).
@@ -269,7 +270,12 @@ class M2SASentimentPipeline(Pipeline):
     def postprocess(self, model_outputs, top_k="", function_to_apply=None):
         """One result per tweet of the batch: its best label (`top_k` not given) or its `top_k` labels by score."""
         config = self.model.config
-        scores = SCORE_FUNCTIONS[function_to_apply or default_score_function(config)](model_outputs["logits"])
+        function = function_to_apply or default_score_function(config)
+        logits = model_outputs["logits"]
+        temperature = getattr(config, "calibration_temperature", None)
+        if function != "none" and temperature is not None:
+            logits = logits / temperature  # calibrated probabilities; "none" gives the raw logits
+        scores = SCORE_FUNCTIONS[function](logits)
         results = []
         for row, *status in zip(scores, *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
             image = dict(zip(TWEET_STATUS_KEYS, status))
