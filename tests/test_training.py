@@ -53,6 +53,31 @@ def test_output_dir_holds_model_processor_card_and_reports(trained):
     assert "majority" in outcome["comparison"]
 
 
+def test_the_exported_model_is_calibrated_on_validation_and_reports_it(trained):
+    _, outcome = trained
+    output_dir = outcome["output_dir"]
+    calibration = json.loads((output_dir / "calibration.json").read_text())
+    temperature = json.loads((output_dir / "config.json").read_text())["calibration_temperature"]
+    assert calibration["test"]["temperature"] == calibration["validation"]["temperature"] == temperature > 0
+    # fitted on validation: no other temperature gives the validation split a lower NLL than the fitted one
+    assert calibration["validation"]["after"]["nll"] <= calibration["validation"]["before"]["nll"]
+    assert calibration["test"]["tweets"] == 60 and set(calibration["test"]["shares"]) == {"negative", "neutral",
+                                                                                           "positive"}
+    card = (output_dir / "README.md").read_text()
+    assert f"T = {temperature:.3f}" in card
+    assert f"| softmax of the logits | {100 * calibration['test']['before']['ece']:.1f} |" in card
+    assert "## Calibration of the exported model" in (output_dir / "evaluation.md").read_text()
+    assert (output_dir / "reliability_diagram_test.png").stat().st_size > 1000
+
+
+def test_no_calibrate_leaves_the_softmax_as_trained(demo_dataset, tmp_path):
+    outcome = run_training(options_for(demo_dataset, tmp_path, "--no-calibrate", "--num-epochs", "1"))
+    output_dir = outcome["output_dir"]
+    assert json.loads((output_dir / "config.json").read_text())["calibration_temperature"] is None
+    assert not (output_dir / "calibration.json").exists()
+    assert "### Calibration" not in (output_dir / "README.md").read_text()
+
+
 def test_exported_model_predicts_the_same_in_a_fresh_process(trained, demo_dataset, tmp_path):
     import datasets
     from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
