@@ -250,8 +250,9 @@ def label_corpus(options):
     if state.is_main_process:
         output.claim(identity)
     wanted = shards_of_this_process(state, corpus, finished_before, options.shard_size)
+    shards = range(0 if corpus.streaming else corpus.shard_count(options.shard_size))
     total = None if corpus.streaming else sum(corpus.shard_rows(shard, options.shard_size)
-                                              for shard in range(corpus.shard_count(options.shard_size)) if wanted(shard))
+                                              for shard in shards if wanted(shard))
     progress = Progress(total, enabled=state.is_main_process,
                         label=f"process 1 of {state.num_processes}" if state.num_processes > 1 else "labelling")
     scoring_started = time.perf_counter()
@@ -284,6 +285,7 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, timi
         "model": options.model,
         "backend": backend,
         "backend_reason": reason,
+        "calibration_temperature": getattr(pipe.model.config, "calibration_temperature", None),
         "input": {"dataset": options.dataset, "config": corpus.config, "split": corpus.split,
                   "columns": corpus.columns, "streaming": corpus.streaming},
         "rows_in": corpus.num_rows,

@@ -97,13 +97,19 @@ class ScoringOutput:
 
     def summary(self, label_names, shards):
         """Counts over the finished `shards`: rows, labels (overall and per language), unscored rows and image
-        errors by reason."""
+        errors by reason; each class's share estimated two ways: classify and count (`shares`) and the mean of its
+        probability over the labelled rows (`mean_probability`, the better estimate from a calibrated model)."""
         rows, labels, per_language, unscored, image_errors, images_used = 0, Counter(), {}, Counter(), Counter(), 0
+        labelled = 0
+        probability_sums = Counter()
         for index in shards:
             table = pq.read_table(self.shard_path(index))
             columns = table.to_pydict()
             rows += table.num_rows
             labels.update(label for label in columns["label"] if label is not None)
+            labelled += sum(label is not None for label in columns["label"])
+            for label in label_names:
+                probability_sums[label] += sum(filter(None, columns[probability_column(label)]))
             unscored.update(reason for reason in columns["unscored_reason"] if reason is not None)
             image_errors.update(code for code in columns["image_error_code"] if code is not None)
             images_used += sum(columns["image_used"])
@@ -113,11 +119,13 @@ class ScoringOutput:
         return {
             "rows_out": rows,
             "labels": {label: labels[label] for label in label_names},
-            "shares": {label: labels[label] / max(1, sum(labels.values())) for label in label_names},
+            "shares": {label: labels[label] / max(1, labelled) for label in label_names},
+            "mean_probability": {label: probability_sums[label] / max(1, labelled) for label in label_names},
             "unscored": dict(sorted(unscored.items())),
             "images_used": images_used,
             "image_errors": dict(sorted(image_errors.items())),
-            "per_language": {language: dict(sorted(counts.items())) for language, counts in sorted(per_language.items())},
+            "per_language": {language: dict(sorted(counts.items()))
+                             for language, counts in sorted(per_language.items())},
         }
 
     def write_report(self, report):
@@ -135,9 +143,14 @@ def dataset_card(split, report, shard_bytes):
     card names its data files, `datasets` (5.2) keys the cache on the card alone, not on the files' dates, so without
     it a rewritten output, or another output folder of the same name, would load the rows cached before."""
     source = report["input"]
+    temperature = report.get("calibration_temperature")
+    calibration = (f"this model's probabilities are divided by its calibration temperature {temperature:.3f}"
+                   if temperature else "this model has no calibration temperature: its probabilities are the softmax "
+                                       "as trained")
     labels = report["summary"]["labels"]
-    rows = "\n".join(f"| {label} | {count:,} | {report['summary']['shares'][label]:.1%} |"
-                     for label, count in labels.items())
+    summary = report["summary"]
+    rows = "\n".join(f"| {label} | {count:,} | {summary['shares'][label]:.1%} | "
+                     f"{summary['mean_probability'][label]:.1%} |" for label, count in labels.items())
     errors = ", ".join(f"{code} {count:,}" for code, count in report["summary"]["image_errors"].items()) or "none"
     unscored = ", ".join(f"{reason} {count:,}" for reason, count in report["summary"]["unscored"].items()) or "none"
     return f"""---
@@ -160,9 +173,12 @@ tags:
 Labelled by the M2SA model `{report['model']}` ({report['backend']} backend) with `python -m m2sa_training.score`:
 {report['summary']['rows_out']:,} rows, one per input row, in input order (`row_index`).
 
-| label | rows | share |
-|---|---:|---:|
+| label | rows | share of labels | mean probability |
+|---|---:|---:|---:|
 {rows}
+
+The share of a class among the labels (classify and count) and the mean of its probability are two estimates of how
+common it is; the mean probability is the better one when the model is calibrated ({calibration}).
 
 Images used: {report['summary']['images_used']:,}; image errors (each such row was labelled from its text): {errors}.
 Rows without a label: {unscored}.

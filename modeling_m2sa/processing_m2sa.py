@@ -93,8 +93,8 @@ def load_image(image, index=None):
         if isinstance(error, InvalidImageError):
             raise
         raise InvalidImageError(
-            f"{where} could not be decoded ({decoding_error_text(error)}). Pass a complete JPEG/PNG/GIF/WebP image, or None to classify "
-            f"the tweet from its text alone.", code="undecodable"
+            f"{where} could not be decoded ({decoding_error_text(error)}). Pass a complete JPEG/PNG/GIF/WebP image, "
+            f"or None to classify the tweet from its text alone.", code="undecodable"
         ) from error
 
 

@@ -173,6 +173,8 @@ def test_report_counts_rows_labels_languages_and_image_errors(scored):
     report = json.loads((output_dir / "scoring_report.json").read_text())
     labels = datasets.load_dataset(str(output_dir), split="train")
     assert report["rows_in"] == report["summary"]["rows_out"] == 56
+    for name, mean in report["summary"]["mean_probability"].items():  # over the labelled rows
+        assert mean == pytest.approx(sum(filter(None, labels[f"probability_{name}"])) / 54)
     counted = {name: labels["label"].count(name) for name in report["summary"]["labels"]}
     assert report["summary"]["labels"] == counted and sum(counted.values()) == 54
     assert report["summary"]["unscored"] == {"empty_tweet": 2}
