@@ -27,6 +27,7 @@ from .backends_m2sa import (
     model_for_backend,
 )
 from .errors_m2sa import M2SAError
+from .explanations_m2sa import DEFAULT_N_STEPS, explain_tweet
 from .processing_m2sa import check_invalid_image_policy, check_tweets
 
 PIPELINE_TASK = "m2sa-sentiment"
@@ -109,6 +110,10 @@ class M2SASentimentPipeline(Pipeline):
             unless set by `python -m modeling_m2sa.export --backend ...`). `served_backend()` says what runs.
         autocast_dtype: None, or "bf16" to run the fp32 model under bfloat16 autocast (weights re-cast on every call;
             `backend="bf16"` casts them once and is faster).
+        explain: True adds an `explanation` to each tweet's best label: word attributions, an image patch map and
+            the text's and image's shares (Integrated Gradients with Captum, on the fp32 model; see
+            `explanations_m2sa`). `n_steps` (default 64) and `internal_batch_size` set the integral's steps and
+            how many run at once. Off by default, and then nothing of it runs.
     """
 
     _load_processor = True
@@ -124,8 +129,14 @@ class M2SASentimentPipeline(Pipeline):
         self.model.eval()
 
     def _sanitize_parameters(self, top_k="", function_to_apply=None, on_invalid_image=None, autocast_dtype=None,
-                             backend=None, **tokenizer_kwargs):
+                             backend=None, explain=None, n_steps=None, internal_batch_size=None, **tokenizer_kwargs):
         preprocess_params, forward_params, postprocess_params = dict(tokenizer_kwargs), {}, {}
+        if explain:
+            forward_params["explain"] = {"n_steps": n_steps or DEFAULT_N_STEPS,
+                                         "internal_batch_size": internal_batch_size}
+        elif n_steps is not None or internal_batch_size is not None:
+            raise M2SAError("n_steps and internal_batch_size set how explanations are computed; pass explain=True "
+                            "with them.", code="invalid_option")
         if on_invalid_image is not None:
             preprocess_params["on_invalid_image"] = check_invalid_image_policy(on_invalid_image)
         if tokenizer_kwargs:
@@ -231,7 +242,7 @@ class M2SASentimentPipeline(Pipeline):
             **{"padding": False, **tokenizer_kwargs},
         )
         problem = encoded.image_problems.get(row_id)
-        return {"model_inputs": encoded.inputs, "image_used": image is not None and problem is None,
+        return {"model_inputs": encoded.inputs, "text": text, "image_used": image is not None and problem is None,
                 "image_error": None if problem is None else str(problem),
                 "image_error_code": None if problem is None else problem.code}
 
@@ -254,7 +265,7 @@ class M2SASentimentPipeline(Pipeline):
             return auto_backend(self.device)
         return backend, f"{backend} (as asked)"
 
-    def _forward(self, model_inputs, autocast_dtype=None, backend=None):
+    def _forward(self, model_inputs, autocast_dtype=None, backend=None, explain=None):
         dtype = AUTOCAST_DTYPES[autocast_dtype]
         if backend not in (None, "fp32") and dtype is not None:
             raise M2SAError(f"backend={backend!r} already sets the arithmetic; leave autocast_dtype unset with it "
@@ -265,7 +276,27 @@ class M2SASentimentPipeline(Pipeline):
         # softmax and residual sums in fp32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=backend == "bf16" or dtype is not None):
             logits = model(**model_inputs["model_inputs"]).logits
-        return {"logits": logits.float(), **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
+        outputs = {"logits": logits.float(), **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
+        if explain:
+            outputs["explanations"] = self.explanations(model_inputs, outputs["logits"].argmax(dim=-1), **explain)
+        return outputs
+
+    def explanations(self, model_inputs, targets, n_steps, internal_batch_size):
+        """One `explain_tweet` result per tweet of the batch, for its `targets` label, on the fp32 model."""
+        batch = model_inputs["model_inputs"]
+        results = []
+        with torch.inference_mode(False):
+            for row, (text, target) in enumerate(zip(model_inputs["text"], targets.tolist())):
+                tokens = batch["attention_mask"][row].bool()
+                inputs = {key: value[row][tokens][None].clone() for key, value in batch.items()
+                          if key in ("input_ids", "attention_mask", "token_type_ids")}
+                if "has_image" in batch:
+                    inputs["has_image"] = batch["has_image"][row : row + 1].clone()
+                    if batch["has_image"][row]:
+                        inputs["pixel_values"] = batch["pixel_values"][row : row + 1].clone()
+                results.append(explain_tweet(self.model, self.processor.tokenizer, text, inputs, target, n_steps,
+                                             internal_batch_size))
+        return results
 
     def postprocess(self, model_outputs, top_k="", function_to_apply=None):
         """One result per tweet of the batch: its best label (`top_k` not given) or its `top_k` labels by score."""
@@ -277,10 +308,13 @@ class M2SASentimentPipeline(Pipeline):
             logits = logits / temperature  # calibrated probabilities; "none" gives the raw logits
         scores = SCORE_FUNCTIONS[function](logits)
         results = []
-        for row, *status in zip(scores, *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
+        explanations = model_outputs.get("explanations") or [None] * len(scores)
+        for row, explanation, *status in zip(scores, explanations, *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
             image = dict(zip(TWEET_STATUS_KEYS, status))
             ranked = [{"label": config.id2label[int(k)], "score": float(row[k]), **image}
                       for k in row.argsort(descending=True)]
+            if explanation is not None:
+                ranked[0]["explanation"] = explanation  # why the best label
             results.append(ranked[0] if top_k == "" else ranked[:top_k])
         return results
 
@@ -315,7 +349,7 @@ def collate_tweets(preprocessed, tokenizer):
         shape, dtype = present[0].shape[1:], present[0].dtype
         batch["pixel_values"] = torch.cat([tensor if tensor is not None else torch.zeros(1, *shape, dtype=dtype)
                                            for tensor in pixels])
-    collated = {"model_inputs": batch}
+    collated = {"model_inputs": batch, "text": [item["text"] for item in preprocessed]}
     for key in TWEET_STATUS_KEYS:
         collated[key] = [item[key] for item in preprocessed]
     return collated
