@@ -84,3 +84,45 @@ def test_explanation_options_without_explain_and_without_captum_are_refused(pipe
     monkeypatch.setitem(sys.modules, "captum.attr", None)
     with pytest.raises(ValueError, match="pip install captum"):
         pipe("hello", explain=True)
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    """A multimodal model trained by train.py's code on the embedded demo set (3 epochs), and the demo test split."""
+    import datasets
+
+    from m2sa_training.options import parse_options
+    from m2sa_training.run import run_training
+
+    root = tmp_path_factory.mktemp("demo-explained")
+    run_training(parse_options(["--output-dir", str(root / "model"), "--cache-dir", str(root / "cache"),
+                                "--modalities", "multimodal", "--num-epochs", "3"]))
+    test = datasets.load_dataset(str(root / "cache" / "demo-dataset"), "all", split="test")
+    return root / "model", test.cast_column("image", datasets.Image(decode=False))
+
+
+def test_the_planted_cues_get_the_attribution(demo_model):
+    """The demo set plants one sentiment word (the text cue) and a dominant colour (the image cue): the explanation
+    should find the word, and give tweets without one most of their attribution from the image."""
+    from dataset_script.demo import LEXICON
+
+    model_dir, test = demo_model
+    pipe = pipeline(model=str(model_dir), trust_remote_code=True, backend="fp32")
+    cue_words = {language: set(f"{positive} {negative}".split()) for language, (positive, negative, _, _) in
+                 LEXICON.items()}
+    rows = list(test.select(range(120)))
+    results = pipe([{"text": row["text"], "image": row["image"] and row["image"]["bytes"]} for row in rows],
+                   explain=True, batch_size=16)
+    found, cued, image_led, uncued = 0, 0, 0, 0
+    for row, result in zip(rows, results):
+        words = result["explanation"]["words"]
+        cues = [word for word, _ in words if word in cue_words[row["language"]]]
+        if cues:
+            cued += 1
+            found += max(words, key=lambda pair: abs(pair[1]))[0] == cues[0]
+        elif row["image"]:
+            uncued += 1
+            image_led += result["explanation"]["modality_shares"]["image"] > 0.5
+    assert cued >= 60 and uncued >= 20
+    assert found / cued >= 0.8  # chance: about 1 word in 6
+    assert image_led / uncued > 0.5
