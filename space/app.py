@@ -204,6 +204,60 @@ def classify_tweet(classify, text, image_path):
     return classify.scores_by_label(rows[-1][1]), breakdown_table(classify, rows), message
 
 
+def explain_tweet(classify, text, image_path):
+    """Explain handler: (highlighted words, image with its attribution heatmap, shares markdown, message markdown).
+
+    One Integrated Gradients run for the tweet's best label (`explain=True`): each word's attribution (positive: towards
+    that label), the image patches' as a heatmap over the image as the model sees it, and the text's and image's
+    shares of the attribution."""
+    text = text or ""
+    oversized = image_path and oversized_image(image_path)
+    if oversized:
+        return None, None, "", warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}.")
+    try:
+        (result,) = classify([{"text": text, "image": image_path or None}], explain=True, on_invalid_image="text_only")
+    except ValueError as error:
+        if getattr(error, "code", None) not in TWEET_PROBLEMS:
+            raise
+        return None, None, "", warning(TWEET_PROBLEMS[error.code])
+    code = image_error_code(result)
+    if code:
+        return None, None, "", warning(f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove "
+                                       f"the image to explain the text alone.")
+    explanation = result["explanation"]
+    largest = max([abs(value) for _, value in explanation["words"]] or [1.0]) or 1.0
+    words = [(f"{word} ", value / largest) for word, value in explanation["words"]]
+    heatmap = None
+    if explanation["image_map"]:
+        heatmap = attribution_overlay(classify, image_path, explanation["image_map"])
+    shares = explanation["modality_shares"]
+    summary = (f"Why **{result['label']}**: the text carries {_percent(shares['text'])} of the attribution, the image "
+               f"{_percent(shares['image'])}. Red words and areas push towards {result['label']}, blue ones away "
+               f"from it.")
+    return words, heatmap, summary, ""
+
+
+def attribution_overlay(classify, image_path, image_map):
+    """The image as the model sees it (resized and cropped by its image processor), with the patch attributions laid
+    over it: red towards the label, blue away from it, stronger where larger."""
+    import numpy
+
+    image_processor = classify.processor.image_processor
+    with Image.open(image_path) as opened:
+        pixels = image_processor(images=[opened.convert("RGB")], return_tensors="np")["pixel_values"][0]
+    mean, std = (numpy.array(values, dtype=numpy.float32)[:, None, None]
+                 for values in (image_processor.image_mean, image_processor.image_std))
+    view = Image.fromarray((numpy.clip(pixels * std + mean, 0, 1) * 255).astype(numpy.uint8).transpose(1, 2, 0))
+    grid = numpy.array(image_map, dtype=numpy.float32)
+    grid = grid / (numpy.abs(grid).max() or 1.0)
+    heat = numpy.array(Image.fromarray(grid).resize(view.size, Image.BILINEAR))
+    colour = numpy.zeros((*heat.shape, 4), dtype=numpy.uint8)
+    colour[..., 0] = numpy.where(heat > 0, 255, 0)
+    colour[..., 2] = numpy.where(heat < 0, 255, 0)
+    colour[..., 3] = (numpy.abs(heat) * 160).astype(numpy.uint8)
+    return Image.alpha_composite(view.convert("RGBA"), Image.fromarray(colour, "RGBA")).convert("RGB")
+
+
 def classify_file(classify, tweets_path, image_paths, output_root):
     """Batch handler: (message markdown, preview rows, predictions CSV path).
 
@@ -277,11 +331,18 @@ def build_demo(classify, notice=""):
                     text = gr.Textbox(label="Tweet", lines=4, placeholder="What a great day! ☀️", elem_id="tweet-text")
                     image = gr.Image(label="Image (optional)", type="filepath", height=260,
                                      sources=["upload", "clipboard"], visible=has_vision, elem_id="tweet-image")
-                    submit = gr.Button("Classify", variant="primary", elem_id="classify")
+                    with gr.Row():
+                        submit = gr.Button("Classify", variant="primary", elem_id="classify")
+                        explain = gr.Button("Explain", elem_id="explain")
                 with gr.Column():
                     label = gr.Label(label="Sentiment", num_top_classes=len(label_names), elem_id="sentiment")
                     breakdown = gr.Markdown(elem_id="breakdown")
                     message = gr.Markdown(elem_id="message")
+                    explained_shares = gr.Markdown(elem_id="explained-shares")
+                    explained_words = gr.HighlightedText(label="Words (red: towards the label, blue: away)",
+                                                         elem_id="explained-words")
+                    explained_image = gr.Image(label="Image attribution", type="pil", interactive=False,
+                                               visible=has_vision, elem_id="explained-image")
             if has_vision:
                 gr.Examples([[t, example_images.get(name)] for t, name in EXAMPLES], [text, image],
                             cache_examples=False)
@@ -306,6 +367,9 @@ def build_demo(classify, notice=""):
         def on_submit(tweet, uploaded_image=None):
             return classify_tweet(classify, tweet, uploaded_image and uploaded_image["path"])
 
+        def on_explain(tweet, uploaded_image=None):
+            return explain_tweet(classify, tweet, uploaded_image and uploaded_image["path"])
+
         def on_batch(tweets_path, image_paths=None):
             return classify_file(classify, tweets_path, image_paths, work_dir)
 
@@ -314,6 +378,9 @@ def build_demo(classify, notice=""):
         # bare "Error"; this way load_image decodes it and the user reads what is wrong.
         gr.on([submit.click, text.submit], on_submit, [text, image] if has_vision else [text],
               [label, breakdown, message], api_name="classify", preprocess=False)
+        explain.click(on_explain, [text, image] if has_vision else [text],
+                      [explained_words, explained_image, explained_shares, message], api_name="explain",
+                      preprocess=False)
         run_batch.click(on_batch, [tweets_file, image_files] if has_vision else [tweets_file],
                         [batch_message, preview, predictions_file], api_name="classify_file")
         gr.Markdown(backend_notice, visible=bool(backend_notice), elem_id="served-backend")

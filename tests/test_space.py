@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -100,6 +101,27 @@ def test_tweet_with_image_gives_label_and_modality_breakdown(space, client, file
     for row, result in zip(rows, expected):
         assert f"**{result['label']}**" in row and f"{100 * result['probabilities']['positive']:.1f}%" in row
     assert message == ""
+
+
+def test_explain_gives_word_scores_a_heatmap_and_shares(space, client, files):
+    _, model, processor = space
+    words, heatmap, shares, message = client.predict(TWEET, gradio_client.handle_file(str(files / "red.png")),
+                                                     api_name="/explain")
+    assert message == ""
+    tokens = [entry["token"].strip() for entry in words]
+    scores = [entry["class_or_confidence"] for entry in words]
+    assert tokens == TWEET.split()
+    assert max(abs(score) for score in scores) == pytest.approx(1.0)  # scaled by the largest |attribution|
+    with Image.open(files / "red.png") as image:
+        (expected,) = predict(model, processor, [TWEET], [image])
+    assert f"Why **{expected['label']}**" in shares
+    text_share, image_share = map(float, re.findall(r"([\d.]+)%", shares)[:2])
+    assert text_share + image_share == pytest.approx(100.0, abs=0.2)
+    vision = model.config.vision_config
+    with Image.open(heatmap) as overlay:
+        assert overlay.size == (vision.image_size, vision.image_size)  # the model's view of the image
+    _, _, _, message = client.predict("   ", None, api_name="/explain")
+    assert "nothing to classify" in message
 
 
 def test_text_alone_and_image_alone_show_only_their_row(client, files):
@@ -337,6 +359,23 @@ def test_browser_classifies_a_tweet_with_an_image(page, files, tmp_path):
     screenshot = tmp_path / "space_screenshot.png"
     page.screenshot(path=screenshot, full_page=True)
     print(f"screenshot: {screenshot}")
+
+
+def test_browser_explains_a_tweet_with_an_image(page, files, tmp_path):
+    """Explain: the tweet's words highlighted by attribution, the image with its heatmap, and the modality shares."""
+    from playwright.sync_api import expect
+
+    page.locator("#tweet-text textarea").fill(TWEET)
+    page.locator("#tweet-image input[type=file]").set_input_files(files / "red.png")
+    expect(page.locator("#tweet-image img")).to_be_visible()
+    page.locator("#explain").click()
+    expect(page.locator("#explained-shares")).to_contain_text("the text carries", timeout=60_000)
+    shares = page.locator("#explained-shares").inner_text()
+    assert "the image" in shares and "%" in shares
+    for word in TWEET.split():
+        expect(page.locator("#explained-words")).to_contain_text(word)
+    expect(page.locator("#explained-image img")).to_be_visible()
+    page.screenshot(path=tmp_path / "space_explained.png", full_page=True)
 
 
 def test_browser_shows_a_friendly_message_for_a_bad_upload(page, files, tmp_path):
