@@ -86,8 +86,9 @@ def main():
         row_labels = [labels[index] for index in rows]
         top_after = probability_of(pipe, [{**tweets[index], "text": text} for index, text in zip(rows, top_texts)],
                                    row_labels)
-        random_after = [probability_of(pipe, [{**tweets[index], "text": draws[draw]} for index, draws in
-                                              zip(rows, random_texts)], row_labels) for draw in range(args.random_draws)]
+        random_after = [probability_of(pipe, [{**tweets[index], "text": draws[draw]}
+                                              for index, draws in zip(rows, random_texts)], row_labels)
+                        for draw in range(args.random_draws)]
         top_drop = [before[index] - after for index, after in zip(rows, top_after)]
         random_drop = [before[index] - sum(draw[position] for draw in random_after) / args.random_draws
                        for position, index in enumerate(rows)]

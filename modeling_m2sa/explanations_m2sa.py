@@ -1,10 +1,11 @@
 """Why a tweet got its label: Integrated Gradients (Captum) on the text tower's token embeddings and on the image
 tower's patch embeddings, for the predicted label's logit.
 
-For each tweet, one Integrated Gradients run moves from a baseline to the tweet along a straight line, in `n_steps`
-steps (`internal_batch_size` of them at a time):
-- text: every word piece's embedding from the mask token's (or, without one, the unknown token's) embedding to its
-  own (the special tokens, such as `<s>` and `</s>`, stay as they are, so they get no attribution);
+For each tweet, one Integrated Gradients run moves the outputs of two layers from a baseline to the tweet's own along
+a straight line, in `n_steps` steps (`internal_batch_size` of them at a time), with everything else (token positions,
+attention mask) as in the tweet:
+- text: every word piece's token embedding (the text tower's input embedding layer) from zero, the embedding of
+  nothing, to its own (the special tokens, such as `<s>` and `</s>`, keep theirs, so they get no attribution);
 - image: the patch embedding (the output of the image tower's first convolution) from that of an all-zero
   `pixel_values` (the image processor's mean colour) to the image's own.
 Attributions are signed (positive: towards the predicted label) and, by Integrated Gradients' completeness, sum to
@@ -22,7 +23,7 @@ Each result says:
 Captum is needed only when explanations are asked for (`pip install captum`).
 """
 
-import warnings
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -34,22 +35,13 @@ DEFAULT_N_STEPS = 64
 15 % on tweets with an image)."""
 
 
-def load_layer_integrated_gradients():
+def load_integrated_gradients():
     try:
-        from captum.attr import LayerIntegratedGradients
+        from captum.attr import IntegratedGradients
     except ImportError as error:
         raise M2SAError("Explanations use Captum's Integrated Gradients: `pip install captum`, then call again.",
                         code="missing_dependency") from error
-    return LayerIntegratedGradients
-
-
-def baseline_token_id(tokenizer):
-    """The token every word piece starts from: the mask token, else the unknown token. Not padding: XLM-R-style
-    towers give padding tokens another position embedding, a change the token embeddings' attributions would miss."""
-    for token_id in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id):
-        if token_id is not None:
-            return token_id
-    raise M2SAError("The tokenizer has no mask, unknown or padding token to explain from.", code="explanation_baseline")
+    return IntegratedGradients
 
 
 def patch_embedding_layer(model):
@@ -60,40 +52,52 @@ def patch_embedding_layer(model):
     return next((module for module in vision_model.modules() if isinstance(module, nn.Conv2d)), None)
 
 
+@contextmanager
+def layer_outputs_replaced(replacements):
+    """Run the block with each {layer: tensor} layer's output replaced by the tensor."""
+    handles = [layer.register_forward_hook(lambda module, inputs, output, value=value: value)
+               for layer, value in replacements.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def explain_tweet(model, tokenizer, text, inputs, target, n_steps=DEFAULT_N_STEPS, internal_batch_size=None):
     """The explanation of one tweet (see the module docstring). `inputs` are its model inputs, batch of one, without
     padding; `target` the label id to explain."""
-    layer_integrated_gradients = load_layer_integrated_gradients()
+    integrated_gradients = load_integrated_gradients()
     input_ids = inputs["input_ids"]
+    word_layer = model.get_input_embeddings()
+    image_layer = patch_embedding_layer(model) if inputs.get("has_image") is not None and inputs["has_image"].any() \
+        else None
     special = torch.tensor(tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True),
                            dtype=torch.bool, device=input_ids.device)
-    baseline_ids = torch.where(special, input_ids, torch.full_like(input_ids, baseline_token_id(tokenizer)))
-    with_image = bool(inputs.get("has_image") is not None and inputs["has_image"].any())
-    image_layer = patch_embedding_layer(model) if with_image else None
-    extra = {key: value for key, value in inputs.items() if key not in ("input_ids", "pixel_values")}
+    with torch.no_grad():
+        word_embeds = word_layer(input_ids)
+        explained, baselines = [word_embeds], [torch.where(special[None, :, None], word_embeds, 0.0)]
+        if image_layer is not None:
+            explained.append(image_layer(inputs["pixel_values"]))
+            baselines.append(image_layer(torch.zeros_like(inputs["pixel_values"])))
+    layers = [word_layer, image_layer][: len(explained)]
+    other_inputs = {key: value for key, value in inputs.items() if key != "input_ids"}
 
-    def logits(input_ids, pixel_values=None):
-        batch = input_ids.shape[0]
-        expanded = {key: value.expand(batch, *value.shape[1:]) for key, value in extra.items()}
-        if pixel_values is not None:
-            expanded["pixel_values"] = pixel_values
-        return model(input_ids=input_ids, **expanded).logits
+    def logits(*layer_values):
+        batch = layer_values[0].shape[0]
+        expanded = {key: value.expand(batch, *value.shape[1:]) for key, value in other_inputs.items()}
+        with layer_outputs_replaced(dict(zip(layers, layer_values))):
+            return model(input_ids=input_ids.expand(batch, -1), **expanded).logits
 
-    layers = [model.get_input_embeddings()] + ([image_layer] if image_layer is not None else [])
-    with warnings.catch_warnings():  # Captum warns for every pair of layers; the two towers' layers are independent
-        warnings.filterwarnings("ignore", message="Multiple layers provided")
-        explainer = layer_integrated_gradients(logits, layers if len(layers) > 1 else layers[0])
-    explained = (input_ids, inputs["pixel_values"]) if image_layer is not None else input_ids
-    baselines = (baseline_ids, torch.zeros_like(inputs["pixel_values"])) if image_layer is not None else baseline_ids
     with torch.enable_grad():
-        attributions, delta = explainer.attribute(explained, baselines=baselines, target=target, n_steps=n_steps,
-                                                  internal_batch_size=internal_batch_size,
-                                                  return_convergence_delta=True)
-    attributions = attributions if isinstance(attributions, (list, tuple)) else [attributions]
+        attributions, delta = integrated_gradients(logits).attribute(
+            tuple(explained), baselines=tuple(baselines), target=target, n_steps=n_steps,
+            internal_batch_size=internal_batch_size, return_convergence_delta=True)
     token_attributions = attributions[0].detach()[0].sum(dim=-1).float()
     image_map = attributions[1].detach()[0].sum(dim=0).float() if image_layer is not None else None
     text_total = float(token_attributions.sum())
     image_total = float(image_map.sum()) if image_map is not None else 0.0
+    delta = float(delta.reshape(-1)[0])  # Captum: the attributions' sum minus the logit's change
     magnitude = abs(text_total) + abs(image_total)
     text_share = abs(text_total) / magnitude if magnitude else 1.0
     return {
@@ -101,8 +105,8 @@ def explain_tweet(model, tokenizer, text, inputs, target, n_steps=DEFAULT_N_STEP
         "image_map": image_map.tolist() if image_map is not None else None,
         "text_attribution": text_total,
         "image_attribution": image_total,
-        "logit_change": text_total + image_total - float(delta.reshape(-1)[0]),  # Captum: delta = sum - change
-        "convergence_delta": float(delta.reshape(-1)[0]),
+        "logit_change": text_total + image_total - delta,
+        "convergence_delta": delta,
         "modality_shares": {"text": text_share, "image": 1.0 - text_share},
     }
 
