@@ -28,6 +28,7 @@ MAX_FILE_SIZE = "25mb"
 CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 32
 BATCH_SIZE = 32
+OVERLAY_SIZE = 224  # the explained image is shown at least this wide
 SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"  # model-card tag of models trained on train.py's synthetic demo set
 SYNTHETIC_DEMO_NOTICE = (
     "ℹ️ **This is the offline demo model.** It was trained on M2SA's synthetic demo set (made-up tweets whose labels "
@@ -248,6 +249,8 @@ def attribution_overlay(classify, image_path, image_map):
     mean, std = (numpy.array(values, dtype=numpy.float32)[:, None, None]
                  for values in (image_processor.image_mean, image_processor.image_std))
     view = Image.fromarray((numpy.clip(pixels * std + mean, 0, 1) * 255).astype(numpy.uint8).transpose(1, 2, 0))
+    scale = -(-OVERLAY_SIZE // view.width)  # small views (tiny towers) are enlarged to be seen
+    view = view.resize((view.width * scale, view.height * scale), Image.NEAREST)
     grid = numpy.array(image_map, dtype=numpy.float32)
     grid = grid / (numpy.abs(grid).max() or 1.0)
     heat = numpy.array(Image.fromarray(grid).resize(view.size, Image.BILINEAR))
@@ -341,7 +344,7 @@ def build_demo(classify, notice=""):
                     explained_shares = gr.Markdown(elem_id="explained-shares")
                     explained_words = gr.HighlightedText(label="Words (red: towards the label, blue: away)",
                                                          elem_id="explained-words")
-                    explained_image = gr.Image(label="Image attribution", type="pil", interactive=False,
+                    explained_image = gr.Image(label="Image attribution", type="pil", interactive=False, height=260,
                                                visible=has_vision, elem_id="explained-image")
             if has_vision:
                 gr.Examples([[t, example_images.get(name)] for t, name in EXAMPLES], [text, image],

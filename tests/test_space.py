@@ -118,8 +118,9 @@ def test_explain_gives_word_scores_a_heatmap_and_shares(space, client, files):
     text_share, image_share = map(float, re.findall(r"([\d.]+)%", shares)[:2])
     assert text_share + image_share == pytest.approx(100.0, abs=0.2)
     vision = model.config.vision_config
-    with Image.open(heatmap) as overlay:
-        assert overlay.size == (vision.image_size, vision.image_size)  # the model's view of the image
+    with Image.open(heatmap) as overlay:  # the model's square view of the image, enlarged to be seen
+        assert overlay.size[0] == overlay.size[1] >= space_app.OVERLAY_SIZE
+        assert overlay.size[0] % vision.image_size == 0
     _, _, _, message = client.predict("   ", None, api_name="/explain")
     assert "nothing to classify" in message
 
