@@ -11,6 +11,8 @@ the mean probability (unbiased when the probabilities are calibrated), next to t
 import math
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -39,19 +41,21 @@ def fit_temperature(logits, labels):
     return math.exp((low + high) / 2)
 
 
+def confidence_bins(probabilities, labels, bins=ECE_BINS):
+    """(top-label confidence, whether the top label is right, bin index) per tweet, for `bins` equal-width bins."""
+    probabilities, labels = torch.as_tensor(probabilities).double(), torch.as_tensor(labels)
+    confidence, predicted = probabilities.max(dim=-1)
+    return confidence, (predicted == labels).double(), torch.clamp((confidence * bins).long(), max=bins - 1)
+
+
 def calibration_metrics(probabilities, labels, bins=ECE_BINS):
     """Expected calibration error (top-label confidence against accuracy, `bins` equal-width bins, weighted by their
     share of tweets), Brier score (mean squared error of the probability vector against the one-hot label, summed over
     classes) and NLL of `probabilities` (rows sum to 1) against `labels`."""
     probabilities, labels = torch.as_tensor(probabilities).double(), torch.as_tensor(labels)
-    confidence, predicted = probabilities.max(dim=-1)
-    correct = (predicted == labels).double()
-    bin_of = torch.clamp((confidence * bins).long(), max=bins - 1)
-    ece = 0.0
-    for index in range(bins):
-        members = bin_of == index
-        if members.any():
-            ece += float(members.double().mean() * (confidence[members].mean() - correct[members].mean()).abs())
+    confidence, correct, bin_of = confidence_bins(probabilities, labels, bins)
+    ece = sum((float(members.double().mean() * (confidence[members].mean() - correct[members].mean()).abs())
+               for members in (bin_of == index for index in range(bins)) if members.any()), 0.0)
     one_hot = torch.nn.functional.one_hot(labels, probabilities.shape[-1]).double()
     picked = probabilities.gather(1, labels[:, None]).clamp_min(1e-12)
     return {"ece": ece, "brier": float(((probabilities - one_hot) ** 2).sum(dim=-1).mean()),
@@ -60,16 +64,9 @@ def calibration_metrics(probabilities, labels, bins=ECE_BINS):
 
 def reliability_bins(probabilities, labels, bins=ECE_BINS):
     """Per non-empty confidence bin: (mean confidence, accuracy, tweets), for the reliability diagram."""
-    probabilities, labels = torch.as_tensor(probabilities).double(), torch.as_tensor(labels)
-    confidence, predicted = probabilities.max(dim=-1)
-    bin_of = torch.clamp((confidence * bins).long(), max=bins - 1)
-    rows = []
-    for index in range(bins):
-        members = bin_of == index
-        if members.any():
-            rows.append((float(confidence[members].mean()), float((predicted[members] == labels[members]).double()
-                                                                  .mean()), int(members.sum())))
-    return rows
+    confidence, correct, bin_of = confidence_bins(probabilities, labels, bins)
+    return [(float(confidence[members].mean()), float(correct[members].mean()), int(members.sum()))
+            for members in (bin_of == index for index in range(bins)) if members.any()]
 
 
 def class_shares(probabilities, labels, label_names):
@@ -94,13 +91,11 @@ def calibration_report(logits, labels, temperature, label_names):
 
 
 def reliability_figure(report, title):
-    """A reliability diagram: accuracy against confidence per bin, before and after temperature scaling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(4.5, 4.5))
+    """A reliability diagram as a matplotlib `Figure`: accuracy against confidence per bin, before and after
+    temperature scaling."""
+    figure = Figure(figsize=(4.5, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     for stage, style in (("before", "o-"), ("after", "s-")):
         rows = report["reliability"][stage]
@@ -113,7 +108,6 @@ def reliability_figure(report, title):
     axes.set_ylim(0, 1)
     axes.set_title(title, fontsize=9)
     axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
     return figure
 
 

@@ -156,7 +156,7 @@ def load_training_splits(dataset, configs, options, translated_for_training=()):
 
 def load_config(dataset, config, options):
     """One config of `dataset` in the training schema: {"train", "validation", "test": Dataset}."""
-    where = repr(dataset) if config == DEFAULT_CONFIG else f"{dataset!r} (config {config!r})"
+    where = config_description(dataset, config)
     loaded = _canonical_splits(_open(dataset, config, where), where)
     columns = {name: _source_columns(split, options, f"the {name} split of {where}") for name, split in loaded.items()}
     language = None
@@ -189,6 +189,11 @@ def _file_builder(path):
     return builder
 
 
+def config_description(dataset, config):
+    """How messages name one config of `dataset` (the `default` config of a folder or file is the dataset itself)."""
+    return repr(dataset) if config == DEFAULT_CONFIG else f"{dataset!r} (config {config!r})"
+
+
 def split_names(dataset, config):
     """The split names of one config of `dataset`, from its data files (nothing is downloaded); a single data file
     has one split, `train`."""
@@ -200,7 +205,7 @@ def split_names(dataset, config):
 def open_split(dataset, config, split, streaming=False):
     """One split of one config, as `datasets` reads it: a `Dataset`, or with `streaming` an `IterableDataset` (rows
     read as they are iterated, for corpora larger than the disk)."""
-    where = repr(dataset) if config == DEFAULT_CONFIG else f"{dataset!r} (config {config!r})"
+    where = config_description(dataset, config)
     return _open(dataset, config, where, split=split, streaming=streaming)
 
 

@@ -274,15 +274,12 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
 def write_calibration_report(directory, calibration):
     """`calibration.json` (the exported model's temperature and its metrics before and after, per split) and a
     reliability diagram per split."""
-    from matplotlib import pyplot
-
     (directory / "calibration.json").write_text(json.dumps(calibration, indent=2))
-    with open(directory / "evaluation.md", "a", encoding="utf-8") as report:
-        report.write(f"\n## Calibration of the exported model\n\n{calibration_markdown(calibration)}\n")
+    with open(directory / "evaluation.md", "a", encoding="utf-8") as evaluation:
+        evaluation.write(f"\n## Calibration of the exported model\n\n{calibration_markdown(calibration)}\n")
     for split, report in calibration.items():
         figure = reliability_figure(report, f"Reliability on the {split} split ({report['tweets']} tweets)")
         figure.savefig(directory / f"reliability_diagram_{split}.png", dpi=120)
-        pyplot.close(figure)
 
 
 def trained_on_synthetic_demo(train_split):

@@ -14,13 +14,9 @@ import datasets
 
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .dataset_sources import DEFAULT_CONFIG, ID_COLUMNS, data_root, dataset_configs, open_split, split_names
+from .dataset_sources import ID_COLUMNS, config_description, data_root, dataset_configs, open_split, split_names
 
 logger = logging.getLogger(__name__)
-
-ROLES = ("text", "image", "id", "language")
-"""What scoring reads from a row, each from one dataset column (`Corpus.columns`)."""
-
 
 @dataclass
 class Corpus:
@@ -52,7 +48,7 @@ class Corpus:
             yield from self._streamed_chunks(wanted, shard_size, chunk_size)
             return
         for shard in filter(wanted, range(self.shard_count(shard_size))):
-            stop = min((shard + 1) * shard_size, self.num_rows)
+            stop = shard * shard_size + self.shard_rows(shard, shard_size)
             for first in range(shard * shard_size, stop, chunk_size):
                 last = min(first + chunk_size, stop)
                 yield shard, self._chunk(self.rows[first:last], first, last)
@@ -86,7 +82,7 @@ def open_corpus(dataset, dataset_config=None, split=None, streaming=False, text_
     named. Columns named by the caller must exist; without `image_column` the `image` column is read when present."""
     configs = dataset_configs(dataset)
     config = _chosen("config", dataset_config, configs, dataset, "--dataset-config")
-    where = repr(dataset) if config == DEFAULT_CONFIG else f"{dataset!r} (config {config!r})"
+    where = config_description(dataset, config)
     split = _chosen("split", split, split_names(dataset, config), where, "--split")
     where = f"the {split} split of {where}"
     try:

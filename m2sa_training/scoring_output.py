@@ -100,14 +100,12 @@ class ScoringOutput:
         errors by reason; each class's share estimated two ways: classify and count (`shares`) and the mean of its
         probability over the labelled rows (`mean_probability`, the better estimate from a calibrated model)."""
         rows, labels, per_language, unscored, image_errors, images_used = 0, Counter(), {}, Counter(), Counter(), 0
-        labelled = 0
         probability_sums = Counter()
         for index in shards:
             table = pq.read_table(self.shard_path(index))
             columns = table.to_pydict()
             rows += table.num_rows
             labels.update(label for label in columns["label"] if label is not None)
-            labelled += sum(label is not None for label in columns["label"])
             for label in label_names:
                 probability_sums[label] += sum(filter(None, columns[probability_column(label)]))
             unscored.update(reason for reason in columns["unscored_reason"] if reason is not None)
@@ -116,6 +114,7 @@ class ScoringOutput:
             for language, label in zip(columns.get("language", ()), columns["label"]):
                 counts = per_language.setdefault(language, Counter())
                 counts[label if label is not None else "unscored"] += 1
+        labelled = sum(labels.values())
         return {
             "rows_out": rows,
             "labels": {label: labels[label] for label in label_names},
