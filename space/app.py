@@ -171,30 +171,39 @@ def label_names_of(classify):
     return [config.id2label[index] for index in range(config.num_labels)]
 
 
+def run_pipeline(classify, tweets, image_path, action, **call_options):
+    """(the pipeline's results for `tweets`, whose last one is the tweet as typed with `image_path`, "") or (None, a
+    message for people): an image over the pixel cap (read from its header before anything is decoded), a tweet the
+    pipeline refuses, or an image it cannot use. `action` ("classify", "explain") says what the text alone allows."""
+    oversized = image_path and oversized_image(image_path)
+    if oversized:
+        return None, warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}. Resize it, or "
+                             f"remove the image to {action} the text alone.")
+    try:
+        results = classify(tweets, on_invalid_image="text_only", **call_options)
+    except ValueError as error:  # the pipeline's rules for tweets it refuses, read by their code
+        if getattr(error, "code", None) not in TWEET_PROBLEMS:
+            raise
+        return None, warning(TWEET_PROBLEMS[error.code])
+    typed = results[-1][0] if isinstance(results[-1], list) else results[-1]
+    code = image_error_code(typed)
+    if code:
+        return None, warning(f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove the image "
+                             f"to {action} the text alone.")
+    return results, ""
+
+
 def classify_tweet(classify, text, image_path):
     """Single-tweet handler: (Label value, breakdown markdown, message markdown)."""
     text = text or ""
-    oversized = image_path and oversized_image(image_path)
-    if oversized:
-        return None, "", warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}. Resize it, "
-                                 f"or remove the image to classify the text alone.")
     tweet = {"text": text, "image": image_path or None}
     inputs = [("text alone", {"text": text}), ("image alone", {"text": "", "image": image_path})] if (
         text.strip() and image_path) else []
     inputs.append(("both" if inputs else "image alone" if image_path else "text alone", tweet))
-    try:
-        results = classify([tweet for _, tweet in inputs], top_k=None, on_invalid_image="text_only",
-                           batch_size=BATCH_SIZE)
-    except ValueError as error:  # the pipeline's rules for tweets it refuses, read by their code
-        if getattr(error, "code", None) not in TWEET_PROBLEMS:
-            raise
-        return None, "", warning(TWEET_PROBLEMS[error.code])
-    code = image_error_code(results[-1][0])
-    if code:
-        return None, "", warning(
-            f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove the image to "
-            f"classify the text alone."
-        )
+    results, problem = run_pipeline(classify, [tweet for _, tweet in inputs], image_path, "classify", top_k=None,
+                                    batch_size=BATCH_SIZE)
+    if problem:
+        return None, "", problem
     rows = [(name, ranked) for (name, _), ranked in zip(inputs, results)]
     message = ""
     processor = classify.processor
@@ -211,20 +220,11 @@ def explain_tweet(classify, text, image_path):
     One Integrated Gradients run for the tweet's best label (`explain=True`): each word's attribution (positive: towards
     that label), the image patches' as a heatmap over the image as the model sees it, and the text's and image's
     shares of the attribution."""
-    text = text or ""
-    oversized = image_path and oversized_image(image_path)
-    if oversized:
-        return None, None, "", warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}.")
-    try:
-        (result,) = classify([{"text": text, "image": image_path or None}], explain=True, on_invalid_image="text_only")
-    except ValueError as error:
-        if getattr(error, "code", None) not in TWEET_PROBLEMS:
-            raise
-        return None, None, "", warning(TWEET_PROBLEMS[error.code])
-    code = image_error_code(result)
-    if code:
-        return None, None, "", warning(f"{image_problem(code, Path(image_path).name)}. Upload a picture, or remove "
-                                       f"the image to explain the text alone.")
+    results, problem = run_pipeline(classify, [{"text": text or "", "image": image_path or None}], image_path,
+                                    "explain", explain=True)
+    if problem:
+        return None, None, "", problem
+    (result,) = results
     explanation = result["explanation"]
     largest = max([abs(value) for _, value in explanation["words"]] or [1.0]) or 1.0
     words = [(f"{word} ", value / largest) for word, value in explanation["words"]]

@@ -344,11 +344,16 @@ def page(browser, space):
     page.close()
 
 
+def enter_tweet(page, image):
+    """Type TWEET and upload `image` on the Tweet tab."""
+    page.locator("#tweet-text textarea").fill(TWEET)
+    page.locator("#tweet-image input[type=file]").set_input_files(image)
+
+
 def test_browser_classifies_a_tweet_with_an_image(page, files, tmp_path):
     from playwright.sync_api import expect
 
-    page.locator("#tweet-text textarea").fill(TWEET)
-    page.locator("#tweet-image input[type=file]").set_input_files(files / "red.png")
+    enter_tweet(page, files / "red.png")
     expect(page.locator("#tweet-image img")).to_be_visible()
     page.locator("#classify").click()
     expect(page.locator("#breakdown")).to_contain_text("both", timeout=30_000)
@@ -366,8 +371,7 @@ def test_browser_explains_a_tweet_with_an_image(page, files, tmp_path):
     """Explain: the tweet's words highlighted by attribution, the image with its heatmap, and the modality shares."""
     from playwright.sync_api import expect
 
-    page.locator("#tweet-text textarea").fill(TWEET)
-    page.locator("#tweet-image input[type=file]").set_input_files(files / "red.png")
+    enter_tweet(page, files / "red.png")
     expect(page.locator("#tweet-image img")).to_be_visible()
     page.locator("#explain").click()
     expect(page.locator("#explained-shares")).to_contain_text("the text carries", timeout=60_000)
@@ -382,8 +386,7 @@ def test_browser_explains_a_tweet_with_an_image(page, files, tmp_path):
 def test_browser_shows_a_friendly_message_for_a_bad_upload(page, files, tmp_path):
     from playwright.sync_api import expect
 
-    page.locator("#tweet-text textarea").fill(TWEET)
-    page.locator("#tweet-image input[type=file]").set_input_files(files / "truncated.jpg")
+    enter_tweet(page, files / "truncated.jpg")
     page.locator("#classify").click()
     expect(page.locator("#message")).to_contain_text("truncated.jpg is not a readable image", timeout=30_000)
     assert "Traceback" not in page.content()
