@@ -8,7 +8,8 @@ Two settings, both with the pretrained all-MiniLM-L6-v2 text tower (`pip install
 
 Every seed's run reports its own temperature and its test split's ECE (15 bins), Brier score and NLL before and
 after, and the class shares estimated by classify-and-count and by the mean calibrated probability. Results:
-`benchmarks/results/calibration.json`.
+`benchmarks/results/calibration.json` (a run replaces only the parts it runs) and the reliability diagrams in
+`docs/figures/calibration_reliability.png`.
 
     python benchmarks/bench_calibration.py [--parts umsab mvsa] [--seeds 1 2 3]
 """
@@ -27,6 +28,8 @@ from bench_fusion import dataset_settings, pretrained_text_tower, recipe_flags, 
 from bench_pretrained import UMSAB_RECIPE  # noqa: E402
 from bench_umsab import UMSAB  # noqa: E402
 from cpu_info import cpu_description  # noqa: E402
+from figures import draw  # noqa: E402
+from results_file import write_results  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
 
@@ -83,17 +86,20 @@ def main():
         sys.exit(f"The umsab part reads the UMSAB tweets from {UMSAB}; that folder is missing.")
     with tempfile.TemporaryDirectory(prefix="m2sa-calibration-") as temporary:
         work = args.work_dir or Path(temporary)
-        report = {"cpu": cpu_description(), "seeds": args.seeds, "settings": {}}
+        # Parts not run this time keep their earlier results; each part records its own CPU and seeds.
+        report = {"settings": json.loads(args.out.read_text())["settings"] if args.out.is_file() else {}}
         for name, (dataset, config, flags, modality) in settings(args.parts, work).items():
             output_dir = work / name
             run_setting(dataset, config, flags, ["--modalities", modality], args.seeds, output_dir, work / "cache")
             reports = per_seed_calibration(output_dir, modality, args.seeds)
-            report["settings"][name] = {"per_seed": reports, "summary": summarise(reports)}
+            report["settings"][name] = {"cpu": cpu_description(), "seeds": args.seeds, "per_seed": reports,
+                                        "summary": summarise(reports)}
             summary = report["settings"][name]["summary"]
             print(f"{name}: T {summary['temperature']['mean']:.2f}, test ECE {100 * summary['ece_before']['mean']:.1f}"
                   f" -> {100 * summary['ece_after']['mean']:.1f}, NLL {summary['nll_before']['mean']:.3f} -> "
                   f"{summary['nll_after']['mean']:.3f}", flush=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_results(args.out, report)
+        draw(args.out)
 
 
 if __name__ == "__main__":
