@@ -22,6 +22,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from results_file import write_results  # noqa: E402
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_build.json"
 INPUTS = {"mvsa (images)": "mvsa_sample", "umsab (text)": "umsab"}
@@ -108,7 +111,7 @@ def main() -> None:
     from dataset_script.writer import IMAGE_CHECK_THREADS
 
     summary = {"python": sys.version.split()[0], "image_check_threads": IMAGE_CHECK_THREADS, "results": results}
-    RESULTS.write_text(json.dumps(summary, indent=1) + "\n")
+    write_results(RESULTS, summary)
     print("| input | rows | rows/s | peak RSS (MiB) | RSS growth during build (MiB) | tracemalloc peak (MiB) | output (MiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:

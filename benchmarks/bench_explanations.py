@@ -12,7 +12,6 @@ is averaged over tweets. A bootstrap over tweets (2,000 resamples) gives a 95 % 
 """
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from transformers import pipeline  # noqa: E402
 
 from bench_fusion import dataset_settings  # noqa: E402
 from cpu_info import cpu_description  # noqa: E402
+from results_file import write_results  # noqa: E402
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor  # noqa: E402
 
 MODEL = REPO_ROOT / "outputs" / "m2sa-mvsa-minilm"
@@ -98,7 +98,7 @@ def main():
                           "mean_difference": sum(differences) / len(rows),
                           "difference_95_interval": bootstrap_interval(differences)}
         print(f"k={k}: {report['k'][k]}", flush=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

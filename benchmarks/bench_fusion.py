@@ -39,6 +39,8 @@ from m2sa_training.options import PAPER_HYPERPARAMETERS, parse_options  # noqa: 
 from m2sa_training.run import run_training  # noqa: E402
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict  # noqa: E402
 from modeling_m2sa.configuration_m2sa import FUSION_CHOICES  # noqa: E402
+from figures import draw  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 MVSA = REPO_ROOT.parent / "shared" / "data" / "mvsa_sample"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -172,7 +174,8 @@ def main():
         if "lora" in args.parts and "mvsa" in settings:
             report["lora"] = lora_comparison(*settings["mvsa"], args.seeds, work)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_results(args.out, report)
+        draw(args.out)
     for name, block in report["datasets"].items():
         print(f"\n### {name}\n\n{results_table(block['results'])}")
     if "lora" in report:

@@ -47,6 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cpu_info import cpu_description  # noqa: E402
+from figures import draw  # noqa: E402
+from results_file import write_results  # noqa: E402
 from m2sa_training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
 from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAProcessor, load_image, predict  # noqa: E402
 from modeling_m2sa import processing_m2sa  # noqa: E402
@@ -466,7 +468,8 @@ def main():
                       "model over real tweets; that of fp32 paths on the benchmark's random-weight model"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
+    draw(args.out)
     print_report(report, seconds)
 
 

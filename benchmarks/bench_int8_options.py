@@ -38,7 +38,6 @@ import ctypes
 import functools
 import gc
 import importlib.metadata
-import json
 import logging
 import math
 import os
@@ -67,6 +66,7 @@ from bench_inference import (  # noqa: E402
     resident_bytes,
 )
 from cpu_info import cpu_description  # noqa: E402
+from results_file import write_results  # noqa: E402
 from modeling_m2sa.pipeline_m2sa import model_for_backend  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoProcessor, TorchAoConfig  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
@@ -403,7 +403,7 @@ def main():
         "run_seconds": time.perf_counter() - run_start,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
 
     print(f"\nCPU: {report['cpu']['model']} ({' '.join(report['cpu']['flags'])}), {report['threads']} threads; "
           f"{args.num_tweets} tweets ({report['tweets_with_image']} with an image), batches of {args.batch_size}; "

@@ -17,7 +17,6 @@ initialised from scratch (`AutoModel.from_config`) and saved next to it.
 """
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from bench_umsab import UMSAB, tfidf_baseline  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
 from m2sa_training.options import PAPER_HYPERPARAMETERS  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 # The paper's recipe (lr 5e-5, weight decay 0.1) shortened like bench_fusion's MVSA_RECIPE to fit 2 CPU cores: batch 16,
 # at most 6 epochs, early stopping after 2; 64 tokens hold all but the longest English tweets.
@@ -118,7 +118,7 @@ def main():
         if "mvsa" in args.parts:
             report["mvsa"] = mvsa_part(towers, args.seeds, work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
     if "umsab" in report:
         majority = next(iter(report["umsab"].values()))["majority_test"]
         print(f"\n### UMSAB English (majority class: test macro-F1 {majority:.3f})\n\n{results_table(report['umsab'])}")

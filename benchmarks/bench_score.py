@@ -40,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cpu_info import cpu_description  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 MODEL = REPO_ROOT / "outputs" / "m2sa-demo"
@@ -269,7 +270,7 @@ def main(argv=None):
                             "start_up_s": round(startup_seconds, 1),
                             "all_same_bytes": all(kill["same_bytes"] for kill in kills)}
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.output, results)
         print(json.dumps(results, indent=2))
     finally:
         if server is not None:

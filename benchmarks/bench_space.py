@@ -11,7 +11,6 @@ Records the p50 / p95 latency of the answered requests, how many were answered a
 """
 
 import argparse
-import json
 import os
 import platform
 import math
@@ -32,6 +31,7 @@ import app as space_app  # noqa: E402  (the Space's settings: concurrency limit,
 from bench_inference import DATA, load_tweets  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 
 def save_tiny_model(directory, texts):
@@ -162,7 +162,7 @@ def main():
         "peak_rss_over_idle_mb": round(peak_mb - idle_mb),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
     print(f"Machine: {report['machine']}; model: {model_name}; {args.clients} clients x {args.requests_per_client} "
           f"requests; queue: {report['concurrency_limit']} at a time, {report['queue_size']} waiting at most\n")
     print("| answered | refused (queue full) | errors | p50 latency | p95 latency | requests/s | peak RSS over idle |")

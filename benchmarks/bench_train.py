@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from m2sa_training.options import parse_options  # noqa: E402
 from m2sa_training.run import run_training  # noqa: E402
 from m2sa_training.tiny_towers import save_tiny_vision_tower  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 VIT_B_32 = dict(kind="clip", image_size=224, patch_size=32, hidden_size=768, num_layers=12, num_heads=12)
 
@@ -60,7 +61,7 @@ def main():
         == recomputed["results"]["test"]["overall"]["macro_f1"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
     print(f"{args.train_samples} training tweets, {args.epochs} epochs, frozen ViT-B/32-size image tower\n")
     print("| features | train seconds / epoch |")
     print("|---|---:|")

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from bench_fusion import dataset_settings, run_setting  # noqa: E402
 from cpu_info import cpu_description  # noqa: E402
+from results_file import write_results  # noqa: E402
 from modeling_m2sa.backends_m2sa import cpu_has_native_bf16  # noqa: E402
 
 VARIANTS = {
@@ -89,7 +90,7 @@ def main():
                                       for name, result in results.items()} if fp32_seconds else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
     print(f"CPU: {report['cpu']['model']} ({' '.join(report['cpu']['flags'])}), {report['threads']} threads, "
           f"seeds {args.seeds}\n")
     print("| variant | seconds per epoch | vs fp32 | test macro-F1 (mean ± std) | validation macro-F1 | final train loss |")

@@ -26,6 +26,7 @@ from dataset_script.umsab import umsab_source  # noqa: E402
 from m2sa_training.evaluation import aggregate_runs, compute_metrics, metrics_table  # noqa: E402
 from m2sa_training.options import parse_options  # noqa: E402
 from m2sa_training.run import run_training  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 UMSAB = REPO_ROOT.parent / "shared" / "data" / "umsab"
 
@@ -70,8 +71,8 @@ def main():
         for split in ("validation", "test")
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"train_flags": train_flags, "options": json.loads(options.to_json()),
-                                    "results": results}, indent=2) + "\n")
+    write_results(args.out, {"train_flags": train_flags, "options": json.loads(options.to_json()),
+                             "results": results})
     print(f"UMSAB macro-F1, train flags: {' '.join(train_flags) or 'tiny preset defaults'} (the M2SA checkpoint is "
           f"the epoch with the best validation macro-F1)")
     for split, named in results.items():

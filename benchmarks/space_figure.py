@@ -2,7 +2,7 @@
 served by `space/app.py` on loopback, one demo-set test tweet with a planted word and an image typed into the page,
 Explain clicked, and the page captured by headless Chromium (playwright, /usr/bin/chromium).
 
-    python benchmarks/space_figure.py [--out benchmarks/results/space_explained.png]
+    python benchmarks/space_figure.py [--out docs/figures/space_explained.png]
 """
 
 import argparse
@@ -44,7 +44,7 @@ def example_tweet(directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "space_explained.png")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "figures" / "space_explained.png")
     args = parser.parse_args()
     if not MODEL.is_dir() or not DEMO_SET.is_dir():
         sys.exit("Run `python train.py` first: it writes the demo model and the demo set this figure uses.")

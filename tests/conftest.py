@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,13 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="m2sa-hf-home-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under `pytest -n N` the workers share the cores: each one (and every process it starts) gets its share of them,
+# since torch's default of one thread per core in every worker oversubscribes the CPU many times over.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # imported before this file by a plugin: too late for the variables
+        sys.modules["torch"].set_num_threads(threads)
 sys.path.insert(0, str(REPO_ROOT))
 
 TOKENIZER_TEXTS = [
@@ -106,6 +114,12 @@ def kill_training_after_its_first_checkpoint(flags, output_dir, run_name="multim
     return run_dir
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def tiny_text_tower_texts():
     """Enough text for a small tokenizer: the sentences above, repeated with small variations."""
     return [f"{text} {index}" for index in range(8) for text in TOKENIZER_TEXTS]
@@ -161,3 +175,23 @@ def image_files(tmp_path_factory):
     paths["corrupt"] = str(directory / "corrupt.jpg")
     (directory / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return paths
+
+
+MAIN_JOB = "python train.py"  # the README's main job, run verbatim by `main_job_workdir`
+
+
+@pytest.fixture(scope="session")
+def main_job_workdir(tmp_path_factory):
+    """A working directory where the README's main job, `python train.py`, ran as written: it holds copies of
+    `train.py`, `space/` and `dataset_script/` (so the docs' commands run as from a checkout) and what the job wrote,
+    `outputs/m2sa-demo` and `.cache/m2sa/demo-dataset`. Tests that use it share one xdist group, so the job runs once."""
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("main-job")
+    shutil.copy(REPO_ROOT / "train.py", workdir)
+    for folder in ("space", "dataset_script"):
+        shutil.copytree(REPO_ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run([sys.executable, *MAIN_JOB.split()[1:]], cwd=workdir, capture_output=True, text=True,
+                            timeout=900, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir

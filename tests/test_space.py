@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import zipfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, run_without_package
+from conftest import REPO_ROOT, free_port, run_without_package
 from m2sa_training.model_card import SYNTHETIC_DEMO_TAG
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, M2SASentimentPipeline, predict
 
@@ -29,12 +28,6 @@ CHROMIUM_FLAGS = [
 ]
 TWEET = "What a lovely day at the beach!"
 LABELS = {"negative", "neutral", "positive"}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +337,14 @@ def page(browser, space):
     page.close()
 
 
+def save_screenshot(page, name, tmp_path):
+    """The page as the browser shows it, under pytest's temporary directory or `$M2SA_SCREENSHOT_DIR` (the docs'
+    screenshots come from `M2SA_SCREENSHOT_DIR=docs/figures python -m pytest tests/test_space.py -k browser`)."""
+    directory = Path(os.environ.get("M2SA_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=directory / name, full_page=True)
+    print(f"screenshot: {directory / name}")
+
+
 def enter_tweet(page, image):
     """Type TWEET and upload `image` on the Tweet tab."""
     page.locator("#tweet-text textarea").fill(TWEET)
@@ -362,9 +363,7 @@ def test_browser_classifies_a_tweet_with_an_image(page, files, tmp_path):
     both_label = breakdown.splitlines()[-1].split("\t")[1]
     expect(page.locator("#sentiment")).to_contain_text(both_label)
     assert all(name in page.locator("#sentiment").inner_text() for name in LABELS)
-    screenshot = tmp_path / "space_screenshot.png"
-    page.screenshot(path=screenshot, full_page=True)
-    print(f"screenshot: {screenshot}")
+    save_screenshot(page, "space_classified.png", tmp_path)
 
 
 def test_browser_explains_a_tweet_with_an_image(page, files, tmp_path):
@@ -380,7 +379,7 @@ def test_browser_explains_a_tweet_with_an_image(page, files, tmp_path):
     for word in TWEET.split():
         expect(page.locator("#explained-words")).to_contain_text(word)
     expect(page.locator("#explained-image img")).to_be_visible()
-    page.screenshot(path=tmp_path / "space_explained.png", full_page=True)
+    save_screenshot(page, "space_test_explained.png", tmp_path)
 
 
 def test_browser_shows_a_friendly_message_for_a_bad_upload(page, files, tmp_path):
@@ -390,7 +389,7 @@ def test_browser_shows_a_friendly_message_for_a_bad_upload(page, files, tmp_path
     page.locator("#classify").click()
     expect(page.locator("#message")).to_contain_text("truncated.jpg is not a readable image", timeout=30_000)
     assert "Traceback" not in page.content()
-    page.screenshot(path=tmp_path / "space_bad_upload.png", full_page=True)
+    save_screenshot(page, "space_bad_upload.png", tmp_path)
 
 
 def test_browser_example_fills_the_inputs(page):

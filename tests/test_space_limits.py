@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 from modeling_m2sa import predict
-from test_space import LABELS, TWEET, classify, classify_file, free_port, read_csv
+from test_space import LABELS, TWEET, classify, classify_file, read_csv
 
 sys.path.insert(0, str(REPO_ROOT / "space"))
 import app as space_app  # noqa: E402  (space/ is a Space repo, not a package)
