@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -178,20 +179,68 @@ def image_files(tmp_path_factory):
 
 
 MAIN_JOB = "python train.py"  # the README's main job, run verbatim by `main_job_workdir`
+MAIN_JOB_TIMEOUT = 900
+
+
+def main_job_root(config, tmp_path_factory=None):
+    """Where the main job runs: next to the xdist workers' temporary directories (shared by all workers of a test
+    run), or in this session's temporary directory; pytest removes old ones as it does its own."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return Path(config.option.basetemp).parent / "main-job"
+    return tmp_path_factory.getbasetemp() / "main-job"
+
+
+def copy_of_the_checkout(directory):
+    """`directory` holding copies of the entry points the docs run from a checkout: `train.py`, `space/` and
+    `dataset_script/` (the packages themselves are installed)."""
+    import shutil
+
+    directory.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "train.py", directory)
+    for folder in ("space", "dataset_script"):
+        shutil.copytree(REPO_ROOT / folder, directory / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return directory
+
+
+def start_main_job(root):
+    """Start `python train.py` in the background in a working directory holding copies of `train.py`, `space/` and
+    `dataset_script/` (so the docs' commands run there as from a checkout), once per test run whichever worker asks
+    first; returns the working directory. The job's exit status lands in `job.rc` next to it."""
+    import shutil
+
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = root / "workdir"
+    with FileLock(str(root / "start.lock")):
+        if not workdir.is_dir():
+            partial = root / "workdir.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            copy_of_the_checkout(partial).rename(workdir)
+            arguments = MAIN_JOB.split(maxsplit=1)[1]
+            command = f"{shlex.quote(sys.executable)} {arguments} > ../job.log 2>&1; echo $? > ../job.rc"
+            subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir, start_new_session=True,
+                             stdin=subprocess.DEVNULL)
+    return workdir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n N`, start the main job as soon as a collected test needs it, so that it trains while the
+    workers run other tests (each process on its share of the cores) instead of holding a worker up."""
+    if "PYTEST_XDIST_WORKER" in os.environ and any("main_job_workdir" in item.fixturenames for item in items):
+        start_main_job(main_job_root(config))
 
 
 @pytest.fixture(scope="session")
-def main_job_workdir(tmp_path_factory):
-    """A working directory where the README's main job, `python train.py`, ran as written: it holds copies of
-    `train.py`, `space/` and `dataset_script/` (so the docs' commands run as from a checkout) and what the job wrote,
-    `outputs/m2sa-demo` and `.cache/m2sa/demo-dataset`. Tests that use it share one xdist group, so the job runs once."""
-    import shutil
-
-    workdir = tmp_path_factory.mktemp("main-job")
-    shutil.copy(REPO_ROOT / "train.py", workdir)
-    for folder in ("space", "dataset_script"):
-        shutil.copytree(REPO_ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    result = subprocess.run([sys.executable, *MAIN_JOB.split()[1:]], cwd=workdir, capture_output=True, text=True,
-                            timeout=900, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr[-3000:]
+def main_job_workdir(request, tmp_path_factory):
+    """The working directory where the README's main job, `python train.py`, ran as written: it holds what the job
+    wrote, `outputs/m2sa-demo` and `.cache/m2sa/demo-dataset`. The job runs once per test run."""
+    workdir = start_main_job(main_job_root(request.config, tmp_path_factory))
+    status = workdir.parent / "job.rc"
+    deadline = time.time() + MAIN_JOB_TIMEOUT
+    while not status.is_file() or not status.read_text().strip():
+        assert time.time() < deadline, f"{MAIN_JOB} did not finish within {MAIN_JOB_TIMEOUT} s"
+        time.sleep(1)
+    log = (workdir.parent / "job.log").read_text()
+    assert status.read_text().strip() == "0", log[-3000:]
     return workdir

@@ -96,7 +96,6 @@ def demo_model(main_job_workdir):
     return main_job_workdir / "outputs" / "m2sa-demo", test.cast_column("image", datasets.Image(decode=False))
 
 
-@pytest.mark.xdist_group("main_job")
 def test_the_planted_cues_get_the_attribution(demo_model):
     """The demo set plants one sentiment word (the text cue) and a dominant colour (the image cue): the explanation
     should find the word, and give tweets without one most of their attribution from the image."""
