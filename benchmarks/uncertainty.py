@@ -1,0 +1,43 @@
+"""Bootstrap intervals of macro-F1 over test tweets, for results that kept only confusion matrices.
+
+Resampling the tweets of a split with replacement is resampling the cells of its confusion matrix (one count per
+(true label, prediction) pair) from a multinomial with the observed frequencies, so the interval needs no per-tweet
+predictions. `python benchmarks/uncertainty.py` prints the 95 % intervals of the overall rows of
+`benchmarks/results/umsab.json`.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from m2sa_training.evaluation import macro_f1_from_confusion  # noqa: E402
+
+
+def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
+    """(low, high): the `level` percentile interval of macro-F1 over `draws` resamples of the tweets behind
+    `confusion` (rows true labels, columns predictions)."""
+    confusion = np.asarray(confusion, dtype=float)
+    generator = np.random.default_rng(seed)
+    tweets = int(confusion.sum())
+    resampled = generator.multinomial(tweets, (confusion / tweets).ravel(), size=draws)
+    scores = [macro_f1_from_confusion(cells.reshape(confusion.shape)) for cells in resampled]
+    return tuple(float(value) for value in np.quantile(scores, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def main():
+    results = json.loads((REPO_ROOT / "benchmarks" / "results" / "umsab.json").read_text())["results"]
+    for split, models in results.items():
+        for model, metrics in models.items():
+            overall = metrics["overall"]
+            low, high = bootstrap_macro_f1(overall["confusion_matrix"])
+            print(f"{split:10} {model:32} n={overall['support']:5} macro-F1 {overall['macro_f1']:.3f} "
+                  f"(95 % bootstrap interval {low:.3f} to {high:.3f})")
+
+
+if __name__ == "__main__":
+    main()
