@@ -19,6 +19,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # Remote code is cached under HF_HOME; keep it out of the user's cache and never touch the network.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="m2sa-hf-home-")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Gradio keeps uploads in one shared folder by default (/tmp/gradio, by content hash): under `pytest -n N` two workers'
+# Spaces would write and read the same upload at once. Each test process (and what it starts) gets its own.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="m2sa-gradio-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Under `pytest -n N` the workers share the cores: each one (and every process it starts) gets its share of them,
 # since torch's default of one thread per core in every worker oversubscribes the CPU many times over.
