@@ -227,6 +227,7 @@ def start_main_job(root):
     return workdir
 
 
+@pytest.hookimpl(trylast=True)  # after `-k` / `-m` have deselected what will not run
 def pytest_collection_modifyitems(config, items):
     """Under `pytest -n N`, start the main job as soon as a collected test needs it, so that it trains while the
     workers run other tests (each process on its share of the cores) instead of holding a worker up."""
