@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -196,8 +197,6 @@ def main_job_root(config, tmp_path_factory=None):
 def copy_of_the_checkout(directory):
     """`directory` holding copies of the entry points the docs run from a checkout: `train.py`, `space/` and
     `dataset_script/` (the packages themselves are installed)."""
-    import shutil
-
     directory.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "train.py", directory)
     for folder in ("space", "dataset_script"):
@@ -206,11 +205,9 @@ def copy_of_the_checkout(directory):
 
 
 def start_main_job(root):
-    """Start `python train.py` in the background in a working directory holding copies of `train.py`, `space/` and
-    `dataset_script/` (so the docs' commands run there as from a checkout), once per test run whichever worker asks
-    first; returns the working directory. The job's exit status lands in `job.rc` next to it."""
-    import shutil
-
+    """Start `python train.py` in the background in a `copy_of_the_checkout` (so the docs' commands run there as from a
+    checkout), once per test run whichever worker asks first; returns the working directory. The job's exit status
+    lands in `job.rc` next to it."""
     from filelock import FileLock
 
     root.mkdir(parents=True, exist_ok=True)
