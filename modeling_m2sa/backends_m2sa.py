@@ -5,10 +5,12 @@
   products (linear layers and attention) run in bf16 on the CPU's AMX / AVX512-BF16 units or a GPU's tensor cores.
   Layer norms, softmax and the residual sums stay in fp32 (autocast keeps them there), which is what keeps the
   answers within bf16 rounding of fp32.
-- "int8": the linear layers in int8 (`Int8Linear`: per-output-feature weight scales, per-token activation scales,
-  int32 accumulation), on the CPU.
-- "auto": the fastest of these that agrees with fp32 on the CPU it runs on, chosen from its instruction set (see
-  `auto_backend`); fp32 on GPUs.
+- "int8": the linear layers in int8 with per-output-feature weight scales and per-token activation scales, on the
+  CPU, through the int8 kernel that is fast on this CPU (`INT8_KERNELS`): `torch._int_mm` where the CPU has
+  AVX512-VNNI, fbgemm's dynamic quantized linear on other x86 CPUs with AVX2.
+- "auto": the fastest of these that agrees with fp32 on the CPU it runs on: chosen by `CPU_RULES` from the CPU's
+  instruction sets, then checked once per process by a probe that times the chosen kernel against fp32 on the model's
+  own linear-layer shapes and keeps fp32 where the kernel loses (see `auto_backend`); fp32 on GPUs.
 
 A non-fp32 backend runs a *derived* model: a second module tree that shares every parameter and buffer with the
 model (embeddings, norms, convolutions, biases: no second copy) and holds only its own low-precision linear weights.
@@ -19,8 +21,12 @@ or buffer of the model changed (training steps, `load_state_dict`, `.to()`, `res
 import copy
 import functools
 import itertools
+import math
 import threading
+import time
+import warnings
 import weakref
+from collections import Counter
 
 import torch
 from torch import nn
@@ -51,49 +57,63 @@ def configured_backend(config):
 
 @functools.lru_cache(maxsize=None)
 def cpu_instruction_sets():
-    """The CPU features the backends depend on, as torch sees them: {"amx", "avx512_bf16", "avx512", "avx2"} -> bool.
+    """The CPU features the backends depend on: {"amx", "avx512_bf16", "avx512_vnni", "avx512", "avx2"} -> bool.
 
-    `torch.backends.cpu.get_cpu_capability()` (public) names the widest vector ISA torch's kernels use; the bf16 units
-    are read from `torch.cpu`'s feature queries, False where this torch version has none."""
+    The features are cpuinfo's (`torch.cpu.get_capabilities()`), capped by the widest vector ISA torch's kernels may
+    use (`torch.backends.cpu.get_cpu_capability()`, which honours `ATEN_CPU_CAPABILITY`): a process capped to AVX2
+    is treated as an AVX2-only CPU, which is how the benchmarks emulate a lesser CPU."""
     capability = torch.backends.cpu.get_cpu_capability()
-    has = lambda name: bool(getattr(torch.cpu, f"_is_{name}_supported", lambda: False)())  # noqa: E731
-    return {"amx": has("amx_tile"), "avx512_bf16": has("avx512_bf16"), "avx512": capability.startswith("AVX512"),
-            "avx2": capability == "AVX2" or capability.startswith("AVX512")}
+    features = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    avx512 = capability.startswith("AVX512")
+    return {"amx": avx512 and bool(features.get("amx_bf16") and features.get("amx_int8")),
+            "avx512_bf16": avx512 and bool(features.get("avx512_bf16")),
+            "avx512_vnni": avx512 and bool(features.get("avx512_vnni")),
+            "avx512": avx512, "avx2": capability == "AVX2" or avx512}
 
 
-def auto_backend(device):
-    """What `backend="auto"` runs on `device`, and why, as (backend, reason).
+def fbgemm_available():
+    """Whether this torch has fbgemm's dynamic quantized linear (x86 builds; PyTorch deprecates its quantized tensors,
+    so a later release may not)."""
+    return ("fbgemm" in torch.backends.quantized.supported_engines
+            and hasattr(torch.ops.quantized, "linear_dynamic") and hasattr(torch.ops.quantized, "linear_prepack"))
 
-    Measured with `benchmarks/bench_inference.py` (README, "Inference backends"): on a Xeon with AMX, bf16 weights ran
-    `predict` about twice as fast as fp32 and faster than int8, with a seventh of int8's largest probability error;
-    without AMX (AVX512-VNNI, AVX512-BF16 on AMD EPYC) int8 led. On a GPU, "auto" runs fp32 (pass backend="bf16"
-    there)."""
-    if torch.device(device).type != "cpu":
-        return "fp32", f"auto on {torch.device(device).type}: fp32"
-    isa = cpu_instruction_sets()
+
+def cpu_rule(isa):
+    """What `backend="auto"` runs on a CPU with the features `isa` (see `cpu_instruction_sets`), before the probe, as
+    (backend, kernel, why). Each line is a measurement of `benchmarks/bench_backends.py` or
+    `benchmarks/bench_inference.py` (docs, Performance):
+
+    - AMX (Xeon 4th generation and later): bf16, 1.95-2.6x fp32 with 99.9 % agreement, ahead of int8's 1.8x.
+    - AVX512-VNNI without AMX (AMD EPYC Zen 4, Xeons 2nd-3rd generation): int8 through `torch._int_mm`, 2.8x fp32.
+      `torch._int_mm` has a fast CPU path only there: on an AVX2-only EPYC it ran 25-53x *slower* than fp32.
+    - AVX2 (AVX2-only CPUs, and AVX512 without VNNI, which was not measured): int8 through fbgemm's dynamic quantized
+      linear, whose AVX2 kernels ran the MiniLM model 1.4x fp32 on an AVX2-only EPYC.
+    - anything else: fp32.
+    """
     if isa["amx"]:
-        return "bf16", "auto on a CPU with AMX: bf16"
+        return "bf16", "bf16", "a CPU with AMX"
+    if isa["avx512_vnni"]:
+        return "int8", "int_mm", "a CPU with AVX512-VNNI and no AMX"
     if isa["avx2"]:
-        return "int8", f"auto on a CPU with {'AVX512' if isa['avx512'] else 'AVX2'} and no AMX: int8"
-    return "fp32", "auto on a CPU without AVX2: fp32"
+        name = "AVX512 without VNNI" if isa["avx512"] else "AVX2 and no AVX512"
+        if fbgemm_available():
+            return "int8", "fbgemm", f"a CPU with {name}"
+        return "fp32", None, f"a CPU with {name}, in a torch without fbgemm's int8 kernel"
+    return "fp32", None, "a CPU without AVX2"
 
 
-def resolve_backend(backend, device):
-    """The concrete backend ("fp32", "bf16" or "int8") that `backend` runs on `device`."""
-    return auto_backend(device)[0] if check_backend(backend) == "auto" else backend
-
-
-def cpu_has_native_bf16():
-    """Whether this CPU computes bfloat16 natively (otherwise bf16 on the CPU is much slower than fp32)."""
-    isa = cpu_instruction_sets()
-    return isa["amx"] or isa["avx512_bf16"]
+def int8_kernel():
+    """The int8 kernel `backend="int8"` runs on this CPU: "fbgemm" where `cpu_rule` names it, else "int_mm"."""
+    rule_backend, kernel, _ = cpu_rule(cpu_instruction_sets())
+    return kernel if rule_backend == "int8" else "int_mm"
 
 
 class Int8Linear(nn.Module):
-    """`nn.Linear` in int8: symmetric per-output-feature weight scales, symmetric per-row (per-token) activation
-    scales, int32 accumulation (`torch._int_mm`: VNNI / AMX / AVX2 integer kernels). Per-token activation scales are
-    what keep the answers of trained text towers within quantization noise of fp32 (a single scale per batch lets one
-    outlier token coarsen every other one). The bias is the fp32 layer's own tensor, not a copy."""
+    """`nn.Linear` in int8 through `torch._int_mm`: symmetric per-output-feature weight scales, symmetric per-row
+    (per-token) activation scales, int32 accumulation. Fast only on CPUs with AVX512-VNNI (and AMX); elsewhere
+    `torch._int_mm` falls back to a slow generic loop. Per-token activation scales are what keep the answers of
+    trained text towers within quantization noise of fp32 (a single scale per batch lets one outlier token coarsen
+    every other one). The bias is the fp32 layer's own tensor, not a copy."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -110,6 +130,38 @@ class Int8Linear(nn.Module):
         row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
         rows_int8 = (rows / row_scale).round_().to(torch.int8)
         output = torch._int_mm(rows_int8, self.weight_int8).float().mul_(row_scale).mul_(self.weight_scale)
+        if self.bias is not None:
+            output.add_(self.bias)
+        return output.reshape(*hidden_states.shape[:-1], self.out_features).to(hidden_states.dtype)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class FbgemmInt8Linear(nn.Module):
+    """`nn.Linear` in int8 through fbgemm's dynamic quantized linear (`quantized::linear_dynamic`), whose AVX2 and
+    AVX512 kernels are fast on CPUs without VNNI. Weights: symmetric per-output-feature int8 scales, as `Int8Linear`.
+    Activations: fbgemm quantizes a whole batch with one scale; dividing every token by its own largest magnitude
+    first (and multiplying its output back) turns that into a per-token scale, which is what keeps trained towers'
+    answers with fp32's. Activations are quantized to 7 bits (fbgemm's `reduce_range`, which keeps its AVX2 kernel's
+    16-bit pair sums from saturating). The bias is the fp32 layer's own tensor, not a copy."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        weight_scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        with warnings.catch_warnings():  # PyTorch's deprecation notice for quantized tensors: nothing a user can do
+            warnings.simplefilter("ignore")
+            quantized = torch.quantize_per_channel(weight, weight_scale.double(), torch.zeros_like(
+                weight_scale, dtype=torch.long), 0, torch.qint8)
+            self.packed_weight = torch.ops.quantized.linear_prepack(quantized, None)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        rows = hidden_states.reshape(-1, self.in_features).float()
+        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+        output = torch.ops.quantized.linear_dynamic(rows / row_scale, self.packed_weight, True).mul_(row_scale)
         if self.bias is not None:
             output.add_(self.bias)
         return output.reshape(*hidden_states.shape[:-1], self.out_features).to(hidden_states.dtype)
@@ -136,19 +188,115 @@ class BFloat16Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-LOW_PRECISION_LINEAR = {"bf16": BFloat16Linear, "int8": Int8Linear}
+LINEAR_KERNELS = {"bf16": BFloat16Linear, "int_mm": Int8Linear, "fbgemm": FbgemmInt8Linear}
+"""kernel -> the layer that replaces `nn.Linear` in a derived model."""
+INT8_KERNELS = ("int_mm", "fbgemm")
 
 
-def derived_model(model, backend):
+def kernel_for_backend(backend):
+    """The kernel (a key of LINEAR_KERNELS) that `backend` ("bf16" or "int8") runs on this CPU."""
+    return int8_kernel() if backend == "int8" else backend
+
+
+def derived_model(model, kernel):
     """A module tree like `model` (in eval mode) sharing every parameter and buffer with it, its `nn.Linear` layers
-    replaced by `backend`'s low-precision layer."""
+    replaced by `kernel`'s layer (see LINEAR_KERNELS)."""
     shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
     derived = copy.deepcopy(model, memo=shared).eval()
     for module in list(derived.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(module, name, LOW_PRECISION_LINEAR[backend](child))
+                setattr(module, name, LINEAR_KERNELS[kernel](child))
     return derived
+
+
+def linear_shapes(model):
+    """The model's linear layers as sorted ((in_features, out_features), count) pairs."""
+    return tuple(sorted(Counter((module.in_features, module.out_features) for module in model.modules()
+                                if isinstance(module, nn.Linear)).items()))
+
+
+PROBE_ROWS = 256
+"""Tokens per probed layer call: a batch of 8-16 tweets (the pipeline batches 32 by default)."""
+PROBE_ROUNDS = 3
+
+
+def time_kernel_against_fp32(kernel, shapes, rows=PROBE_ROWS, rounds=PROBE_ROUNDS):
+    """(seconds of `kernel`, seconds of fp32) for one forward of layers of `shapes` over `rows` tokens each: random
+    weights and activations, the two timed in turns, the best of `rounds` rounds each. Stops early when the kernel
+    takes over four times fp32's time (a kernel without a fast path here can be 50x slower; no need to wait for it)."""
+    generator = torch.Generator().manual_seed(0)
+    layers = []
+    with torch.inference_mode():
+        for (in_features, out_features), count in shapes:
+            linear = nn.Linear(in_features, out_features)
+            layers.append((count, linear, LINEAR_KERNELS[kernel](linear),
+                           torch.randn(rows, in_features, generator=generator)))
+        for _, linear, fast, activations in layers:  # warm-up: first calls allocate and pack
+            linear(activations), fast(activations)
+        kernel_seconds = fp32_seconds = math.inf
+        for _ in range(rounds):
+            for name, index in (("fp32", 1), ("kernel", 2)):
+                start = time.perf_counter()
+                for layer in layers:
+                    for _ in range(layer[0]):
+                        layer[index](layer[3])
+                elapsed = time.perf_counter() - start
+                if name == "fp32":
+                    fp32_seconds = min(fp32_seconds, elapsed)
+                else:
+                    kernel_seconds = min(kernel_seconds, elapsed)
+            if kernel_seconds > 4 * fp32_seconds:
+                break
+    return kernel_seconds, fp32_seconds
+
+
+_probe_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_probe(kernel, shapes, threads):
+    return time_kernel_against_fp32(kernel, shapes)
+
+
+def probe(kernel, shapes):
+    """`time_kernel_against_fp32(kernel, shapes)`, measured once per process (and thread count): concurrent first
+    calls wait for one measurement rather than disturb each other's."""
+    with _probe_lock:
+        return _cached_probe(kernel, shapes, torch.get_num_threads())
+
+
+def auto_backend(device, model=None):
+    """What `backend="auto"` runs on `device` for `model`, and why, as (backend, reason).
+
+    On a GPU: fp32 (pass backend="bf16" there). On a CPU: `cpu_rule` picks a backend from the instruction sets; when it
+    is not fp32 and a model is given, its kernel is timed against fp32 on the model's own linear-layer shapes (`probe`,
+    once per process) and fp32 is served instead if the kernel is not faster. The reason gives both times."""
+    if torch.device(device).type != "cpu":
+        return "fp32", f"auto on {torch.device(device).type}: fp32"
+    backend, kernel, cpu = cpu_rule(cpu_instruction_sets())
+    if backend == "fp32":
+        return "fp32", f"auto on {cpu}: fp32"
+    served = f"{backend} ({kernel} kernel)" if backend == "int8" else backend
+    if model is None:
+        return backend, f"auto on {cpu}: {served}"
+    kernel_seconds, fp32_seconds = probe(kernel, linear_shapes(model))
+    timing = f"{kernel_seconds * 1e3:.1f} ms against fp32's {fp32_seconds * 1e3:.1f} ms on this model's linear layers"
+    if kernel_seconds >= fp32_seconds:
+        return "fp32", f"auto on {cpu}: fp32, because {served} lost its probe ({timing})"
+    return backend, f"auto on {cpu}: {served}, {fp32_seconds / kernel_seconds:.2f}x fp32 in its probe ({timing})"
+
+
+def resolve_backend(backend, device, model=None):
+    """The concrete backend ("fp32", "bf16" or "int8") that `backend` runs on `device` (for `model`: see
+    `auto_backend`)."""
+    return auto_backend(device, model)[0] if check_backend(backend) == "auto" else backend
+
+
+def cpu_has_native_bf16():
+    """Whether this CPU computes bfloat16 natively (otherwise bf16 on the CPU is much slower than fp32)."""
+    isa = cpu_instruction_sets()
+    return isa["amx"] or isa["avx512_bf16"]
 
 
 def state_fingerprint(model):
@@ -161,15 +309,15 @@ def state_fingerprint(model):
     )
 
 
-_derived_models = weakref.WeakKeyDictionary()  # model -> {backend: (state fingerprint, derived model)}
+_derived_models = weakref.WeakKeyDictionary()  # model -> {kernel: (state fingerprint, derived model)}
 _derived_models_lock = threading.Lock()
 
 
 def model_for_backend(model, backend):
-    """The model that runs `backend` ("auto" is resolved for the model's device, see `auto_backend`):
-    `model` itself for "fp32"; otherwise its derived model, made once per model and remade when its state changed.
-    Thread-safe: concurrent first calls make one derived model."""
-    backend = resolve_backend(backend, model.device)
+    """The model that runs `backend` ("auto" is resolved for the model and its device, see `auto_backend`):
+    `model` itself for "fp32"; otherwise its derived model for the backend's kernel on this CPU, made once per model
+    and kernel and remade when its state changed. Thread-safe: concurrent first calls make one derived model."""
+    backend = resolve_backend(backend, model.device, model)
     if backend == "fp32":
         return model
     if backend in CPU_ONLY_BACKENDS and model.device.type != "cpu":
@@ -177,12 +325,12 @@ def model_for_backend(model, backend):
             f"backend={backend!r} runs on the CPU only, but the model is on {model.device}; use backend='bf16' or "
             f"'fp32' there.", code="invalid_option"
         )
+    kernel = kernel_for_backend(backend)
     with _derived_models_lock:
         fingerprint = state_fingerprint(model)
-        per_backend = _derived_models.setdefault(model, {})
-        cached = per_backend.get(backend)
+        per_kernel = _derived_models.setdefault(model, {})
+        cached = per_kernel.get(kernel)
         if cached is None or cached[0] != fingerprint:
-            per_backend.pop(backend, None)  # free the stale one before building its successor
-            cached = per_backend[backend] = (fingerprint, derived_model(model, backend))
+            per_kernel.pop(kernel, None)  # free the stale one before building its successor
+            cached = per_kernel[kernel] = (fingerprint, derived_model(model, kernel))
         return cached[1]
-

@@ -24,6 +24,7 @@ from .backends_m2sa import (
     check_backend,
     configured_backend,
     cpu_has_native_bf16,
+    int8_kernel,
     model_for_backend,
 )
 from .errors_m2sa import M2SAError
@@ -104,9 +105,10 @@ class M2SASentimentPipeline(Pipeline):
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such a tweet from its text and says why in `image_error` (`image_error_code`
             names the reason: "missing_file", "unsupported_type", "undecodable" or "too_large").
-        backend: "auto" (the fastest that agrees with fp32 here: bf16 on CPUs with AMX, int8 on other x86 CPUs,
-            fp32 on GPUs), "fp32" (the model as saved, exact), "bf16" (matrix products in bfloat16) or "int8" (linear
-            layers in int8, CPU only); see `backends_m2sa`. Default: the model config's `inference_backend` ("auto"
+        backend: "auto" (the fastest that agrees with fp32 here: bf16 on CPUs with AMX, int8 on other x86 CPUs
+            with AVX2, each checked once per process against fp32 on the model's own layer shapes; fp32 on GPUs),
+            "fp32" (the model as saved, exact), "bf16" (matrix products in bfloat16) or "int8" (linear layers in
+            int8 through the int8 kernel that is fast on this CPU, CPU only); see `backends_m2sa`. Default: the model config's `inference_backend` ("auto"
             unless set by `python -m modeling_m2sa.export --backend ...`). `served_backend()` says what runs.
         autocast_dtype: None, or "bf16" to run the fp32 model under bfloat16 autocast (weights re-cast on every call;
             `backend="bf16"` casts them once and is faster).
@@ -262,7 +264,9 @@ class M2SASentimentPipeline(Pipeline):
             if backend in CPU_ONLY_BACKENDS and self.device.type != "cpu":
                 return "fp32", f"fp32: the model's configured {backend} runs on CPUs only"
         if backend == "auto":
-            return auto_backend(self.device)
+            return auto_backend(self.device, self.model)
+        if backend == "int8":
+            return backend, f"int8 (as asked; {int8_kernel()} kernel)"
         return backend, f"{backend} (as asked)"
 
     def _forward(self, model_inputs, autocast_dtype=None, backend=None, explain=None):

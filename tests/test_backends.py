@@ -7,6 +7,7 @@ import copy
 import json
 import textwrap
 import threading
+import sys
 import time
 import warnings
 
@@ -19,9 +20,11 @@ from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
 from modeling_m2sa import backends_m2sa
 from modeling_m2sa.backends_m2sa import (
     BFloat16Linear,
+    FbgemmInt8Linear,
     Int8Linear,
     auto_backend,
     cpu_has_native_bf16,
+    fbgemm_available,
     model_for_backend,
     resolve_backend,
 )
@@ -57,6 +60,11 @@ def assert_agrees(fast_results, fp32_results):
             assert fast["label"] == exact["label"]
 
 
+def saved_backends_of(pipe):
+    """The `backends_m2sa` module of the saved code a pipeline loaded with trust_remote_code runs."""
+    return sys.modules[type(pipe).__module__.rsplit(".", 1)[0] + ".backends_m2sa"]
+
+
 def quietly(function, *args, **kwargs):
     """`function(*args, **kwargs)` without the warning that bf16 is slow on a CPU without native bf16."""
     with warnings.catch_warnings():
@@ -64,22 +72,49 @@ def quietly(function, *args, **kwargs):
         return function(*args, **kwargs)
 
 
-@pytest.mark.parametrize("backend", FAST_BACKENDS)
+KERNELS = {"bf16": "bf16", "int8 (int_mm)": "int_mm", "int8 (fbgemm)": "fbgemm"}
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("case", ["text_only", "image_only", "mixed", "invalid_images"])
-def test_fast_backends_agree_with_fp32(tiny_model_and_processor, image_files, case, backend):
+def test_fast_backends_agree_with_fp32(tiny_model_and_processor, image_files, case, kernel, monkeypatch):
+    """Every kernel a backend can run, whichever this CPU would pick for backend="int8"."""
     model, processor = tiny_model_and_processor
+    backend = kernel.split()[0]
+    monkeypatch.setattr(backends_m2sa, "int8_kernel", lambda: KERNELS[kernel])
     texts, images, policy = batches(image_files)[case]
     fp32 = predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend="fp32")
     fast = quietly(predict, model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend=backend)
     assert_agrees(fast, fp32)
     assert fast != fp32  # the fast backend really ran
+    assert isinstance(next(module for name, module in quietly(model_for_backend, model, backend).named_modules()
+                           if name.endswith("classifier")), backends_m2sa.LINEAR_KERNELS[KERNELS[kernel]])
+
+
+def test_fbgemm_layer_scales_each_token_on_its_own():
+    """One outlier token must not coarsen the others (fbgemm alone quantizes a batch with one scale)."""
+    if not fbgemm_available():
+        pytest.skip("this torch has no fbgemm dynamic quantized linear")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    tokens = torch.randn(8, 64)
+    tokens[0] *= 1000  # an outlier token, as trained towers have
+    with torch.inference_mode():
+        exact, fast = linear(tokens), FbgemmInt8Linear(linear)(tokens)
+        per_batch = torch.ops.quantized.linear_dynamic(tokens, FbgemmInt8Linear(linear).packed_weight, True)
+    ordinary = slice(1, None)
+    error = (fast[ordinary] - exact[ordinary]).abs().max() / exact[ordinary].abs().max()
+    per_batch_error = (per_batch[ordinary] + linear.bias - exact[ordinary]).abs().max() / exact[ordinary].abs().max()
+    assert error < 0.03  # 7-bit activations, 8-bit weights: about 1 % of the range
+    assert per_batch_error > 10 * error  # what the per-token scale buys
+    assert torch.allclose(fast[0], exact[0], rtol=0.03, atol=0.03 * exact[0].abs().max().item())
 
 
 @pytest.mark.parametrize("case", ["text_only", "image_only", "mixed", "invalid_images"])
 def test_auto_is_the_default_and_runs_what_it_resolves_to(tiny_model_and_processor, image_files, case):
     model, processor = tiny_model_and_processor
     texts, images, policy = batches(image_files)[case]
-    chosen = resolve_backend("auto", "cpu")
+    chosen = resolve_backend("auto", "cpu", model)  # the rule, then the probe on this model
     default = predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy)
     assert default == predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy, backend="auto")
     assert default == predict(model, processor, texts, images, batch_size=2, on_invalid_image=policy,
@@ -88,26 +123,101 @@ def test_auto_is_the_default_and_runs_what_it_resolves_to(tiny_model_and_process
                                    backend="fp32"))
 
 
-def test_auto_follows_the_documented_rule_on_this_machine():
+def test_auto_follows_the_documented_rule_on_this_machine(tiny_model_and_processor):
+    model, _ = tiny_model_and_processor
     isa = backends_m2sa.cpu_instruction_sets()
     backend, reason = auto_backend("cpu")
-    expected = "bf16" if isa["amx"] else "int8" if isa["avx2"] else "fp32"
+    expected = ("bf16" if isa["amx"] else "int8" if isa["avx512_vnni"] or (isa["avx2"] and fbgemm_available())
+                else "fp32")
     assert backend == expected and backend in reason
     if backend == "bf16":
         assert cpu_has_native_bf16()  # auto never picks bf16 where it would crawl
-    assert auto_backend("cuda") == ("fp32", "auto on cuda: fp32")
+    served, reason = auto_backend("cpu", model)
+    assert served in (expected, "fp32") and ("probe" in reason or expected == "fp32")  # the probe decides
+    assert auto_backend("cuda", model) == ("fp32", "auto on cuda: fp32")
 
 
-@pytest.mark.parametrize("isa, expected", [
-    ({"amx": True, "avx512_bf16": True, "avx512": True, "avx2": True}, "bf16"),  # Sapphire Rapids and later Xeons
-    ({"amx": False, "avx512_bf16": True, "avx512": True, "avx2": True}, "int8"),  # AMD EPYC Zen 4: int8 led
-    ({"amx": False, "avx512_bf16": False, "avx512": True, "avx2": True}, "int8"),  # AVX512-VNNI Xeons
-    ({"amx": False, "avx512_bf16": False, "avx512": False, "avx2": True}, "int8"),  # AVX2 only
-    ({"amx": False, "avx512_bf16": False, "avx512": False, "avx2": False}, "fp32"),  # older x86, other CPUs
-])
-def test_auto_rule_per_cpu_kind(monkeypatch, isa, expected):
+def isa_of(amx=False, avx512_bf16=False, avx512_vnni=False, avx512=False, avx2=False):
+    return {"amx": amx, "avx512_bf16": avx512_bf16, "avx512_vnni": avx512_vnni, "avx512": avx512, "avx2": avx2}
+
+
+CPU_KINDS = {  # what benchmarks/bench_backends.py and bench_inference.py measured per kind (docs, Performance)
+    "Xeon with AMX": (isa_of(True, True, True, True, True), "bf16", "bf16"),
+    "AMD EPYC Zen 4 (AVX512-BF16, VNNI)": (isa_of(False, True, True, True, True), "int8", "int_mm"),
+    "Xeon with AVX512-VNNI": (isa_of(False, False, True, True, True), "int8", "int_mm"),
+    "AVX512 without VNNI": (isa_of(False, False, False, True, True), "int8", "fbgemm"),
+    "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), "int8", "fbgemm"),
+    "no AVX2": (isa_of(), "fp32", None),
+}
+
+
+@pytest.mark.parametrize("kind", list(CPU_KINDS))
+def test_auto_rule_per_cpu_kind(monkeypatch, tiny_model_and_processor, kind):
+    isa, expected_backend, expected_kernel = CPU_KINDS[kind]
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa)
-    assert resolve_backend("auto", "cpu") == expected
+    monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.001, 0.002))  # wins
+    backends_m2sa._cached_probe.cache_clear()
+    assert backends_m2sa.cpu_rule(isa)[:2] == (expected_backend, expected_kernel)
+    assert resolve_backend("auto", "cpu", tiny_model_and_processor[0]) == expected_backend
+    # backend="int8" asked outright runs the int8 kernel that is fast on this kind (int_mm where none is named)
+    assert backends_m2sa.int8_kernel() == (expected_kernel if expected_backend == "int8" else "int_mm")
+    backends_m2sa._cached_probe.cache_clear()
+
+
+def test_auto_without_fbgemm_on_avx2_serves_fp32(monkeypatch):
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
+    monkeypatch.setattr(backends_m2sa, "fbgemm_available", lambda: False)
+    assert auto_backend("cpu") == ("fp32", "auto on a CPU with AVX2 and no AVX512, in a torch without fbgemm's "
+                                           "int8 kernel: fp32")
+
+
+def test_a_kernel_that_loses_its_probe_is_never_served(monkeypatch, tiny_model_and_processor, image_files):
+    model, processor = copy.deepcopy(tiny_model_and_processor[0]), tiny_model_and_processor[1]
+    for kind in ("Xeon with AMX", "Xeon with AVX512-VNNI", "AVX2 only (AMD EPYC Zen 3)"):
+        monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS[kind][0])
+        monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.003, 0.002))
+        backends_m2sa._cached_probe.cache_clear()
+        backend, reason = auto_backend("cpu", model)
+        assert backend == "fp32" and "lost its probe (3.0 ms against fp32's 2.0 ms" in reason
+        assert model_for_backend(model, "auto") is model
+        texts, images, policy = batches(image_files)["mixed"]
+        assert predict(model, processor, texts, images, batch_size=2) == predict(
+            model, processor, texts, images, batch_size=2, backend="fp32")  # exactly fp32's answers
+    backends_m2sa._cached_probe.cache_clear()
+
+
+def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny_model_and_processor):
+    measured = []
+
+    def counting_probe(kernel, shapes):
+        measured.append((kernel, shapes))
+        return 0.001, 0.002
+
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS["AVX2 only (AMD EPYC Zen 3)"][0])
+    monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", counting_probe)
+    backends_m2sa._cached_probe.cache_clear()
+    model, processor = tiny_model_and_processor
+    pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+    saved_backends = saved_backends_of(pipe)  # the saved code is a module of its own: give it the same fakes
+    monkeypatch.setattr(saved_backends, "cpu_instruction_sets", backends_m2sa.cpu_instruction_sets)
+    monkeypatch.setattr(saved_backends, "time_kernel_against_fp32", counting_probe)
+    saved_backends._cached_probe.cache_clear()
+    for _ in range(3):
+        predict(model, processor, TEXTS, batch_size=2)
+        pipe(TEXTS, batch_size=2)
+        assert pipe.served_backend()[0] == "int8" and "2.00x fp32 in its probe" in pipe.served_backend()[1]
+    # once for the package's backends and once for the saved copy of them, both on the same layer shapes
+    assert measured == [("fbgemm", backends_m2sa.linear_shapes(model))] * 2
+    backends_m2sa._cached_probe.cache_clear()
+    saved_backends._cached_probe.cache_clear()
+
+
+def test_the_probe_times_the_kernel_against_fp32_on_the_models_layer_shapes(tiny_model_and_processor):
+    model = tiny_model_and_processor[0]
+    shapes = backends_m2sa.linear_shapes(model)
+    assert sum(count for _, count in shapes) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    kernel_seconds, fp32_seconds = backends_m2sa.time_kernel_against_fp32(backends_m2sa.int8_kernel(), shapes)
+    assert 0 < kernel_seconds < 10 and 0 < fp32_seconds < 10  # real seconds; which one wins is the CPU's business
 
 
 def test_fp32_is_the_model_itself_bit_for_bit(tiny_model_and_processor, image_files):
@@ -122,10 +232,11 @@ def test_fp32_is_the_model_itself_bit_for_bit(tiny_model_and_processor, image_fi
             assert result["probabilities"] == expected  # exactly: no rounding anywhere on the fp32 path
 
 
-@pytest.mark.parametrize("backend, linear_class", [("bf16", BFloat16Linear), ("int8", Int8Linear)])
-def test_derived_model_shares_every_tensor_but_its_linear_weights(tiny_model_and_processor, backend, linear_class):
+@pytest.mark.parametrize("kernel, linear_class", [("bf16", BFloat16Linear), ("int_mm", Int8Linear),
+                                                  ("fbgemm", FbgemmInt8Linear)])
+def test_derived_model_shares_every_tensor_but_its_linear_weights(tiny_model_and_processor, kernel, linear_class):
     model, _ = tiny_model_and_processor
-    derived = quietly(model_for_backend, model, backend)
+    derived = backends_m2sa.derived_model(model, kernel)
     converted = [name for name, module in derived.named_modules() if isinstance(module, linear_class)]
     linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
     assert converted == linear  # every linear layer (towers, fusion, head) converted in the derived model
@@ -134,10 +245,17 @@ def test_derived_model_shares_every_tensor_but_its_linear_weights(tiny_model_and
     own = [(name, tensor) for name, tensor in derived.named_buffers() if tensor.data_ptr() not in model_tensors]
     own += [(name, tensor) for name, tensor in derived.named_parameters() if tensor.data_ptr() not in model_tensors]
     own_kinds = {name.rsplit(".", 1)[-1] for name, _ in own}
-    # the converted weights (and int8's scales, bf16's biases) are all a derived model holds of its own
-    assert own_kinds == ({"weight_int8", "weight_scale"} if backend == "int8" else {"weight", "bias"})
-    assert all(tensor.dtype == (torch.int8 if backend == "int8" else torch.bfloat16) for name, tensor in own
+    # the converted weights (and int8's scales, bf16's biases) are all a derived model holds of its own; fbgemm's
+    # int8 weights live in its packed-weight object, outside the module's tensors
+    assert own_kinds == {"int_mm": {"weight_int8", "weight_scale"}, "bf16": {"weight", "bias"}, "fbgemm": set()}[kernel]
+    assert all(tensor.dtype == (torch.int8 if kernel == "int_mm" else torch.bfloat16) for name, tensor in own
                if not name.endswith("weight_scale"))
+    if kernel == "fbgemm":
+        for name in linear:
+            weight = model.get_submodule(name).weight
+            unpacked = torch.ops.quantized.linear_unpack(derived.get_submodule(name).packed_weight)[0].dequantize()
+            step = weight.abs().amax(dim=1, keepdim=True) / 127
+            assert ((unpacked - weight).abs() <= step / 2 + 1e-6).all()  # the model's weights, rounded per row
 
 
 def test_concurrent_first_calls_make_one_derived_model(tiny_model_and_processor, monkeypatch):
@@ -162,7 +280,7 @@ def test_concurrent_first_calls_make_one_derived_model(tiny_model_and_processor,
         thread.start()
     for thread in threads:
         thread.join()
-    assert made == ["int8"]
+    assert made == [backends_m2sa.int8_kernel()]
     assert all(result is results[0] for result in results)
 
 
@@ -212,8 +330,7 @@ def test_text_only_model_runs_every_backend(tiny_towers):
 
 def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_model_and_processor, monkeypatch):
     model, processor = tiny_model_and_processor
-    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets",
-                        lambda: {"amx": False, "avx512_bf16": False, "avx512": False, "avx2": True})
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
     with pytest.warns(UserWarning, match="backend='bf16' is much slower than fp32 here"):
         predict(model, processor, ["hello"], backend="bf16")
     assert resolve_backend("auto", "cpu") == "int8"  # auto never picks it there
@@ -228,12 +345,13 @@ def test_pipeline_backend_at_construction_and_per_call(saved_tiny_model_dir, ima
     assert int8_pipe(tweets, top_k=None) == per_call
     assert fp32_pipe(tweets, top_k=None) != per_call
     assert fp32_pipe.served_backend() == ("fp32", "fp32 (as asked)")
-    assert int8_pipe.served_backend() == ("int8", "int8 (as asked)")
-    assert fp32_pipe.served_backend(backend="auto") == auto_backend("cpu")
+    assert int8_pipe.served_backend() == ("int8", f"int8 (as asked; {backends_m2sa.int8_kernel()} kernel)")
+    # the pipeline runs the saved copy of the code, whose probe is its own
+    assert fp32_pipe.served_backend(backend="auto") == saved_backends_of(fp32_pipe).auto_backend("cpu", fp32_pipe.model)
     assert fp32_pipe.served_backend(autocast_dtype="bf16")[0] == "fp32"
     default_pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
     assert default_pipe.model.config.inference_backend == "auto"
-    assert default_pipe.served_backend() == auto_backend("cpu")
+    assert default_pipe.served_backend() == saved_backends_of(default_pipe).auto_backend("cpu", default_pipe.model)
 
 
 def test_bad_backends_are_refused(saved_tiny_model_dir, tiny_model_and_processor):

@@ -300,10 +300,11 @@ def test_page_says_when_the_model_was_trained_on_the_synthetic_demo_set(saved_ti
 
 
 def test_page_says_which_backend_serves(saved_tiny_model_dir):
-    from modeling_m2sa.backends_m2sa import auto_backend
-
-    for backend, (expected, reason) in ((None, auto_backend("cpu")), ("int8", ("int8", "int8 (as asked)"))):
-        demo = space_app.build_demo(space_app.load_pipeline(str(saved_tiny_model_dir), backend))
+    for backend, expected_start in ((None, "auto on "), ("int8", "int8 (as asked; ")):
+        classify = space_app.load_pipeline(str(saved_tiny_model_dir), backend)
+        expected, reason = classify.served_backend()
+        assert reason.startswith(expected_start)
+        demo = space_app.build_demo(classify)
         (shown,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "served-backend"]
         assert shown.visible and shown.value == f"Served with the **{expected}** backend ({reason}) on cpu."
 

