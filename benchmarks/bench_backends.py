@@ -14,6 +14,9 @@ Three parts, each timed in turns (every path once per round, `--rounds` rounds, 
   (`backends_m2sa.INT8_KERNELS`), bf16, and torchao's int8 recipes where torchao is installed.
 - `layers`: the model's own linear-layer shapes over `PROBE_ROWS` tokens, each kernel against fp32: what `auto`'s
   probe measures.
+- `arithmetic` (not timed): the agreement of the int8 rounding itself, in 8-bit (`torch._int_mm`'s) and 7-bit
+  (fbgemm's on CPUs without VNNI) activations, computed in fp32; and fbgemm's error against exact integer
+  arithmetic with 8-bit and 7-bit activations (8 bits overflow 16-bit sums on CPUs without VNNI).
 A path more than four times slower than fp32 in a warm-up batch (a kernel without a fast path on this CPU) is timed
 and compared on `--slow-num-tweets` tweets only; the results give every path's n.
 
@@ -22,15 +25,16 @@ itself with PyTorch's `ATEN_CPU_CAPABILITY` and oneDNN's `ONEDNN_MAX_CPU_ISA` ca
 Some kernels dispatch on the CPU's own flags and ignore those caps (fbgemm, `torch._int_mm`'s oneDNN path reads
 cpuinfo); the `layers` part is measured with and without the caps so the results show which kernels a cap reached.
 
-    python benchmarks/bench_backends.py [--as-cpu avx2|default] [--num-tweets 256] [--batch-size 64] [--rounds 3]
+    python benchmarks/bench_backends.py [--as-cpu avx2|default] [--parts layers arithmetic forward pipeline]
+                                        [--num-tweets 256] [--batch-size 64] [--rounds 3]
 """
 
 import argparse
 import copy
 import json
-import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -41,18 +45,18 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cpu_info import cpu_description  # noqa: E402
+from cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu  # noqa: E402
 from results_file import write_results  # noqa: E402
 from modeling_m2sa import predict  # noqa: E402
 from modeling_m2sa import backends_m2sa  # noqa: E402
+from modeling_m2sa.export import export  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline  # noqa: E402
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_MODEL = REPO_ROOT / "outputs" / "m2sa-umsab-en-minilm"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "backends.json"
-CPU_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-            "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}}
-"""--as-cpu kind -> the environment that caps the kernels to it."""
+KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
+PARTS = ("layers", "arithmetic", "forward", "pipeline")
 SLOW = 4.0
 """A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
 # train.py flags of the default model: the UMSAB recipe of bench_pretrained.py (paper lr and weight decay, batch 16,
@@ -172,51 +176,120 @@ def torchao_models(model):
     return made
 
 
+def encode_sorted(processor, texts, batch_size):
+    """[(rows, encoded batch)] of `texts` sorted by token count, as the pipeline sorts them."""
+    counts = [len(ids) for ids in processor.tokenize(texts, padding=False, return_tensors=None)["input_ids"]]
+    order = sorted(range(len(texts)), key=counts.__getitem__)
+    return [(order[start:start + batch_size], processor(text=[texts[row] for row in order[start:start + batch_size]]))
+            for start in range(0, len(texts), batch_size)]
+
+
+def forward_logits(model, encoded, bf16=False):
+    """The model's logits over `encoded` batches, in the texts' order."""
+    rows, out = [], []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for batch_rows, inputs in encoded:
+            rows += batch_rows
+            out.append(model(**inputs).logits.float())
+    return torch.cat(out)[torch.tensor(rows).argsort()]
+
+
+def agreement_of_logits(logits, exact_logits):
+    probabilities, exact = logits.softmax(-1), exact_logits[: len(logits)].softmax(-1)
+    return {"argmax_agreement_vs_fp32": (probabilities.argmax(-1) == exact.argmax(-1)).float().mean().item(),
+            "max_probability_difference": (probabilities - exact).abs().max().item(), "agreement_n": len(logits)}
+
+
 def forward_part(model, processor, tweets, agreement_tweets, args):
     """tweets/s and agreement of the model's forward for fp32, each int8 kernel, bf16 and torchao's recipes, over
-    tweets encoded once (sorted by length, batches of --batch-size)."""
-    models = {"fp32": model, **{kernel: backends_m2sa.derived_model(model, kernel)
-                                for kernel in (*backends_m2sa.INT8_KERNELS, "bf16")}, **torchao_models(model)}
-
-    def batches(texts):
-        order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
-        return [(order[start:start + args.batch_size], processor(text=[texts[row] for row in
-                                                                       order[start:start + args.batch_size]]))
-                for start in range(0, len(texts), args.batch_size)]
-
-    def logits(name, encoded):
-        rows, out = [], []
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
-            for batch_rows, inputs in encoded:
-                rows += batch_rows
-                out.append(models[name](**inputs).logits.float())
-        order = torch.tensor(rows).argsort()
-        return torch.cat(out)[order]
-
-    timed, agree_batches = batches(tweets), batches(agreement_tweets)
+    tweets encoded once (sorted by token count, batches of --batch-size)."""
+    models = {"fp32": model, **{kernel: backends_m2sa.derived_model(model, kernel) for kernel in KERNELS},
+              **torchao_models(model)}
+    timed = encode_sorted(processor, tweets, args.batch_size)
     warm = {}
     for name in models:
-        logits(name, timed[:1])
+        forward_logits(models[name], timed[:1], bf16=name == "bf16")
         start = time.perf_counter()
-        logits(name, timed[:1])
+        forward_logits(models[name], timed[:1], bf16=name == "bf16")
         warm[name] = time.perf_counter() - start
-    slow_batches = batches(tweets[: args.slow_num_tweets])
+    slow = encode_sorted(processor, tweets[: args.slow_num_tweets], args.batch_size)
     counts = {name: args.slow_num_tweets if warm[name] > SLOW * warm["fp32"] else len(tweets) for name in models}
-    runs = {name: (lambda name=name: logits(name, timed if counts[name] == len(tweets) else slow_batches))
-            for name in models}
+    runs = {name: (lambda name=name: forward_logits(models[name], timed if counts[name] == len(tweets) else slow,
+                                                    bf16=name == "bf16")) for name in models}
     seconds = best_seconds(runs, args.rounds)
-    reference = logits("fp32", agree_batches).softmax(-1)
-    slow_agree = batches(agreement_tweets[: args.slow_num_tweets])
+    exact = forward_logits(model, encode_sorted(processor, agreement_tweets, args.batch_size))
     report = {}
     for name in models:
-        probabilities = logits(name, agree_batches if counts[name] == len(tweets) else slow_agree).softmax(-1)
-        exact = reference[: len(probabilities)]
+        compared = agreement_tweets if counts[name] == len(tweets) else agreement_tweets[: args.slow_num_tweets]
+        logits = forward_logits(models[name], encode_sorted(processor, compared, args.batch_size),
+                                bf16=name == "bf16")
         report[name] = {"num_tweets": counts[name], "tweets_per_second": counts[name] / min(seconds[name]),
                         "tweets_per_second_per_round": [counts[name] / s for s in seconds[name]],
                         "speedup_vs_fp32": min(seconds["fp32"]) / len(tweets) * counts[name] / min(seconds[name]),
-                        "argmax_agreement_vs_fp32": (probabilities.argmax(-1) == exact.argmax(-1)).float().mean()
-                        .item(), "max_probability_difference": (probabilities - exact).abs().max().item(),
-                        "agreement_n": len(probabilities)}
+                        **agreement_of_logits(logits, exact)}
+    return report
+
+
+class RoundedLinear(torch.nn.Module):
+    """`nn.Linear` computed in fp32 on int8-rounded operands: weights per output feature, activations per token, to
+    `activation_bits` (symmetric). With 8 bits this is the arithmetic of `Int8Linear` (`torch._int_mm`), at fp32's
+    speed, so its agreement can be measured on every tweet where `torch._int_mm` itself crawls."""
+
+    def __init__(self, linear, activation_bits):
+        super().__init__()
+        weight = linear.weight.detach()
+        step = weight.abs().amax(dim=1, keepdim=True) / 127
+        self.weight, self.bias = (weight / step).round() * step, linear.bias
+        self.levels = 2 ** (activation_bits - 1) - 1
+
+    def forward(self, hidden_states):
+        step = hidden_states.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / self.levels
+        return torch.nn.functional.linear((hidden_states / step).round() * step, self.weight, self.bias)
+
+
+def with_rounded_linears(model, activation_bits):
+    rounded = copy.deepcopy(model)
+    for module in list(rounded.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(module, name, RoundedLinear(child, activation_bits))
+    return rounded.eval()
+
+
+def fbgemm_overflow(model, processor, tweets):
+    """Largest difference between fbgemm's dynamic int8 linear and exact integer arithmetic on the same quantized
+    operands, with 8-bit (`reduce_range=False`) and 7-bit activations, on the real activations that reach the model's
+    first feed-forward layer: 8 bits overflow the 16-bit pair sums of CPUs without VNNI."""
+    layer = next(module for name, module in model.named_modules() if name.endswith("intermediate.dense"))
+    captured = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].reshape(-1, inputs[0]
+                                                                                                    .shape[-1])))
+    forward_logits(model, encode_sorted(processor, tweets, 64)[:1])
+    hook.remove()
+    rows = captured[0] / captured[0].abs().amax(dim=1, keepdim=True).clamp(min=1e-12)  # FbgemmInt8Linear's scaling
+    packed = backends_m2sa.FbgemmInt8Linear(layer).packed_weight
+    weight = torch.ops.quantized.linear_unpack(packed)[0].dequantize()
+    report = {"layer_output_mean_magnitude": (rows @ weight.t()).abs().mean().item()}
+    for bits, reduce_range in ((7, True), (8, False)):
+        with torch.inference_mode():
+            fbgemm = torch.ops.quantized.linear_dynamic(rows, packed, reduce_range)
+        low, high = min(rows.min().item(), 0.0), max(rows.max().item(), 0.0)
+        scale = (high - low) / (2 ** bits - 1)
+        zero_point = round(-low / scale)
+        dequantized = ((rows / scale).round() + zero_point).clamp(0, 2 ** bits - 1).sub(zero_point).mul(scale)
+        report[f"{bits}_bit_max_error_vs_exact"] = (fbgemm - dequantized @ weight.t()).abs().max().item()
+    return report
+
+
+def arithmetic_part(model, processor, agreement_tweets, args):
+    """Why fbgemm's int8 agrees less than `torch._int_mm`'s: agreement with fp32 of the int8 rounding in 8 and 7 bits
+    computed in fp32 (no kernel involved), and fbgemm's error against exact integer arithmetic in 8 and 7 bits."""
+    encoded = encode_sorted(processor, agreement_tweets, args.batch_size)
+    exact = forward_logits(model, encoded)
+    report = {f"rounded_{bits}_bit_activations": agreement_of_logits(
+        forward_logits(with_rounded_linears(model, bits), encoded), exact) for bits in (8, 7)}
+    if backends_m2sa.fbgemm_available():
+        report["fbgemm_overflow"] = fbgemm_overflow(model, processor, agreement_tweets)
     return report
 
 
@@ -224,21 +297,26 @@ def layers_part(model):
     """Each kernel against fp32 on the model's linear-layer shapes (`auto`'s probe, measured afresh): ms and speed-up."""
     shapes = backends_m2sa.linear_shapes(model)
     report = {"shapes": [[*shape, count] for shape, count in shapes], "rows": backends_m2sa.PROBE_ROWS}
-    for kernel in (*backends_m2sa.INT8_KERNELS, "bf16"):
+    for kernel in KERNELS:
         kernel_seconds, fp32_seconds = backends_m2sa.time_kernel_against_fp32(kernel, shapes)
         report[kernel] = {"kernel_ms": kernel_seconds * 1e3, "fp32_ms": fp32_seconds * 1e3,
                           "speedup_vs_fp32": fp32_seconds / kernel_seconds}
     return report
 
 
-def kind_label(cpu, as_cpu):
+def kind_label(cpu):
     """The results file's key for this CPU kind: model name and flags, and the cap when emulated."""
     flags = " ".join(cpu["flags"]) or "no AVX2"
-    return f"{cpu['model']} ({flags})" + (f" as {as_cpu}" if as_cpu else "")
+    return f"{cpu['model']} ({flags})" + (f" as {cpu['emulated_as']}" if cpu["emulated_as"] else "")
 
 
 def measure(args):
-    model_dir = trained_model_dir(args.model)
+    with tempfile.TemporaryDirectory() as current:
+        # saved again by this package, so the pipeline runs this version's code, not the one saved with the model
+        return measure_model(export(trained_model_dir(args.model), current, backend="auto"), args)
+
+
+def measure_model(model_dir, args):
     tweets = real_tweets()
     timed_tweets = tweets[: args.num_tweets]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
@@ -246,20 +324,21 @@ def measure(args):
     rule_backend, rule_kernel, cpu_kind = backends_m2sa.cpu_rule(backends_m2sa.cpu_instruction_sets())
     report = {
         "cpu": cpu_description(),
-        "emulated": args.as_cpu is not None,
-        "caps": CPU_CAPS.get(args.as_cpu, {}),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rule": {"backend": rule_backend, "kernel": rule_kernel, "cpu": cpu_kind},
-        "model": str(model_dir),
+        "model": str(args.model or DEFAULT_MODEL),
         "num_tweets": len(timed_tweets), "agreement_tweets": len(tweets), "slow_num_tweets": args.slow_num_tweets,
         "batch_size": args.batch_size, "rounds": args.rounds,
         "timing": "paths timed in turns, once per round; tweets_per_second is the best round's",
-        "layers": layers_part(model),
-        "forward": forward_part(model, processor, timed_tweets, tweets, args),
-        "pipeline": pipeline_part(model_dir, timed_tweets, tweets, args),
     }
+    parts = {"layers": lambda: layers_part(model),
+             "arithmetic": lambda: arithmetic_part(model, processor, tweets, args),
+             "forward": lambda: forward_part(model, processor, timed_tweets, tweets, args),
+             "pipeline": lambda: pipeline_part(model_dir, timed_tweets, tweets, args)}
+    for name in args.parts:
+        report[name] = parts[name]()
     return report
 
 
@@ -274,6 +353,8 @@ def main():
     parser.add_argument("--slow-num-tweets", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to measure (default: all); a run of some parts keeps the kind's other parts")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child-report", type=Path, help=argparse.SUPPRESS)  # the capped child of --as-cpu
     args = parser.parse_args()
@@ -282,19 +363,21 @@ def main():
     if args.child_report is not None:
         write_results(args.child_report, measure(args))
         return
+    if args.as_cpu is not None and "layers" not in args.parts:
+        sys.exit("--as-cpu measures which kernels the cap reaches, which needs the layers part.")
     if args.as_cpu is not None:
         uncapped = layers_part(AutoModelForSequenceClassification.from_pretrained(
             trained_model_dir(args.model), trust_remote_code=True))
         child = args.out.with_suffix(".child.tmp")
-        command = [sys.executable, __file__, *sys.argv[1:], "--child-report", str(child)]
-        subprocess.run(command, check=True, env={**os.environ, **CPU_CAPS[args.as_cpu]})
+        if rerun_as_cpu(args.as_cpu, ["--child-report", str(child)]) != 0:
+            sys.exit(f"The run as {args.as_cpu} failed (its output is above).")
         report = json.loads(child.read_text())
         child.unlink()
+        # a kernel the cap reached runs slower capped than not; one it did not reach runs alike (within noise)
         report["cap_reach"] = {kernel: {"uncapped_ms": uncapped[kernel]["kernel_ms"],
                                         "capped_ms": report["layers"][kernel]["kernel_ms"],
                                         "capped_over_uncapped": report["layers"][kernel]["kernel_ms"]
-                                        / uncapped[kernel]["kernel_ms"]}
-                               for kernel in (*backends_m2sa.INT8_KERNELS, "bf16")}
+                                        / uncapped[kernel]["kernel_ms"]} for kernel in KERNELS}
         report["cap_reach"]["fp32"] = {"uncapped_ms": uncapped["int_mm"]["fp32_ms"],
                                        "capped_ms": report["layers"]["int_mm"]["fp32_ms"],
                                        "capped_over_uncapped": report["layers"]["int_mm"]["fp32_ms"]
@@ -302,25 +385,36 @@ def main():
     else:
         report = measure(args)
     kinds = json.loads(args.out.read_text())["kinds"] if args.out.is_file() else {}
-    kinds[kind_label(report["cpu"], args.as_cpu)] = report
+    label = kind_label(report["cpu"])
+    kinds[label] = {**kinds.get(label, {}), **report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, {"kinds": kinds})
-    print_report(kind_label(report["cpu"], args.as_cpu), report)
+    print_report(label, kinds[label])
 
 
 def print_report(label, report):
-    auto = report["pipeline"]["auto"]
-    print(f"{label}{' (emulated)' if report['emulated'] else ''}, {report['threads']} threads, torch "
-          f"{report['torch']}: auto serves {auto['served']} ({auto['reason']})\n")
+    rule = report["rule"]
+    print(f"{label}{' (emulated)' if report['cpu']['emulated_as'] else ''}, {report['threads']} threads, torch "
+          f"{report['torch']}: the rule picks {rule['backend']} on {rule['cpu']}" + (
+              f"; auto serves {report['pipeline']['auto']['served']} ({report['pipeline']['auto']['reason']})"
+              if "pipeline" in report else "") + "\n")
     print("| path | served | tweets/s (best round) | rounds | vs fp32 | argmax agreement vs fp32 (n) | max abs dp |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for part in ("pipeline", "forward"):
-        for name, entry in report[part].items():
+        for name, entry in report.get(part, {}).items():
             rounds = entry["tweets_per_second_per_round"]
             print(f"| {part} {name} | {entry.get('served', '')} | {entry['tweets_per_second']:.1f} | "
                   f"{min(rounds):.1f}-{max(rounds):.1f} | {entry['speedup_vs_fp32']:.2f}x | "
                   f"{entry['argmax_agreement_vs_fp32']:.1%} ({entry['agreement_n']}) | "
                   f"{entry['max_probability_difference']:.3f} |")
+    arithmetic = report.get("arithmetic", {})
+    for name, entry in arithmetic.items():
+        if name.startswith("rounded"):
+            print(f"{name} (fp32 arithmetic): {entry['argmax_agreement_vs_fp32']:.1%} of labels as fp32 "
+                  f"(n {entry['agreement_n']}), largest probability change {entry['max_probability_difference']:.3f}")
+    if "fbgemm_overflow" in arithmetic:
+        print("fbgemm against exact integer arithmetic: " + ", ".join(
+            f"{key} {value:.4f}" for key, value in arithmetic["fbgemm_overflow"].items()))
     layers = report["layers"]
     print(f"\nLinear layers ({layers['rows']} tokens each): " + ", ".join(
         f"{kernel} {entry['kernel_ms']:.1f} ms vs fp32 {entry['fp32_ms']:.1f} ms ({entry['speedup_vs_fp32']:.2f}x)"

@@ -11,7 +11,7 @@ pad each batch to its longest tweet and run under `torch.inference_mode`. `bf16_
 autocast (weights re-cast on every call), the path `backend="bf16"` replaced.
 
 Peak: the same linear-layer shapes the model ran (recorded during the fp32 run) timed alone through each backend's own
-layer (nn.Linear in fp32, `BFloat16Linear` on bf16 activations, `Int8Linear`); FLOPs per tweet are counted with
+layer (nn.Linear in fp32, `BFloat16Linear` on bf16 activations, the int8 layer of this CPU's int8 kernel); FLOPs per tweet are counted with
 `torch.utils.flop_counter` over the fp32 run (matmuls, attention included). `fraction_of_peak` = samples/s x FLOPs per
 tweet / peak of the path's arithmetic. Memory: resident-set growth (polled every millisecond) while the bf16 and int8
 derived models are made, against the int8 size of the model's linear weights.
@@ -21,7 +21,11 @@ nothing): `--agreement-model DIR`, else `outputs/m2sa-mvsa-minilm`, which this b
 pretrained-MiniLM MVSA recipe of `bench_fusion.py`, seed 1, about 3 minutes), over real tweets: the 400 MVSA tweets
 once with their image and once without, and the 323 English UMSAB validation tweets.
 
+The whole run can emulate a lesser CPU on a better machine (`--as-cpu avx2|default`, see `cpu_info.CPU_CAPS`; the
+results record it under `cpu.emulated_as`); `bench_backends.py` compares the backends per CPU kind on a real model.
+
     python benchmarks/bench_inference.py [--num-tweets 96] [--batch-size 32] [--rounds 5] [--agreement-model DIR]
+                                         [--as-cpu avx2|default]
 """
 
 import argparse
@@ -46,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cpu_info import cpu_description  # noqa: E402
+from cpu_info import CPU_CAPS, EMULATED_AS, cpu_description, rerun_as_cpu  # noqa: E402
 from figures import draw  # noqa: E402
 from results_file import write_results  # noqa: E402
 from m2sa_training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
@@ -56,6 +60,7 @@ from modeling_m2sa.backends_m2sa import (  # noqa: E402
     auto_backend,
     cpu_has_native_bf16,
     derived_model,
+    kernel_for_backend,
     model_for_backend,
 )
 from transformers import (  # noqa: E402
@@ -198,14 +203,14 @@ def seconds_per_call(function, min_seconds=0.05):
 
 def gemm_peak_gflops(shapes):
     """GFLOP/s of the model's own linear layers run alone (FLOP-weighted over `shapes`) through each backend's layer:
-    nn.Linear in fp32, `BFloat16Linear` on bf16 activations and `Int8Linear`; and of a 2048^3 fp32 matmul."""
+    nn.Linear in fp32, `BFloat16Linear` on bf16 activations and this CPU's int8 layer; and of a 2048^3 fp32 matmul."""
     totals = defaultdict(float)
     flops = 0
     with torch.inference_mode():
         for (rows, in_features, out_features), count in shapes.items():
             layer = torch.nn.Sequential(torch.nn.Linear(in_features, out_features)).eval()
             activations = torch.randn(rows, in_features)
-            bf16_layer, int8_layer = derived_model(layer, "bf16"), derived_model(layer, "int8")
+            bf16_layer, int8_layer = derived_model(layer, "bf16"), derived_model(layer, kernel_for_backend("int8"))
             bf16_activations = activations.to(torch.bfloat16)
             totals["fp32"] += count * seconds_per_call(lambda: layer(activations))
             totals["bf16"] += count * seconds_per_call(lambda: bf16_layer(bf16_activations))
@@ -361,8 +366,12 @@ def main():
                         help=f"trained model for agreement (default: {AGREEMENT_MODEL.relative_to(REPO_ROOT)}, "
                              f"trained on first use)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "inference.json")
+    parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
+                        help="run as a lesser CPU kind: PyTorch's and oneDNN's kernels capped to its ISA")
     parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)  # the child of `memory_in_own_process`
     args = parser.parse_args()
+    if args.as_cpu is not None and os.environ.get(EMULATED_AS) is None:
+        sys.exit(rerun_as_cpu(args.as_cpu))
     if args.memory_only is not None:
         model = paper_scale_model_and_processor(load_tweets(8)[0] * 50)[0]
         args.memory_only.write_text(json.dumps(derived_model_memory(model)))
@@ -373,10 +382,10 @@ def main():
     torch.manual_seed(0)
     native_bf16 = cpu_has_native_bf16()
     bf16_count = args.bf16_num_tweets or (args.num_tweets if native_bf16 else min(16, args.num_tweets))
-    auto, auto_reason = auto_backend("cpu")
 
     texts, images = load_tweets(args.num_tweets)
     model, processor = paper_scale_model_and_processor(texts * 4)
+    auto, auto_reason = auto_backend("cpu", model)
     memory = memory_in_own_process()
     for options in BACKEND_PATHS.values():  # warm-ups (the derived models exist already)
         predict(model, processor, texts[:4], images[:4], **options)

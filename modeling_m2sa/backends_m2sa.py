@@ -6,8 +6,8 @@
   Layer norms, softmax and the residual sums stay in fp32 (autocast keeps them there), which is what keeps the
   answers within bf16 rounding of fp32.
 - "int8": the linear layers in int8 with per-output-feature weight scales and per-token activation scales, on the
-  CPU, through the int8 kernel that is fast on this CPU (`INT8_KERNELS`): `torch._int_mm` where the CPU has
-  AVX512-VNNI, fbgemm's dynamic quantized linear on other x86 CPUs with AVX2.
+  CPU, through the int8 kernel that is fast on this CPU (`int8_kernel`): `torch._int_mm` where the CPU has
+  AVX512-VNNI, fbgemm's dynamic quantized linear on other x86 CPUs with AVX2 (7-bit activations there).
 - "auto": the fastest of these that agrees with fp32 on the CPU it runs on: chosen by `CPU_RULES` from the CPU's
   instruction sets, then checked once per process by a probe that times the chosen kernel against fp32 on the model's
   own linear-layer shapes and keeps fp32 where the kernel loses (see `auto_backend`); fp32 on GPUs.
@@ -80,14 +80,16 @@ def fbgemm_available():
 
 def cpu_rule(isa):
     """What `backend="auto"` runs on a CPU with the features `isa` (see `cpu_instruction_sets`), before the probe, as
-    (backend, kernel, why). Each line is a measurement of `benchmarks/bench_backends.py` or
+    (backend, kernel, the CPU in words). Each line is a measurement of `benchmarks/bench_backends.py` or
     `benchmarks/bench_inference.py` (docs, Performance):
 
     - AMX (Xeon 4th generation and later): bf16, 1.95-2.6x fp32 with 99.9 % agreement, ahead of int8's 1.8x.
-    - AVX512-VNNI without AMX (AMD EPYC Zen 4, Xeons 2nd-3rd generation): int8 through `torch._int_mm`, 2.8x fp32.
-      `torch._int_mm` has a fast CPU path only there: on an AVX2-only EPYC it ran 25-53x *slower* than fp32.
-    - AVX2 (AVX2-only CPUs, and AVX512 without VNNI, which was not measured): int8 through fbgemm's dynamic quantized
-      linear, whose AVX2 kernels ran the MiniLM model 1.4x fp32 on an AVX2-only EPYC.
+    - AVX512-VNNI without AMX (AMD EPYC Zen 4, Xeons 2nd-3rd generation): int8 through `torch._int_mm`, 2.8x fp32
+      with 99.1 % agreement.
+    - AVX2 without AVX512-VNNI: fp32. `torch._int_mm` has no fast path there (40x *slower* than fp32 on an AVX2-only
+      EPYC) and fbgemm's int8 kernel, 1.3x faster, quantizes activations to 7 bits on such CPUs (its 8-bit mode
+      saturates 16-bit sums there), which changed 1.7-3.3 % of a trained MiniLM model's labels on real tweets: below
+      the 99 % agreement a default must keep. `backend="int8"` runs that kernel there for those who accept it.
     - anything else: fp32.
     """
     if isa["amx"]:
@@ -95,17 +97,15 @@ def cpu_rule(isa):
     if isa["avx512_vnni"]:
         return "int8", "int_mm", "a CPU with AVX512-VNNI and no AMX"
     if isa["avx2"]:
-        name = "AVX512 without VNNI" if isa["avx512"] else "AVX2 and no AVX512"
-        if fbgemm_available():
-            return "int8", "fbgemm", f"a CPU with {name}"
-        return "fp32", None, f"a CPU with {name}, in a torch without fbgemm's int8 kernel"
+        return "fp32", None, f"a CPU with {'AVX512 without VNNI' if isa['avx512'] else 'AVX2 and no AVX512'}"
     return "fp32", None, "a CPU without AVX2"
 
 
 def int8_kernel():
-    """The int8 kernel `backend="int8"` runs on this CPU: "fbgemm" where `cpu_rule` names it, else "int_mm"."""
-    rule_backend, kernel, _ = cpu_rule(cpu_instruction_sets())
-    return kernel if rule_backend == "int8" else "int_mm"
+    """The int8 kernel `backend="int8"` runs on this CPU: `torch._int_mm` where it is fast (AVX512-VNNI, and CPUs
+    without AVX2, where nothing else is), fbgemm's on other x86 CPUs with AVX2."""
+    isa = cpu_instruction_sets()
+    return "fbgemm" if isa["avx2"] and not isa["avx512_vnni"] and fbgemm_available() else "int_mm"
 
 
 class Int8Linear(nn.Module):

@@ -98,8 +98,9 @@ class M2SAConfig(PretrainedConfig):
             Standard deviation for the fusion head and the learned "no image" embedding.
         inference_backend (`str`, *optional*, defaults to `"auto"`):
             What the pipeline runs when not told otherwise: `"auto"` (the fastest backend that agrees with fp32 on
-            the machine: bf16 on CPUs with AMX, int8 on other x86 CPUs, fp32 on GPUs), `"fp32"` (the model as
-            saved, exact), `"bf16"` or `"int8"`. Set by `python -m modeling_m2sa.export --backend ...`.
+            the machine: bf16 on CPUs with AMX, int8 on CPUs with AVX512-VNNI, fp32 on other CPUs and GPUs),
+            `"fp32"` (the model as saved, exact), `"bf16"` or `"int8"`.
+            Set by `python -m modeling_m2sa.export --backend ...`.
         calibration_temperature (`float`, *optional*):
             The calibration temperature T: the pipeline's probabilities are softmax(logits / T) (sigmoid for
             multi-label). Fitted on the validation split by `train.py` (`--calibrate`, the default) so that the

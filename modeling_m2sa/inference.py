@@ -28,9 +28,10 @@ def predict(
         device: where to run; defaults to the model's device.
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such tweets from their text and reports the reason in `image_error`.
-        backend: "auto" (the fastest that agrees with fp32 on this machine: bf16 on CPUs with AMX, int8 on other
-            x86 CPUs with AVX2, each checked once per process against fp32; fp32 on GPUs), "fp32" (exact), "bf16" or "int8" (see `backends_m2sa`; the converted linear
-            layers are made on first use and reused while `model` is unchanged). Default: the model config's
+        backend: "auto" (the fastest that agrees with fp32 on this machine: bf16 on CPUs with AMX, int8 on CPUs
+            with AVX512-VNNI, each checked once per process against fp32; fp32 on other CPUs and GPUs), "fp32"
+            (exact), "bf16" or "int8" (see `backends_m2sa`; the converted linear layers are made on first use and
+            reused while `model` is unchanged). Default: the model config's
             `inference_backend` ("auto" unless set by `python -m modeling_m2sa.export`).
 
     Returns:

@@ -105,11 +105,12 @@ class M2SASentimentPipeline(Pipeline):
         on_invalid_image: "raise" (default) stops at the first unusable image with its index and reason;
             "text_only" classifies such a tweet from its text and says why in `image_error` (`image_error_code`
             names the reason: "missing_file", "unsupported_type", "undecodable" or "too_large").
-        backend: "auto" (the fastest that agrees with fp32 here: bf16 on CPUs with AMX, int8 on other x86 CPUs
-            with AVX2, each checked once per process against fp32 on the model's own layer shapes; fp32 on GPUs),
-            "fp32" (the model as saved, exact), "bf16" (matrix products in bfloat16) or "int8" (linear layers in
-            int8 through the int8 kernel that is fast on this CPU, CPU only); see `backends_m2sa`. Default: the model config's `inference_backend` ("auto"
-            unless set by `python -m modeling_m2sa.export --backend ...`). `served_backend()` says what runs.
+        backend: "auto" (the fastest that agrees with fp32 here: bf16 on CPUs with AMX, int8 on CPUs with
+            AVX512-VNNI, each checked once per process against fp32 on the model's own layer shapes; fp32 on other
+            CPUs and GPUs), "fp32" (the model as saved, exact), "bf16" (matrix products in bfloat16) or "int8"
+            (linear layers in int8 through the kernel that is fast on this CPU, CPU only); see `backends_m2sa`.
+            Default: the model config's `inference_backend` ("auto" unless set by `python -m modeling_m2sa.export
+            --backend ...`). `served_backend()` says what runs and why.
         autocast_dtype: None, or "bf16" to run the fp32 model under bfloat16 autocast (weights re-cast on every call;
             `backend="bf16"` casts them once and is faster).
         explain: True adds an `explanation` to each tweet's best label: word attributions, an image patch map and

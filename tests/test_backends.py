@@ -127,8 +127,7 @@ def test_auto_follows_the_documented_rule_on_this_machine(tiny_model_and_process
     model, _ = tiny_model_and_processor
     isa = backends_m2sa.cpu_instruction_sets()
     backend, reason = auto_backend("cpu")
-    expected = ("bf16" if isa["amx"] else "int8" if isa["avx512_vnni"] or (isa["avx2"] and fbgemm_available())
-                else "fp32")
+    expected = "bf16" if isa["amx"] else "int8" if isa["avx512_vnni"] else "fp32"
     assert backend == expected and backend in reason
     if backend == "bf16":
         assert cpu_has_native_bf16()  # auto never picks bf16 where it would crawl
@@ -142,38 +141,40 @@ def isa_of(amx=False, avx512_bf16=False, avx512_vnni=False, avx512=False, avx2=F
 
 
 CPU_KINDS = {  # what benchmarks/bench_backends.py and bench_inference.py measured per kind (docs, Performance)
-    "Xeon with AMX": (isa_of(True, True, True, True, True), "bf16", "bf16"),
+    "Xeon with AMX": (isa_of(True, True, True, True, True), "bf16", "int_mm"),
     "AMD EPYC Zen 4 (AVX512-BF16, VNNI)": (isa_of(False, True, True, True, True), "int8", "int_mm"),
     "Xeon with AVX512-VNNI": (isa_of(False, False, True, True, True), "int8", "int_mm"),
-    "AVX512 without VNNI": (isa_of(False, False, False, True, True), "int8", "fbgemm"),
-    "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), "int8", "fbgemm"),
-    "no AVX2": (isa_of(), "fp32", None),
+    # fbgemm's int8 wins 1.3x there but changes 2-3 % of the labels: auto keeps fp32, backend="int8" runs fbgemm
+    "AVX512 without VNNI": (isa_of(False, False, False, True, True), "fp32", "fbgemm"),
+    "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), "fp32", "fbgemm"),
+    "no AVX2": (isa_of(), "fp32", "int_mm"),
 }
+"""kind -> (its features, what auto serves when the probe is won, the kernel backend="int8" runs)"""
 
 
 @pytest.mark.parametrize("kind", list(CPU_KINDS))
 def test_auto_rule_per_cpu_kind(monkeypatch, tiny_model_and_processor, kind):
-    isa, expected_backend, expected_kernel = CPU_KINDS[kind]
+    isa, expected_backend, int8_kernel = CPU_KINDS[kind]
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa)
+    monkeypatch.setattr(backends_m2sa, "fbgemm_available", lambda: True)
     monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.001, 0.002))  # wins
     backends_m2sa._cached_probe.cache_clear()
-    assert backends_m2sa.cpu_rule(isa)[:2] == (expected_backend, expected_kernel)
+    assert backends_m2sa.cpu_rule(isa)[0] == expected_backend
     assert resolve_backend("auto", "cpu", tiny_model_and_processor[0]) == expected_backend
-    # backend="int8" asked outright runs the int8 kernel that is fast on this kind (int_mm where none is named)
-    assert backends_m2sa.int8_kernel() == (expected_kernel if expected_backend == "int8" else "int_mm")
+    # backend="int8" asked outright runs the int8 kernel that is fast on this kind
+    assert backends_m2sa.int8_kernel() == int8_kernel
     backends_m2sa._cached_probe.cache_clear()
 
 
-def test_auto_without_fbgemm_on_avx2_serves_fp32(monkeypatch):
+def test_int8_without_fbgemm_runs_int_mm(monkeypatch):
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
     monkeypatch.setattr(backends_m2sa, "fbgemm_available", lambda: False)
-    assert auto_backend("cpu") == ("fp32", "auto on a CPU with AVX2 and no AVX512, in a torch without fbgemm's "
-                                           "int8 kernel: fp32")
+    assert backends_m2sa.int8_kernel() == "int_mm"
 
 
 def test_a_kernel_that_loses_its_probe_is_never_served(monkeypatch, tiny_model_and_processor, image_files):
     model, processor = copy.deepcopy(tiny_model_and_processor[0]), tiny_model_and_processor[1]
-    for kind in ("Xeon with AMX", "Xeon with AVX512-VNNI", "AVX2 only (AMD EPYC Zen 3)"):
+    for kind in ("Xeon with AMX", "Xeon with AVX512-VNNI", "AMD EPYC Zen 4 (AVX512-BF16, VNNI)"):
         monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS[kind][0])
         monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.003, 0.002))
         backends_m2sa._cached_probe.cache_clear()
@@ -193,7 +194,7 @@ def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny
         measured.append((kernel, shapes))
         return 0.001, 0.002
 
-    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS["AVX2 only (AMD EPYC Zen 3)"][0])
+    monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS["Xeon with AVX512-VNNI"][0])
     monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", counting_probe)
     backends_m2sa._cached_probe.cache_clear()
     model, processor = tiny_model_and_processor
@@ -207,7 +208,7 @@ def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny
         pipe(TEXTS, batch_size=2)
         assert pipe.served_backend()[0] == "int8" and "2.00x fp32 in its probe" in pipe.served_backend()[1]
     # once for the package's backends and once for the saved copy of them, both on the same layer shapes
-    assert measured == [("fbgemm", backends_m2sa.linear_shapes(model))] * 2
+    assert measured == [("int_mm", backends_m2sa.linear_shapes(model))] * 2
     backends_m2sa._cached_probe.cache_clear()
     saved_backends._cached_probe.cache_clear()
 
@@ -333,7 +334,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_model_and_processor, monke
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
     with pytest.warns(UserWarning, match="backend='bf16' is much slower than fp32 here"):
         predict(model, processor, ["hello"], backend="bf16")
-    assert resolve_backend("auto", "cpu") == "int8"  # auto never picks it there
+    assert resolve_backend("auto", "cpu") == "fp32"  # auto never picks it there
 
 
 def test_pipeline_backend_at_construction_and_per_call(saved_tiny_model_dir, image_files):
