@@ -5,7 +5,7 @@ has a table per kind).
 
 Model: a text-only M2SA classifier whose all-MiniLM-L6-v2 tower `train.py` fine-tuned on UMSAB English
 (`--model DIR`; by default `outputs/m2sa-umsab-en-minilm`, trained on first use, about 6 minutes on 2 cores).
-Tweets: real English tweets from ../shared/data, the 323 UMSAB validation tweets and the 400 MVSA texts (723).
+Tweets: real English tweets from ../shared/data, the 324 UMSAB validation tweets and the 400 MVSA texts (724).
 
 Three parts, each timed in turns (every path once per round, `--rounds` rounds, the best round counts):
 - `pipeline`: what a user gets, `pipeline(model=DIR, trust_remote_code=True, backend=...)` over `--num-tweets`
@@ -47,7 +47,6 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu  # noqa: E402
 from results_file import write_results  # noqa: E402
-from modeling_m2sa import predict  # noqa: E402
 from modeling_m2sa import backends_m2sa  # noqa: E402
 from modeling_m2sa.export import export  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline  # noqa: E402
@@ -294,7 +293,7 @@ def arithmetic_part(model, processor, agreement_tweets, args):
 
 
 def layers_part(model):
-    """Each kernel against fp32 on the model's linear-layer shapes (`auto`'s probe, measured afresh): ms and speed-up."""
+    """Each kernel against fp32 on the model's linear-layer shapes (`auto`'s probe, measured afresh)."""
     shapes = backends_m2sa.linear_shapes(model)
     report = {"shapes": [[*shape, count] for shape, count in shapes], "rows": backends_m2sa.PROBE_ROWS}
     for kernel in KERNELS:
