@@ -114,12 +114,13 @@ def best_seconds(run, rounds_of_paths):
     return seconds
 
 
-def agreement(results, reference):
-    """Share of tweets whose label equals fp32's, and the largest probability difference."""
-    same = sum(a["label"] == b["label"] for a, b in zip(results, reference)) / len(results)
-    largest = max(abs(a["probabilities"][label] - b["probabilities"][label])
-                  for a, b in zip(results, reference) for label in a["probabilities"])
-    return {"argmax_agreement_vs_fp32": same, "max_probability_difference": largest, "agreement_n": len(results)}
+def agreement(probabilities, exact):
+    """Share of tweets whose label is fp32's, and the largest probability difference, of (tweets, labels)
+    probabilities against fp32's (its first rows where fewer tweets were compared)."""
+    exact = exact[: len(probabilities)]
+    return {"argmax_agreement_vs_fp32": (probabilities.argmax(-1) == exact.argmax(-1)).float().mean().item(),
+            "max_probability_difference": (probabilities - exact).abs().max().item(),
+            "agreement_n": len(probabilities)}
 
 
 def pipeline_part(model_dir, tweets, agreement_tweets, args):
@@ -139,7 +140,7 @@ def pipeline_part(model_dir, tweets, agreement_tweets, args):
         runs = {name: (lambda pipe=pipe, n=counts[name]: pipe(tweets[:n], batch_size=args.batch_size))
                 for name, pipe in pipes.items()}
         seconds = best_seconds(runs, args.rounds)
-        reference = predict_all(pipes["fp32"], agreement_tweets, args.batch_size)
+        exact = pipeline_probabilities(pipes["fp32"], agreement_tweets, args.batch_size)
         report = {}
         for name, pipe in pipes.items():
             n_agree = len(agreement_tweets) if counts[name] == len(tweets) else args.slow_num_tweets
@@ -147,17 +148,19 @@ def pipeline_part(model_dir, tweets, agreement_tweets, args):
             report[name] = {"served": served, "reason": reason, "num_tweets": counts[name],
                             "tweets_per_second": counts[name] / min(seconds[name]),
                             "tweets_per_second_per_round": [counts[name] / s for s in seconds[name]],
-                            **agreement(predict_all(pipe, agreement_tweets[:n_agree], args.batch_size),
-                                        reference[:n_agree])}
+                            **agreement(pipeline_probabilities(pipe, agreement_tweets[:n_agree], args.batch_size),
+                                        exact)}
     fp32_rate = report["fp32"]["tweets_per_second"]
     for entry in report.values():
         entry["speedup_vs_fp32"] = entry["tweets_per_second"] / fp32_rate
     return report
 
 
-def predict_all(pipe, texts, batch_size):
-    return [{"label": ranked[0]["label"], "probabilities": {entry["label"]: entry["score"] for entry in ranked}}
-            for ranked in pipe(texts, batch_size=batch_size, top_k=None)]
+def pipeline_probabilities(pipe, texts, batch_size):
+    """(tweets, labels) probabilities the pipeline gives, in the model's label order."""
+    labels = [pipe.model.config.id2label[index] for index in range(pipe.model.config.num_labels)]
+    return torch.tensor([[{entry["label"]: entry["score"] for entry in ranked}[label] for label in labels]
+                         for ranked in pipe(texts, batch_size=batch_size, top_k=None)])
 
 
 def torchao_models(model):
@@ -193,12 +196,6 @@ def forward_logits(model, encoded, bf16=False):
     return torch.cat(out)[torch.tensor(rows).argsort()]
 
 
-def agreement_of_logits(logits, exact_logits):
-    probabilities, exact = logits.softmax(-1), exact_logits[: len(logits)].softmax(-1)
-    return {"argmax_agreement_vs_fp32": (probabilities.argmax(-1) == exact.argmax(-1)).float().mean().item(),
-            "max_probability_difference": (probabilities - exact).abs().max().item(), "agreement_n": len(logits)}
-
-
 def forward_part(model, processor, tweets, agreement_tweets, args):
     """tweets/s and agreement of the model's forward for fp32, each int8 kernel, bf16 and torchao's recipes, over
     tweets encoded once (sorted by token count, batches of --batch-size)."""
@@ -216,7 +213,7 @@ def forward_part(model, processor, tweets, agreement_tweets, args):
     runs = {name: (lambda name=name: forward_logits(models[name], timed if counts[name] == len(tweets) else slow,
                                                     bf16=name == "bf16")) for name in models}
     seconds = best_seconds(runs, args.rounds)
-    exact = forward_logits(model, encode_sorted(processor, agreement_tweets, args.batch_size))
+    exact = forward_logits(model, encode_sorted(processor, agreement_tweets, args.batch_size)).softmax(-1)
     report = {}
     for name in models:
         compared = agreement_tweets if counts[name] == len(tweets) else agreement_tweets[: args.slow_num_tweets]
@@ -225,7 +222,7 @@ def forward_part(model, processor, tweets, agreement_tweets, args):
         report[name] = {"num_tweets": counts[name], "tweets_per_second": counts[name] / min(seconds[name]),
                         "tweets_per_second_per_round": [counts[name] / s for s in seconds[name]],
                         "speedup_vs_fp32": min(seconds["fp32"]) / len(tweets) * counts[name] / min(seconds[name]),
-                        **agreement_of_logits(logits, exact)}
+                        **agreement(logits.softmax(-1), exact)}
     return report
 
 
@@ -284,9 +281,9 @@ def arithmetic_part(model, processor, agreement_tweets, args):
     """Why fbgemm's int8 agrees less than `torch._int_mm`'s: agreement with fp32 of the int8 rounding in 8 and 7 bits
     computed in fp32 (no kernel involved), and fbgemm's error against exact integer arithmetic in 8 and 7 bits."""
     encoded = encode_sorted(processor, agreement_tweets, args.batch_size)
-    exact = forward_logits(model, encoded)
-    report = {f"rounded_{bits}_bit_activations": agreement_of_logits(
-        forward_logits(with_rounded_linears(model, bits), encoded), exact) for bits in (8, 7)}
+    exact = forward_logits(model, encoded).softmax(-1)
+    report = {f"rounded_{bits}_bit_activations": agreement(
+        forward_logits(with_rounded_linears(model, bits), encoded).softmax(-1), exact) for bits in (8, 7)}
     if backends_m2sa.fbgemm_available():
         report["fbgemm_overflow"] = fbgemm_overflow(model, processor, agreement_tweets)
     return report
@@ -414,10 +411,10 @@ def print_report(label, report):
     if "fbgemm_overflow" in arithmetic:
         print("fbgemm against exact integer arithmetic: " + ", ".join(
             f"{key} {value:.4f}" for key, value in arithmetic["fbgemm_overflow"].items()))
-    layers = report["layers"]
-    print(f"\nLinear layers ({layers['rows']} tokens each): " + ", ".join(
-        f"{kernel} {entry['kernel_ms']:.1f} ms vs fp32 {entry['fp32_ms']:.1f} ms ({entry['speedup_vs_fp32']:.2f}x)"
-        for kernel, entry in layers.items() if isinstance(entry, dict)))
+    if "layers" in report:
+        print(f"\nLinear layers ({report['layers']['rows']} tokens each): " + ", ".join(
+            f"{kernel} {entry['kernel_ms']:.1f} ms vs fp32 {entry['fp32_ms']:.1f} ms ({entry['speedup_vs_fp32']:.2f}x)"
+            for kernel, entry in report["layers"].items() if isinstance(entry, dict)))
     if "cap_reach" in report:
         print("Capped / uncapped time per kernel (1.0: the cap did not reach it): " + ", ".join(
             f"{kernel} {entry['capped_over_uncapped']:.2f}" for kernel, entry in report["cap_reach"].items()))
