@@ -144,7 +144,8 @@ CPU_KINDS = {  # what benchmarks/bench_backends.py and bench_inference.py measur
     "Xeon with AMX": (isa_of(True, True, True, True, True), "bf16", "int_mm"),
     "AMD EPYC Zen 4 (AVX512-BF16, VNNI)": (isa_of(False, True, True, True, True), "int8", "int_mm"),
     "Xeon with AVX512-VNNI": (isa_of(False, False, True, True, True), "int8", "int_mm"),
-    # fbgemm's int8 wins 1.3x there but changes 2-3 % of the labels: auto keeps fp32, backend="int8" runs fbgemm
+    # on AVX2 fbgemm's int8 ran 1.1-1.4x fp32 but changed 2-3 % of the labels: auto keeps fp32 there and on the
+    # unmeasured AVX512 without VNNI, where fbgemm runs 7-bit too; backend="int8" runs fbgemm
     "AVX512 without VNNI": (isa_of(False, False, False, True, True), "fp32", "fbgemm"),
     "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), "fp32", "fbgemm"),
     "no AVX2": (isa_of(), "fp32", "int_mm"),
