@@ -45,6 +45,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_inference import read_mvsa_text  # noqa: E402
 from cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu  # noqa: E402
 from results_file import write_results  # noqa: E402
 from modeling_m2sa import backends_m2sa  # noqa: E402
@@ -68,15 +69,7 @@ TRAIN_FLAGS = ["--languages", "umsab_en", "--vision-model", "none", "--modalitie
 def real_tweets():
     """The English UMSAB validation tweets and the MVSA texts."""
     umsab = (DATA / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
-    mvsa = []
-    for path in sorted((DATA / "mvsa_sample" / "data").glob("*.txt")):
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("gbk", errors="replace")
-        mvsa.append(text.strip() or ".")
-    return umsab + mvsa
+    return umsab + [read_mvsa_text(path) or "." for path in sorted((DATA / "mvsa_sample" / "data").glob("*.txt"))]
 
 
 def trained_model_dir(given):

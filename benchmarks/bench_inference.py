@@ -367,7 +367,7 @@ def main():
                              f"trained on first use)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "inference.json")
     parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
-                        help="run as a lesser CPU kind: PyTorch's and oneDNN's kernels capped to its ISA")
+                        help="run as a lesser CPU kind: PyTorch's, oneDNN's and MKL's kernels capped to its ISA")
     parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)  # the child of `memory_in_own_process`
     args = parser.parse_args()
     if args.as_cpu is not None and os.environ.get(EMULATED_AS) is None:

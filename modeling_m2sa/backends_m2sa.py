@@ -8,7 +8,7 @@
 - "int8": the linear layers in int8 with per-output-feature weight scales and per-token activation scales, on the
   CPU, through the int8 kernel that is fast on this CPU (`int8_kernel`): `torch._int_mm` where the CPU has
   AVX512-VNNI, fbgemm's dynamic quantized linear on other x86 CPUs with AVX2 (7-bit activations there).
-- "auto": the fastest of these that agrees with fp32 on the CPU it runs on: chosen by `CPU_RULES` from the CPU's
+- "auto": the fastest of these that agrees with fp32 on the CPU it runs on: chosen by `cpu_rule` from the CPU's
   instruction sets, then checked once per process by a probe that times the chosen kernel against fp32 on the model's
   own linear-layer shapes and keeps fp32 where the kernel loses (see `auto_backend`); fp32 on GPUs.
 
