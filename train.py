@@ -16,26 +16,13 @@
 a model card, evaluation reports (JSON, Markdown, PNG) and per-run checkpoints.
 """
 
-import logging
-import sys
-
-import transformers
-
-from m2sa_training.options import parse_options
+from m2sa_training.command_line import run_command
 from m2sa_training.processes import process_state
-from m2sa_training.run import run_training
-from modeling_m2sa.errors_m2sa import M2SAError
+from m2sa_training.training import parse_options, run_training
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("m2sa_training").setLevel(logging.INFO)
-    transformers.utils.logging.disable_progress_bar()  # per-tower "Loading weights" bars drown the epoch bars
-    try:
-        options = parse_options(argv)
-        outcome = run_training(options)
-    except M2SAError as error:  # a mistake in what the user gave: the message says what to do; anything else is a bug
-        sys.exit(f"error: {error}")
+    outcome = run_command(lambda: run_training(parse_options(argv)))
     if not process_state().is_main_process:
         return
     print(f"\n{outcome['comparison']}\n")

@@ -33,10 +33,10 @@ import datasets  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.demo import ensure_demo_dataset  # noqa: E402
 from dataset_script.mvsa import mvsa_source  # noqa: E402
-from m2sa_training.evaluation import compute_metrics  # noqa: E402
-from m2sa_training.model_setup import build_model_and_processor  # noqa: E402
-from m2sa_training.options import PAPER_HYPERPARAMETERS, parse_options  # noqa: E402
-from m2sa_training.run import run_training  # noqa: E402
+from m2sa_training.evaluation.metrics import compute_metrics  # noqa: E402
+from m2sa_training.training.model_setup import build_model_and_processor  # noqa: E402
+from m2sa_training.training.options import PAPER_HYPERPARAMETERS, parse_options  # noqa: E402
+from m2sa_training.training.run import run_training  # noqa: E402
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict  # noqa: E402
 from modeling_m2sa.configuration_m2sa import FUSION_CHOICES  # noqa: E402
 from figures import draw  # noqa: E402

@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from cpu_info import CPU_CAPS, EMULATED_AS, cpu_description, rerun_as_cpu  # noqa: E402
 from figures import draw  # noqa: E402
 from results_file import write_results  # noqa: E402
-from m2sa_training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
+from m2sa_training.training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
 from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAProcessor, load_image, predict  # noqa: E402
 from modeling_m2sa import processing_m2sa  # noqa: E402
 from modeling_m2sa.backends_m2sa import (  # noqa: E402

@@ -31,7 +31,7 @@ from bench_fusion import cell, dataset_settings, pretrained_text_tower, recipe_f
 from bench_umsab import UMSAB, tfidf_baseline  # noqa: E402
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
-from m2sa_training.options import PAPER_HYPERPARAMETERS  # noqa: E402
+from m2sa_training.training.options import PAPER_HYPERPARAMETERS  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 # The paper's recipe (lr 5e-5, weight decay 0.1) shortened like bench_fusion's MVSA_RECIPE to fit 2 CPU cores: batch 16,

@@ -50,7 +50,7 @@ CHUNK = 256
 PEAK_RSS_WRAPPER = (
     "import atexit, resource, sys\n"
     "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
-    "from m2sa_training.score import main\n"
+    "from m2sa_training.score.run import main\n"
     "main(sys.argv[1:])\n"
 )
 

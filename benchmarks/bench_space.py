@@ -35,7 +35,7 @@ from results_file import write_results  # noqa: E402
 
 
 def save_tiny_model(directory, texts):
-    from m2sa_training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
+    from m2sa_training.training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
     from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
     text_tower = save_tiny_text_tower(Path(directory) / "text", texts, kind="xlm-roberta", vocab_size=1000)

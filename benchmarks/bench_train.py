@@ -16,9 +16,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from m2sa_training.options import parse_options  # noqa: E402
-from m2sa_training.run import run_training  # noqa: E402
-from m2sa_training.tiny_towers import save_tiny_vision_tower  # noqa: E402
+from m2sa_training.training.options import parse_options  # noqa: E402
+from m2sa_training.training.run import run_training  # noqa: E402
+from m2sa_training.training.tiny_towers import save_tiny_vision_tower  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 VIT_B_32 = dict(kind="clip", image_size=224, patch_size=32, hidden_size=768, num_layers=12, num_heads=12)

@@ -23,9 +23,9 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 
 from dataset_script.builder import build_dataset  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
-from m2sa_training.evaluation import aggregate_runs, compute_metrics, metrics_table  # noqa: E402
-from m2sa_training.options import parse_options  # noqa: E402
-from m2sa_training.run import run_training  # noqa: E402
+from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics, metrics_table  # noqa: E402
+from m2sa_training.training.options import parse_options  # noqa: E402
+from m2sa_training.training.run import run_training  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 UMSAB = REPO_ROOT.parent / "shared" / "data" / "umsab"

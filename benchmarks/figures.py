@@ -134,7 +134,7 @@ def calibration_reliability(report):
 
 
 def grid_heatmap(grid_dir, path):
-    """The test heatmap a grid wrote (`results.png`, by `m2sa_training.grid_report`), copied next to the others."""
+    """The test heatmap a grid wrote (`results.png`, by `m2sa_training.grid.report`), copied next to the others."""
     shutil.copyfile(Path(grid_dir) / "results.png", path)
 
 

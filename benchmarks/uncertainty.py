@@ -15,7 +15,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from m2sa_training.evaluation import macro_f1_from_confusion  # noqa: E402
+from m2sa_training.evaluation.metrics import macro_f1_from_confusion  # noqa: E402
 
 
 def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):

@@ -11,6 +11,8 @@ logger = logging.get_logger(__name__)
 LABEL_NAMES = ("negative", "neutral", "positive")
 """The three sentiment classes, in label-id order, shared by the model, the dataset and the metrics."""
 
+CLASSIFICATION, REGRESSION = "single_label_classification", "regression"
+"""The `problem_type`s M2SA trains (transformers' names): three sentiment classes, or one sentiment score."""
 POOLING_CHOICES = ("mean", "first_token", "pooler")
 FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
 INFERENCE_BACKENDS = ("auto", "fp32", "bf16", "int8")

@@ -133,7 +133,7 @@ def tiny_text_tower_texts():
 @pytest.fixture(scope="session")
 def tiny_towers(tmp_path_factory):
     """Paths of small saved towers: `xlm-roberta`, `bert` text towers; `clip`, `clip-full`, `dinov2`, `siglip` vision towers."""
-    from m2sa_training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
+    from m2sa_training.training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
 
     root = tmp_path_factory.mktemp("towers")
     texts = tiny_text_tower_texts()

@@ -16,8 +16,8 @@ from PIL import Image
 
 from dataset_script.schema import LABEL_NAMES
 from dataset_script.splits import carve_splits
-from m2sa_training.options import parse_options
-from m2sa_training.run import prepare, run_training
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import prepare, run_training
 
 CLASS_LABEL = datasets.ClassLabel(names=list(LABEL_NAMES))
 
@@ -314,7 +314,7 @@ def test_a_foreign_dataset_trains_beyond_the_majority_baseline(tmp_path):
 
 
 def test_an_output_dir_from_before_the_dataset_options_is_the_same_run(tmp_path):
-    from m2sa_training.run import check_output_dir
+    from m2sa_training.training.run import check_output_dir
 
     options = parse_options(["--output-dir", str(tmp_path / "out")])
     (tmp_path / "out").mkdir()

@@ -8,8 +8,8 @@ import pytest
 from transformers import pipeline
 
 from conftest import run_without_package
-from m2sa_training.options import parse_options
-from m2sa_training.run import prepare
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import prepare
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
 REEXPORT = r"Re-export it with train\.py \(or save_pretrained\), or download it again\."

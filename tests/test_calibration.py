@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from m2sa_training.calibration import (
+from m2sa_training.evaluation.calibration import (
     calibration_metrics,
     calibration_report,
     class_shares,

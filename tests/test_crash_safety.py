@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 
 from conftest import REPO_ROOT
 from dataset_script.atomic_files import is_partial
-from m2sa_training.options import parse_options
-from m2sa_training.run import run_training
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import run_training
 from modeling_m2sa.modeling_m2sa import damaged_safetensors_files
 
 KILL_AT_RENAME = (
@@ -149,7 +149,7 @@ def full_disk_at(write, monkeypatch):
     best/) is half written: its files are written, then the save fails with ENOSPC."""
     from accelerate import Accelerator
 
-    import m2sa_training.loop
+    import m2sa_training.training.loop
 
     def out_of_space(path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -165,7 +165,7 @@ def full_disk_at(write, monkeypatch):
 
         monkeypatch.setattr(Accelerator, "save_state", filling_save_state)
     else:
-        save_exported_model, calls = m2sa_training.loop.save_exported_model, []
+        save_exported_model, calls = m2sa_training.training.loop.save_exported_model, []
 
         def filling_save(model, directory, options):
             save_exported_model(model, directory, options)
@@ -173,7 +173,7 @@ def full_disk_at(write, monkeypatch):
             if len(calls) == 2:
                 out_of_space(directory / "model.safetensors")
 
-        monkeypatch.setattr(m2sa_training.loop, "save_exported_model", filling_save)
+        monkeypatch.setattr(m2sa_training.training.loop, "save_exported_model", filling_save)
 
 
 def improving_epochs(history):
@@ -229,7 +229,7 @@ def test_an_explicitly_named_incomplete_checkpoint_is_refused(uninterrupted, sma
 
 
 def test_latest_checkpoint_skips_incomplete_ones(uninterrupted, tmp_path, caplog):
-    from m2sa_training.loop import latest_checkpoint
+    from m2sa_training.training.loop import latest_checkpoint
 
     run_dir = tmp_path / "run"
     shutil.copytree(uninterrupted / "runs" / "multimodal-seed42" / "checkpoints", run_dir / "checkpoints")

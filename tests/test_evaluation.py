@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2sa_training.evaluation import (
+from m2sa_training.evaluation.metrics import (
     aggregate_runs,
     compute_metrics,
     confusion_matrix_figure,

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT
-from m2sa_training.evaluation import compute_metrics, macro_f1_from_confusion
-from m2sa_training.grid import RUN_RECORD, grid_runs, load_grid_config, main
+from m2sa_training.evaluation.metrics import compute_metrics, macro_f1_from_confusion
+from m2sa_training.grid.runner import RUN_RECORD, grid_runs, load_grid_config, main
 
 TRAINING = {"num_epochs": 3, "batch_size": 16, "max_length": 32}
 GRID = {"title": "test grid", "text_towers": ["tiny"], "image_towers": ["tiny", "none"],

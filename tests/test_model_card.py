@@ -11,9 +11,9 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from conftest import run_without_package
-from m2sa_training.evaluation import aggregate_runs, compute_metrics
-from m2sa_training import model_card
-from m2sa_training.model_card import MODEL_CARD_TEMPLATE, SYNTHETIC_DEMO_TAG, render_model_card
+from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics
+from m2sa_training.evaluation import model_card
+from m2sa_training.evaluation.model_card import MODEL_CARD_TEMPLATE, SYNTHETIC_DEMO_TAG, render_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,8 +253,9 @@ def test_unknown_fusion_type_is_refused():
 def test_template_and_license_ship_with_the_package():
     setup = configparser.ConfigParser()
     setup.read(REPO_ROOT / "setup.cfg")
-    package_data = setup["options.package_data"]["m2sa_training"].split()
-    assert MODEL_CARD_TEMPLATE.name in package_data and MODEL_CARD_TEMPLATE.parent.name == "m2sa_training"
+    template_package = ".".join(MODEL_CARD_TEMPLATE.parent.relative_to(REPO_ROOT).parts)
+    assert MODEL_CARD_TEMPLATE.name in setup["options.package_data"][template_package].split()
+    assert "m2sa_training.*" in setup["options.packages.find"]["include"].split()  # the subpackages are installed
     assert setup["metadata"]["license_files"].split() == ["LICENSE"]
     license_text = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
     assert license_text.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]

@@ -11,8 +11,8 @@ import re
 import pytest
 
 from conftest import run_without_package
-from m2sa_training.options import parse_options
-from m2sa_training.run import prepare, run_training
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import prepare, run_training
 from modeling_m2sa.errors_m2sa import M2SAError
 
 CUES = {"en": {0.8: ["love", "great"], -0.8: ["hate", "awful"]},
@@ -140,7 +140,7 @@ def test_class_labels_and_label_names_are_refused_for_regression(tmp_path):
 
 def test_the_grid_refuses_regression_runs(tmp_path):
     """The grid's report tables compare classifiers by macro-F1."""
-    from m2sa_training.grid import load_grid_config
+    from m2sa_training.grid.runner import load_grid_config
 
     config = tmp_path / "grid.yaml"
     config.write_text("text_towers: [tiny]\nimage_towers: [none]\nmodes: [multilingual]\nlanguages: [de, en]\n"
@@ -151,7 +151,7 @@ def test_the_grid_refuses_regression_runs(tmp_path):
 
 
 def test_regression_metrics_against_hand_computed_values():
-    from m2sa_training.evaluation import aggregate_runs, compute_regression_metrics, mean_baseline_predictions
+    from m2sa_training.evaluation.metrics import aggregate_runs, compute_regression_metrics, mean_baseline_predictions
 
     result = compute_regression_metrics([0, 1, 2, 3], [0.0, 1.0, 2.0, 5.0], ["en", "en", "de", "de"])
     overall, german = result["overall"], result["per_language"]["de"]

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, TOKENIZER_TEXTS
-from m2sa_training import scoring_images
-from m2sa_training.score import main
-from m2sa_training.scoring_progress import Progress
+from m2sa_training.score import images as scoring_images
+from m2sa_training.score.run import main
+from m2sa_training.score.progress import Progress
 
 SHARD_SIZE = "16"
 LIMITS = ["--image-timeout", "1.5", "--image-max-bytes", "60000"]
@@ -226,7 +226,7 @@ def write_then_die(table, where, **options):
     write_table(table, where, **options)
 
 pq.write_table = write_then_die
-from m2sa_training.score import main
+from m2sa_training.score.run import main
 main(argv)
 """
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, free_port, run_without_package
-from m2sa_training.model_card import SYNTHETIC_DEMO_TAG
+from m2sa_training.evaluation.model_card import SYNTHETIC_DEMO_TAG
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, M2SASentimentPipeline, predict
 
 sys.path.insert(0, str(REPO_ROOT / "space"))

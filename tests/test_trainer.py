@@ -21,7 +21,7 @@ def demo_splits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def saved_demo_model(demo_splits, tmp_path_factory):
     """An untrained M2SA classifier around tiny towers (tokenizer trained on the demo texts), saved like a Hub model."""
-    from m2sa_training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
+    from m2sa_training.training.tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
     from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
     root = tmp_path_factory.mktemp("trainer-model")

@@ -11,8 +11,8 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from conftest import REPO_ROOT, kill_training_after_its_first_checkpoint, logits_in_a_fresh_process
-from m2sa_training.options import parse_options
-from m2sa_training.run import prepare, run_training
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import prepare, run_training
 
 QUICK = ["--num-epochs", "2", "--batch-size", "16", "--modalities", "multimodal", "--max-length", "32"]
 
@@ -218,7 +218,7 @@ def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
-    from m2sa_training.run import push_output_dir
+    from m2sa_training.training.run import push_output_dir
 
     push_output_dir(outcome["output_dir"], "me/m2sa-test")
     assert [call[:2] for call in calls] == [("create_repo", "me/m2sa-test"), ("upload_folder", "me/m2sa-test")]
@@ -317,7 +317,7 @@ def test_gradients_are_clipped_to_max_grad_norm_at_each_optimizer_step(demo_data
 
 
 def test_unreadable_training_image_travels_with_its_batch_and_is_used_as_no_image(tiny_model_and_processor):
-    from m2sa_training.data import TweetCollator
+    from m2sa_training.training.data import TweetCollator
 
     _, processor = tiny_model_and_processor
     collator = TweetCollator(processor, use_images=True)
@@ -382,7 +382,7 @@ def test_training_learns_beyond_the_majority_baseline(trained):
 
 def test_dataset_labels_must_match_the_model(tiny_model_and_processor):
     import datasets
-    from m2sa_training.data import check_label_names
+    from m2sa_training.training.data import check_label_names
 
     model, _ = tiny_model_and_processor
     reordered = datasets.Dataset.from_dict(

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from m2sa_training.options import TrainingOptions, parse_options
+from m2sa_training.training.options import TrainingOptions, parse_options
 from modeling_m2sa.errors_m2sa import M2SAError
 
 
@@ -20,7 +20,7 @@ def checkpoint_names(run_dir):
 
 
 def test_save_total_limit_keeps_the_newest_checkpoints_and_the_best_one(tmp_path):
-    from m2sa_training.loop import remove_old_checkpoints
+    from m2sa_training.training.loop import remove_old_checkpoints
 
     make_checkpoints(tmp_path, range(1, 6))
     remove_old_checkpoints(tmp_path, None, best_epoch=2)  # the default: keep every checkpoint
@@ -44,7 +44,7 @@ def test_save_total_limit_and_max_grad_norm_options():
 
 
 def test_a_run_saved_before_max_grad_norm_existed_did_not_clip(tmp_path):
-    from m2sa_training.run import options_changed_since
+    from m2sa_training.training.run import options_changed_since
 
     saved = json.loads(TrainingOptions().to_json())
     del saved["max_grad_norm"]
@@ -95,7 +95,7 @@ def test_train_py_keeps_the_traceback_of_anything_else(train_main, monkeypatch):
 
 
 def test_the_grid_shows_a_user_error_without_a_traceback_and_keeps_that_of_a_bug(tmp_path, monkeypatch):
-    import m2sa_training.grid as grid
+    import m2sa_training.grid.runner as grid
 
     config = tmp_path / "grid.yaml"
     config.write_text("text_towers: [tiny]\nimage_towers: [tiny]\nmodes: [sideways]\nlanguages: [en]\nseeds: [1]\n")

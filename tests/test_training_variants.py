@@ -10,8 +10,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import kill_training_after_its_first_checkpoint, logits_in_a_fresh_process
-from m2sa_training.options import parse_options
-from m2sa_training.run import prepare, run_training
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import prepare, run_training
 from test_training import options_for
 
 # LoRA on the tiny towers, with image dropout and saved adapters: learns on the demo set within 4 epochs.
@@ -33,7 +33,7 @@ def variants_demo_dataset(tmp_path_factory):
 
 def build(tiny_towers, *flags, modality="multimodal"):
     """The model and processor train.py builds for these flags, on the tiny XLM-R and CLIP towers (seed 0)."""
-    from m2sa_training.model_setup import build_model_and_processor
+    from m2sa_training.training.model_setup import build_model_and_processor
 
     return build_model_and_processor(parse_options(list(flags)), modality, tiny_towers["xlm-roberta"],
                                      tiny_towers["clip"], seed=0)
@@ -136,7 +136,7 @@ def test_freezing_comes_from_the_training_options(tiny_towers):
 
 
 def test_cross_attention_fusion_recomputes_frozen_tower_features(tiny_towers, caplog):
-    from m2sa_training.loop import frozen_towers
+    from m2sa_training.training.loop import frozen_towers
 
     frozen = ["--freeze-text-model", "--freeze-vision-model"]
     concat, _ = build(tiny_towers, *frozen)
@@ -164,7 +164,7 @@ def test_cross_attention_run_with_a_frozen_tower_trains_without_a_feature_cache(
 
 
 def test_image_dropout_depends_only_on_seed_epoch_and_row():
-    from m2sa_training.modality_dropout import drop_images, dropped_images
+    from m2sa_training.training.modality_dropout import drop_images, dropped_images
 
     rows = list(range(4000))
     dropped = dropped_images(rows, seed=42, epoch=0, probability=0.3)
@@ -182,7 +182,7 @@ def test_image_dropout_depends_only_on_seed_epoch_and_row():
 
 
 def test_image_dropout_is_used_by_the_multimodal_model_only(caplog):
-    from m2sa_training.modality_dropout import image_dropout_for
+    from m2sa_training.training.modality_dropout import image_dropout_for
 
     options = parse_options(["--image-dropout", "0.4"])
     with caplog.at_level(logging.INFO, logger="m2sa_training"):
@@ -194,7 +194,7 @@ def test_image_dropout_is_used_by_the_multimodal_model_only(caplog):
 @pytest.mark.parametrize("flags", [[], ["--freeze-vision-model"], ["--dataloader-num-workers", "2"]],
                          ids=["recomputed", "feature-cache", "two-workers"])
 def test_image_dropout_hides_images_in_training_only(variants_demo_dataset, tmp_path, monkeypatch, flags):
-    from m2sa_training.modality_dropout import dropped_images
+    from m2sa_training.training.modality_dropout import dropped_images
     from modeling_m2sa import M2SAForSequenceClassification
 
     calls = []  # (training?, has_image) of every classifier forward
@@ -276,7 +276,7 @@ def test_lora_target_modules_must_name_layers_of_every_adapted_tower(tiny_towers
 
 
 def test_merged_lora_model_gives_the_logits_of_the_unmerged_one(tiny_towers, tmp_path):
-    from m2sa_training.lora import save_exported_model
+    from m2sa_training.training.lora import save_exported_model
     from modeling_m2sa import M2SAForSequenceClassification
 
     flags = ["--lora-r", "4", "--lora-dropout", "0.1"]

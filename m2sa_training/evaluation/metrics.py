@@ -17,12 +17,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import (accuracy_score, confusion_matrix, mean_absolute_error, mean_squared_error,
-                             precision_recall_fscore_support)
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+)
 
 from dataset_script.schema import LABEL_NAMES
-
-from .options import CLASSIFICATION, REGRESSION
+from modeling_m2sa.configuration_m2sa import CLASSIFICATION, REGRESSION
 
 SCALAR_METRICS = ("macro_precision", "macro_recall", "macro_f1", "accuracy")
 REGRESSION_METRICS = ("mse", "mae", "pearson", "spearman")

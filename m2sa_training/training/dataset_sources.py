@@ -31,10 +31,10 @@ import pyarrow.parquet as pq
 
 from dataset_script.schema import ALL_CONFIG, LABEL_NAMES, M2SA_LANGUAGES, SPLITS, TRANSLATED_SUFFIX
 from dataset_script.splits import CARVED_FRACTIONS, carve_splits
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .options import REGRESSION
-from .processes import process_state
+from ..processes import process_state
 
 logger = logging.getLogger(__name__)
 

@@ -15,15 +15,13 @@ from typing import Literal
 import yaml
 from transformers import HfArgumentParser
 
-from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
+from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
 TINY = "tiny"
 """Tower value meaning: build a small tower from scratch (and train a tokenizer on the training texts)."""
 NO_VISION = "none"
 MODALITIES = ("multimodal", "text", "image")
-CLASSIFICATION, REGRESSION = "single_label_classification", "regression"
-"""`--problem-type` values, named as transformers' `config.problem_type`."""
 
 XLMR_SM = "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual"
 TEXT_TOWERS = {"mbert": "google-bert/bert-base-multilingual-cased", "xlmr": "FacebookAI/xlm-roberta-base",

@@ -6,11 +6,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
-from modeling_m2sa.configuration_m2sa import FUSION_CHOICES
+from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REGRESSION
 
 from .calibration import calibration_markdown
-from .evaluation import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
-from .options import CLASSIFICATION, REGRESSION
+from .metrics import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
 
 TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
 TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels (or one number)

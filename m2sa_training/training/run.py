@@ -7,21 +7,35 @@ from pathlib import Path
 
 from dataset_script.atomic_files import is_partial, staged_into, write_text_atomically
 from dataset_script.demo import DEMO_SOURCE
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .calibration import calibration_markdown, reliability_figure
+from ..evaluation.calibration import calibration_markdown, reliability_figure
+from ..evaluation.metrics import (
+    MEAN_BASELINE,
+    aggregate_runs,
+    comparison_markdown,
+    compute_metrics,
+    compute_regression_metrics,
+    majority_baseline_predictions,
+    mean_baseline_predictions,
+    write_evaluation_report,
+)
+from ..evaluation.model_card import render_model_card
+from ..processes import process_state
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
-from .evaluation import (MEAN_BASELINE, aggregate_runs, comparison_markdown, compute_metrics,
-                         compute_regression_metrics, majority_baseline_predictions, mean_baseline_predictions,
-                         write_evaluation_report)
+from .loop import (
+    RunSpec,
+    job_accelerator,
+    latest_checkpoint,
+    may_leave_parameters_unused,
+    read_checkpoint_state,
+    train_run,
+)
 from .lora import lora_settings
-from .loop import (RunSpec, job_accelerator, latest_checkpoint, may_leave_parameters_unused, read_checkpoint_state,
-                   train_run)
-from .model_card import render_model_card
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
-from .options import NO_VISION, REGRESSION, TrainingOptions
-from .processes import process_state
+from .options import NO_VISION, TrainingOptions
 
 logger = logging.getLogger(__name__)
 

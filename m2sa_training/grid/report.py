@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .evaluation import format_metric, macro_f1_from_confusion, mean_and_spread
-from .options import NO_VISION
+from ..evaluation.metrics import format_metric, macro_f1_from_confusion, mean_and_spread
+from ..training.options import NO_VISION
 
 SPLITS = ("test", "validation")
 ALL_ROW = "all languages"

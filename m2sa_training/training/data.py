@@ -2,9 +2,8 @@
 
 import torch
 
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
-
-from .options import REGRESSION
 
 
 def has_images(split):

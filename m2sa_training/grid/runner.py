@@ -15,21 +15,21 @@ import json
 import logging
 import re
 import shutil
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import transformers
 import yaml
 
 from dataset_script.atomic_files import write_text_atomically
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .grid_report import write_grid_report
-from .loop import job_accelerator, may_leave_parameters_unused
-from .options import NO_VISION, REGRESSION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
-from .processes import process_state
-from .run import RUN_CONFIG, options_changed_since, run_name, run_training
+from ..command_line import run_command
+from ..processes import process_state
+from ..training.loop import job_accelerator, may_leave_parameters_unused
+from ..training.options import NO_VISION, TEXT_TOWERS, VISION_TOWERS, TrainingOptions, parse_options
+from ..training.run import RUN_CONFIG, options_changed_since, run_name, run_training
+from .report import write_grid_report
 
 logger = logging.getLogger(__name__)
 
@@ -291,34 +291,31 @@ def dry_run(grid, runs):
     return "\n".join(lines)
 
 
+def load_and_run(args):
+    """Run the grid as `args` ask; the grid and its runs where their tables are to be printed (the main process)."""
+    grid = load_grid_config(args.config)
+    runs = grid_runs(grid)
+    if args.dry_run:
+        print(dry_run(grid, runs))
+        return None, runs
+    if not args.report_only:
+        counts = run_grid(grid, runs)
+        if process_state().is_main_process:
+            print(f"{len(runs)} runs: {counts['skipped']} already finished, {counts['resumed']} resumed, "
+                  f"{counts['started']} started.")
+    return (grid if process_state().is_main_process else None), runs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True, help="grid YAML file (see configs/grid_demo.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their count; train nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the run folders")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("m2sa_training").setLevel(logging.INFO)
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        grid = load_grid_config(args.config)
-        runs = grid_runs(grid)
-        if args.dry_run:
-            print(dry_run(grid, runs))
-            return
-        if not args.report_only:
-            counts = run_grid(grid, runs)
-            if process_state().is_main_process:
-                print(f"{len(runs)} runs: {counts['skipped']} already finished, {counts['resumed']} resumed, "
-                      f"{counts['started']} started.")
-    except M2SAError as error:
-        sys.exit(f"error: {error}")
-    if not process_state().is_main_process:
+    grid, runs = run_command(lambda: load_and_run(args))
+    if grid is None:
         return
     paths = write_grid_report(grid, runs, [read_run_record(grid, run) for run in runs])
     print(Path(paths["markdown"]).read_text())
     print("Tables:", ", ".join(str(path) for path in paths.values()))
 
-
-if __name__ == "__main__":
-    main()

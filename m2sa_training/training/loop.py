@@ -24,15 +24,16 @@ from transformers import get_linear_schedule_with_warmup
 
 from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory, write_text_atomically
 from modeling_m2sa import M2SAForSequenceClassification
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .calibration import calibration_report, fit_temperature
+from ..evaluation.calibration import calibration_report, fit_temperature
+from ..evaluation.metrics import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
-from .evaluation import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
 from .feature_cache import cached_features
 from .lora import save_exported_model
 from .modality_dropout import drop_images, image_dropout_for
-from .options import ADAMW_IMPLEMENTATIONS, NO_VISION, REGRESSION
+from .options import ADAMW_IMPLEMENTATIONS, NO_VISION
 
 logger = logging.getLogger(__name__)
 

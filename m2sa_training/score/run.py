@@ -16,7 +16,6 @@ Only a few chunks of rows (and their images) are in memory at a time.
 
 import hashlib
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -24,18 +23,18 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-import transformers
 from transformers import HfArgumentParser, pipeline
 
 from modeling_m2sa.configuration_m2sa import INFERENCE_BACKENDS
 from modeling_m2sa.errors_m2sa import M2SAError
 from modeling_m2sa.processing_m2sa import is_empty_tweet
 
-from .processes import process_state
-from .scoring_images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, NO_IMAGE, ImageLimits, ready_image
-from .scoring_input import open_corpus
-from .scoring_output import OUTPUT_FORMAT, ScoringOutput, output_schema, probability_column
-from .scoring_progress import Progress
+from ..command_line import run_command
+from ..processes import process_state
+from .corpus import open_corpus
+from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, NO_IMAGE, ImageLimits, ready_image
+from .output import OUTPUT_FORMAT, ScoringOutput, output_schema, probability_column
+from .progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -332,18 +331,10 @@ def summary_text(report, output_dir):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # one process speaks for all: the others log only warnings
-    logging.getLogger("m2sa_training").setLevel(logging.INFO if process_state().is_main_process else logging.WARNING)
-    transformers.utils.logging.disable_progress_bar()
-    try:
+    def parse_and_label():
         options = parse_options(argv)
-        report = label_corpus(options)
-    except M2SAError as error:
-        sys.exit(f"error: {error}")
+        return options, label_corpus(options)
+
+    options, report = run_command(parse_and_label)
     if report is not None:
         print(summary_text(report, options.output_dir))
-
-
-if __name__ == "__main__":
-    main()

@@ -6,11 +6,12 @@ from accelerate.utils import set_seed
 from transformers import AutoConfig
 
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from ..processes import process_state
 from .lora import add_lora_adapters
-from .options import NO_VISION, REGRESSION, TINY
-from .processes import process_state
+from .options import NO_VISION, TINY
 from .tiny_towers import save_tiny_text_tower, save_tiny_vision_tower
 
 TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_HEAD_SIZE = 32, 8, 16

@@ -14,7 +14,14 @@ import datasets
 
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from .dataset_sources import ID_COLUMNS, config_description, data_root, dataset_configs, open_split, split_names
+from ..training.dataset_sources import (
+    ID_COLUMNS,
+    config_description,
+    data_root,
+    dataset_configs,
+    open_split,
+    split_names,
+)
 
 logger = logging.getLogger(__name__)
 
