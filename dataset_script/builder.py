@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dataset_script.atomic_files import partial_path, remove_leftovers, replace_directory
 from dataset_script.card import render_card, with_all_config
 from dataset_script.report import REPORT_FILE, BuildReport
 from dataset_script.schema import SPLITS, Source
 from dataset_script.screening import screen
 from dataset_script.splits import assign_splits
 from dataset_script.writer import DEFAULT_MAX_SHARD_BYTES, write_split
+from m2sa_files.atomic import partial_path, remove_leftovers, replace_directory
 
 
 def _check_replaceable(out_dir: Path) -> None:

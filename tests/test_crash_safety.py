@@ -20,10 +20,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO_ROOT
-from dataset_script.atomic_files import is_partial
+from m2sa_files.atomic import is_partial
 from m2sa_training.training.options import parse_options
 from m2sa_training.training.run import run_training
-from modeling_m2sa.modeling_m2sa import damaged_safetensors_files
+from modeling_m2sa.saved_folder_m2sa import damaged_safetensors_files
 
 KILL_AT_RENAME = (
     "import os, re, runpy, signal, sys\n"
@@ -200,7 +200,7 @@ def test_a_full_disk_stops_with_what_to_do_and_resumes_to_the_uninterrupted_resu
     target = run_dir / "checkpoints" / "epoch-2" if write == "checkpoint" else run_dir / "best"
     assert error.value.code == "disk_full"
     message = str(error.value)
-    assert f"saving {target} failed ([Errno {errno.ENOSPC}] No space left on device" in message
+    assert f"saving {target} failed (OSError: [Errno {errno.ENOSPC}] No space left on device" in message
     assert "--save-total-limit" in message and "--output-dir" in message
     assert "--resume-from-checkpoint latest" in message
     # Only complete checkpoints (and the previous best model) are left: no half-written folder.
@@ -289,7 +289,7 @@ def test_a_build_killed_inside_a_write_leaves_the_previous_build_or_nothing(writ
 
 
 def test_leftovers_of_killed_writers_go_and_those_of_running_ones_stay(tmp_path):
-    from dataset_script.atomic_files import partial_path, remove_leftovers
+    from m2sa_files.atomic import partial_path, remove_leftovers
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = tmp_path / f".m2sa.partial-{int(finished.stdout)}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from dataset_script.atomic_files import write_text_atomically
+from m2sa_files.atomic import write_text_atomically
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 

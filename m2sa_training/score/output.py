@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataset_script.atomic_files import atomic_file, write_text_atomically
+from m2sa_files.atomic import atomic_file, write_text_atomically
 from modeling_m2sa.errors_m2sa import M2SAError
 
 OPTIONS_FILE = "scoring_options.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dataset_script.atomic_files import atomic_file
+from m2sa_files.atomic import atomic_file
 
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 

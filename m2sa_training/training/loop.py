@@ -4,7 +4,6 @@ A job (train.py, or the whole grid) makes one `Accelerator` (`job_accelerator`) 
 registers its model, optimizer, scheduler and loaders with it and releases them when it ends.
 """
 
-import errno
 import json
 import logging
 import math
@@ -22,11 +21,13 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from dataset_script.atomic_files import atomic_directory, partial_path, replace_directory, write_text_atomically
+from m2sa_files.atomic import atomic_directory, partial_path, replace_directory, write_text_atomically
+from m2sa_files.disk_full import describe, full_disk_failure
 from modeling_m2sa import M2SAForSequenceClassification
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
+from ..command_line import disk_full_error
 from ..evaluation.calibration import calibration_report, fit_temperature
 from ..evaluation.metrics import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
@@ -362,21 +363,19 @@ def stopping_when_the_disk_is_full(accelerator, target, staging):
     out_of_space = None
     try:
         yield
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
+    except Exception as error:
+        out_of_space = full_disk_failure(error)
+        if out_of_space is None:
             raise
-        out_of_space = error
-    failures = [failure for failure in gather_object([out_of_space and str(out_of_space)]) if failure is not None]
+    failures = [failure for failure in gather_object([out_of_space and describe(out_of_space)]) if failure is not None]
     if failures:
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
-        raise M2SAError(
-            f"The disk is full: saving {target} failed ({failures[0]}). The half-written copy was removed; every "
-            f"complete checkpoint is kept. Free space on that disk, keep fewer checkpoints with --save-total-limit N, "
-            f"or move the output directory to a disk with more room and pass its new place as --output-dir; then "
-            f"rerun the same command with --resume-from-checkpoint latest to continue from the last complete "
-            f"checkpoint.",
-            code="disk_full",
+        raise disk_full_error(
+            f"saving {target} failed ({failures[0]})",
+            then="run the same command again to continue from the last complete checkpoint (train.py with "
+                 "--resume-from-checkpoint latest; --save-total-limit N keeps only the newest N checkpoints)",
+            kept="The half-written copy was removed; every complete checkpoint is kept.",
         ) from out_of_space
 
 

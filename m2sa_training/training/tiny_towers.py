@@ -28,7 +28,7 @@ from transformers import (
     XLMRobertaTokenizer,
 )
 
-from dataset_script.atomic_files import atomic_directory
+from m2sa_files.atomic import atomic_directory
 
 TEXT_TOWER_KINDS = ("xlm-roberta", "bert")
 VISION_TOWER_KINDS = ("clip", "clip-full", "dinov2", "siglip")
