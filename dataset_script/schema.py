@@ -7,10 +7,7 @@ from pathlib import Path
 
 import datasets
 
-LABEL_NAMES = ("negative", "neutral", "positive")
-"""The sentiment classes, in label-id order (0, 1, 2): the `label` ClassLabel of every config. A model trained on
-the dataset must use the same order: `modeling_m2sa.configuration_m2sa.LABEL_NAMES` mirrors it, because the dataset
-code may not import the model package (and so torch), and `tests/test_dataset_imports.py` checks that they match."""
+from modeling_m2sa.labels_m2sa import LABEL_NAMES  # the model's classes, in its label-id order
 
 M2SA_LANGUAGES = (
     "ar", "bg", "bs", "da", "de", "en", "es", "fr", "hr", "hu", "it",

@@ -5,11 +5,10 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging
 
 from .errors_m2sa import M2SAError
+from .labels_m2sa import LABEL_NAMES
 
 logger = logging.get_logger(__name__)
 
-LABEL_NAMES = ("negative", "neutral", "positive")
-"""The three sentiment classes, in label-id order, shared by the model, the dataset and the metrics."""
 
 CLASSIFICATION, REGRESSION = "single_label_classification", "regression"
 """The `problem_type`s M2SA trains (transformers' names): three sentiment classes, or one sentiment score."""
@@ -18,8 +17,9 @@ FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
 INFERENCE_BACKENDS = ("auto", "fp32", "bf16", "int8")
 """How the pipeline does a forward pass's arithmetic: the fastest that agrees with fp32 on the machine ("auto"), as
 saved ("fp32"), matrix products in bfloat16 ("bf16") or linear layers in int8 ("int8"); see `backends_m2sa`."""
-LEGACY_TRAINING_KEYS = ("freeze_text_model", "freeze_vision_model")
-"""Training choices that older configs saved; they are dropped on load (freezing is `set_tower_freezing`'s job)."""
+TRAINING_ONLY_KEYS = ("freeze_text_model", "freeze_vision_model")
+"""Training choices (the paper's code passes them to its model) that are no part of a model: given to the config they
+are dropped with a warning that says where they belong (freezing is `set_tower_freezing`'s job)."""
 TEXT_ONLY_FUSION = "concat"
 """The only fusion of a text-only model (`vision_config=None`): its text features pass through unchanged."""
 
@@ -168,13 +168,19 @@ class M2SAConfig(PretrainedConfig):
             raise M2SAError(f"`calibration_temperature` must be positive (or None: not calibrated), got "
                             f"{calibration_temperature}.")
         self.calibration_temperature = calibration_temperature
-        legacy = [key for key in LEGACY_TRAINING_KEYS if kwargs.pop(key, None) is not None]
-        if legacy:  # a checkpoint saved before freezing left the config, or an old call
+        training_only = [key for key in TRAINING_ONLY_KEYS if kwargs.pop(key, None) is not None]
+        if training_only:
             logger.warning_once(
-                f"{', '.join(legacy)} is no longer part of the M2SA config: the model is fully trainable. To train "
+                f"{', '.join(training_only)} is not part of the M2SA config: the model is fully trainable. To train "
                 f"with a tower frozen, call model.set_tower_freezing(freeze_text_model=..., freeze_vision_model=...) "
                 f"(train.py does this for --freeze-text-model / --freeze-vision-model)."
             )
         kwargs.setdefault("id2label", dict(enumerate(LABEL_NAMES)))
         kwargs.setdefault("label2id", {name: index for index, name in enumerate(LABEL_NAMES)})
         super().__init__(**kwargs)
+
+    @property
+    def label_names(self):
+        """The class names in label-id order (`id2label[0]`, `id2label[1]`, ...): how a classifier's outputs, a
+        results table's probability columns and a dataset's label ids line up."""
+        return [self.id2label[index] for index in range(self.num_labels)]

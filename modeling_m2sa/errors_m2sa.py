@@ -5,8 +5,8 @@ reason code that other code reads instead of matching the message's wording."""
 class M2SAError(ValueError):
     """A user-facing error: the message says what was wrong and what to do; `code` names the reason.
 
-    Entry points (`train.py`, the grid, the Space) show these without a traceback; any other exception is a bug and
-    keeps its traceback. It subclasses `ValueError`, so code that caught `ValueError` before still catches it.
+    Entry points (`train.py`, the grid, the scorer, the Space) show these without a traceback; any other exception
+    is a bug and keeps its traceback. It is a `ValueError`, as Python's own errors for a bad argument value are.
     """
 
     def __init__(self, message, code="invalid_input"):

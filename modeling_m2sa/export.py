@@ -12,16 +12,16 @@ transformers version and every device.
 import argparse
 from pathlib import Path
 
-from .modeling_m2sa import M2SAForSequenceClassification
 from .backends_m2sa import BACKENDS, CONFIG_BACKEND_KEY, check_backend
+from .modeling_m2sa import M2SAForSequenceClassification
 from .processing_m2sa import M2SAProcessor
 
 
 def export(model_name_or_path, out_dir, backend="int8"):
     """Save the classifier at `model_name_or_path` and its processor to `out_dir`, set to run `backend`.
 
-    They are loaded with this package's classes, so the output carries this version's code (which knows the backends)
-    even when the input was saved by an older one."""
+    They are loaded with this package's classes, so the output carries this package's code (which knows the
+    backends) whatever code the input was saved with."""
     check_backend(backend)
     model = M2SAForSequenceClassification.from_pretrained(model_name_or_path)
     processor = M2SAProcessor.from_pretrained(model_name_or_path)

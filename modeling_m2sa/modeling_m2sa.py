@@ -4,7 +4,6 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,7 @@ from transformers.modeling_outputs import ModelOutput
 from .configuration_m2sa import M2SAConfig
 from .errors_m2sa import M2SAError
 from .pipeline_m2sa import pipeline_config_entry
-from .processing_m2sa import REEXPORT, auto_map_modules, check_code_files, saved_folder
+from .saved_folder_m2sa import REEXPORT, auto_map_modules, check_code_files, damaged_safetensors_files, saved_folder
 
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
@@ -77,28 +76,6 @@ class M2SASequenceClassifierOutput(ModelOutput):
 
     def to_tuple(self):
         return _nested_to_tuple(self)
-
-
-def damaged_safetensors_files(folder):
-    """{file: why it is not a complete safetensors file} for the `*.safetensors` files of `folder` whose size does not
-    match what their header describes (a truncated download or copy) or whose header cannot be read."""
-    damaged = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        size = file.stat().st_size
-        try:
-            with open(file, "rb") as stream:
-                header_size = int.from_bytes(stream.read(8), "little")
-                if not 0 < header_size <= size - 8:
-                    raise ValueError(f"a header of {header_size} bytes in a file of {size}")
-                header = json.loads(stream.read(header_size))
-            data_size = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-                            default=0)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
-            damaged[file] = f"unreadable header: {error}"
-            continue
-        if size != 8 + header_size + data_size:
-            damaged[file] = f"{size} bytes where its header describes {8 + header_size + data_size}"
-    return damaged
 
 
 def masked_mean(states, attention_mask):

@@ -326,8 +326,7 @@ class M2SASentimentPipeline(Pipeline):
     def scores_by_label(self, ranked):
         """{label: score} in the model's label order, from one tweet's `top_k=None` result."""
         scores = {entry["label"]: entry["score"] for entry in ranked}
-        id2label = self.model.config.id2label
-        return {id2label[index]: scores[id2label[index]] for index in range(self.model.config.num_labels)}
+        return {label: scores[label] for label in self.model.config.label_names}
 
 
 TWEET_STATUS_KEYS = ("image_used", "image_error", "image_error_code")

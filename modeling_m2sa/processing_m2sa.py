@@ -1,108 +1,18 @@
 """Turns tweets (text + optional image) into M2SA model inputs: dynamically padded token ids and RGB pixel values."""
 
 import difflib
-import io
-import json
-import os
-import re
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessorPil
-from transformers.dynamic_module_utils import get_relative_imports
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, ProcessorMixin, TextKwargs
 
 from .errors_m2sa import M2SAError
-
-TOKENIZER_CONFIG = "tokenizer_config.json"
-PROCESSOR_CONFIG = "processor_config.json"
-REEXPORT = "Re-export it with train.py (or save_pretrained), or download it again."
-HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-
-
-class InvalidImageError(M2SAError):
-    """An image that cannot be used; `code` says why: "missing_file", "unsupported_type", "undecodable" (not an image,
-    or truncated bytes) or "too_large" (over Pillow's decompression-bomb limit)."""
-
-
-def _open_image(image, where):
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, dict):  # the `datasets.Image(decode=False)` form: {"bytes": ..., "path": ...}
-        if image.get("bytes") is not None:
-            return _open_image(image["bytes"], where)
-        if image.get("path") is not None:
-            return _open_image(image["path"], where)
-        raise InvalidImageError(f"{where} is a dict without 'bytes' or 'path'.", code="unsupported_type")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image)
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(bytes(image)))
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise InvalidImageError(f"{where}: no file at {str(path)!r}. Check the path, or pass None for no image.",
-                                    code="missing_file")
-        return Image.open(path)
-    raise InvalidImageError(
-        f"{where} has unsupported type {type(image).__name__}; pass a PIL image, a file path, bytes, a numpy array "
-        f"or None.", code="unsupported_type"
-    )
-
-
-def _to_rgb(image):
-    """Convert any PIL mode to 8-bit RGB: transparency over white, 16-bit and float images rescaled, CMYK converted."""
-    if image.mode in HIGH_BIT_DEPTH_MODES:
-        values = np.asarray(image, dtype=np.float32)
-        if values.max(initial=0.0) > 255:
-            values = values / 257.0  # 16-bit range 0..65535 to 0..255
-        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ALPHA_MODES:
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(image, index=None):
-    """Open one tweet image and return it as an RGB PIL image, upright per its EXIF orientation.
-
-    Accepts a PIL image, a path, encoded bytes, a numpy array or a `datasets` image dict. Animated images use their
-    first frame. Raises `InvalidImageError` with the reason when the image cannot be used.
-    """
-    where = "image" if index is None else f"image {index}"
-    try:
-        opened = _open_image(image, where)
-        if getattr(opened, "is_animated", False):
-            opened.seek(0)
-        opened.load()
-        return _to_rgb(ImageOps.exif_transpose(opened))
-    except Image.DecompressionBombError as error:
-        raise InvalidImageError(f"{where} is too large to decode safely ({error}). Resize it first.",
-                                code="too_large") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, InvalidImageError):
-            raise
-        raise InvalidImageError(
-            f"{where} could not be decoded ({decoding_error_text(error)}). Pass a complete JPEG/PNG/GIF/WebP image, "
-            f"or None to classify the tweet from its text alone.", code="undecodable"
-        ) from error
-
-
-def decoding_error_text(error):
-    """Pillow's message for an image it cannot read, without the address of the in-memory file it names
-    ("cannot identify image file <_io.BytesIO object at 0x7f...>"), so the same bytes always give the same text."""
-    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "in memory", str(error))
-
+from .images_m2sa import InvalidImageError, load_image
+from .saved_folder_m2sa import PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
 
@@ -180,61 +90,6 @@ def decode_images(images, row_ids, on_invalid_image):
                 image = None
         decoded.append(image)
     return decoded, image_problems
-
-
-def saved_folder(name_or_path, subfolder=None):
-    """The local folder `from_pretrained` reads, or None (a Hub id)."""
-    if name_or_path is None:
-        return None
-    folder = Path(name_or_path) / (subfolder or "")
-    return folder if folder.is_dir() else None
-
-
-def auto_map_modules(config_file):
-    """The code modules named by the `auto_map` and `custom_pipelines` of a saved JSON config (none if it is absent)."""
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    references = list((config.get("auto_map") or {}).values())
-    references += [entry.get("impl") for entry in (config.get("custom_pipelines") or {}).values()]
-    flat = [name for reference in references for name in (reference if isinstance(reference, list) else [reference])]
-    # "module.Class", or "repo--module.Class" for code kept in another Hub repo
-    return [name.split("--")[-1].rsplit(".", 1)[0] for name in flat if name]
-
-
-def check_code_files(folder, modules):
-    """Fail, naming the files, when a saved `folder` lacks code that `trust_remote_code=True` loads from it: the
-    `modules` and those they import relatively."""
-    missing, seen, pending = [], set(), list(modules)
-    while pending:
-        module = pending.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        file = folder / f"{module}.py"
-        if file.is_file():
-            pending += get_relative_imports(file)
-        else:
-            missing.append(file.name)
-    if missing:
-        raise OSError(
-            f"{folder} lacks {', '.join(sorted(missing))}: code that `trust_remote_code=True` and "
-            f"`pipeline(model=...)` load from a saved M2SA model, so the folder is incomplete. {REEXPORT}"
-        )
-
-
-def check_tokenizer_files(folder):
-    """Fail, naming the files, when a saved processor `folder` lacks its tokenizer: transformers would otherwise build
-    a tokenizer with an empty or default vocabulary in its place."""
-    config_file = folder / TOKENIZER_CONFIG
-    if not config_file.is_file():
-        raise OSError(f"{folder} has no tokenizer: {TOKENIZER_CONFIG} is missing. {REEXPORT}")
-    tokenizer_class = tokenizer_class_from_name(
-        json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class") or "")
-    vocabulary_files = sorted(set(getattr(tokenizer_class, "vocab_files_names", {}).values()))
-    if vocabulary_files and not any((folder / name).is_file() for name in vocabulary_files):
-        raise OSError(
-            f"{folder} has no tokenizer vocabulary: its {tokenizer_class.__name__} needs one of "
-            f"{', '.join(vocabulary_files)}, and none is there. {REEXPORT}"
-        )
 
 
 class EncodedTweets(NamedTuple):
@@ -370,7 +225,7 @@ class M2SAProcessor(ProcessorMixin):
                             f"text, the tokenizer's and the image processor's kwargs and on_invalid_image (all of "
                             f"them: processor.valid_call_kwargs()).")
         merged = self._merge_kwargs(M2SAProcessingKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
-        if merged["text_kwargs"].get("max_length") is None:  # `max_length=None` means the saved one, as it always has
+        if merged["text_kwargs"].get("max_length") is None:  # `max_length=None` means the saved one
             merged["text_kwargs"]["max_length"] = self.max_length
         return merged
 

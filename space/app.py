@@ -8,6 +8,7 @@ GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless tol
 """
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -78,6 +79,15 @@ def load_pipeline(source, backend=None):
     return pipeline(model=source, trust_remote_code=True, **options)
 
 
+def image_rules(classify):
+    """The served model's own image rules: the `images_m2sa` module of its code (saved with it, next to the processor
+    that decodes its images), whose MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES and `image_dimensions` the
+    uploads are checked with before anything is decoded. This folder keeps no copy of them: it imports nothing of the
+    repository, and the caps are the ones the corpus scorer applies too."""
+    package = type(classify.processor).__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.images_m2sa")
+
+
 def served_model_notice(source):
     """A note for the page when the served model was trained on the synthetic demo set (its card's tags say so)."""
     card_path = Path(source) / "README.md" if Path(source).is_dir() else source
@@ -135,7 +145,7 @@ def _percent(probability):
 
 def breakdown_table(classify, rows):
     """Markdown table of (input, ranked labels) pairs: what each modality alone, and both together, say."""
-    label_names = label_names_of(classify)
+    label_names = classify.model.config.label_names
     lines = ["| input | sentiment | " + " | ".join(label_names) + " |", "|---" * (2 + len(label_names)) + "|"]
     for name, ranked in rows:
         cells = [name, f"**{ranked[0]['label']}**"] + list(map(_percent, classify.scores_by_label(ranked).values()))
@@ -166,16 +176,11 @@ TWEET_PROBLEMS = {  # the pipeline's reason codes for a tweet it refuses, in the
 }
 
 
-def label_names_of(classify):
-    config = classify.model.config
-    return [config.id2label[index] for index in range(config.num_labels)]
-
-
 def run_pipeline(classify, tweets, image_path, action, **call_options):
     """(the pipeline's results for `tweets`, whose last one is the tweet as typed with `image_path`, "") or (None, a
     message for people): an image over the pixel cap (read from its header before anything is decoded), a tweet the
     pipeline refuses, or an image it cannot use. `action` ("classify", "explain") says what the text alone allows."""
-    oversized = image_path and oversized_image(image_path)
+    oversized = image_path and oversized_image(image_path, image_rules(classify))
     if oversized:
         return None, warning(f"{Path(image_path).name} is too large to decode safely: it {oversized}. Resize it, or "
                              f"remove the image to {action} the text alone.")
@@ -264,14 +269,15 @@ def attribution_overlay(classify, image_path, image_map):
 def classify_file(classify, tweets_path, image_paths, output_root):
     """Batch handler: (message markdown, preview rows, predictions CSV path).
 
-    The upload is checked against the caps of `batch_files` before any image is decoded, then classified a batch at a
-    time: each batch's images are read when it is classified and dropped after, and its predictions are written out.
+    The upload is checked against the caps of `batch_files` and the model's `image_rules` before any image is decoded,
+    then classified a batch at a time: each batch's images are read when it is classified and dropped after, and its
+    predictions are written out.
     Every image is decoded once, by the pipeline: an unreadable one leaves its tweet to be classified from its text,
     unless the tweet has no text, which makes the file unclassifiable (each such line is listed).
     """
     if not tweets_path:
         return warning("Upload a .csv or .jsonl file of tweets first."), None, None
-    label_names = label_names_of(classify)
+    label_names = classify.model.config.label_names
     preview, image_error_lines, unclassifiable = [], [], []
 
     def predictions(batch):
@@ -293,7 +299,7 @@ def classify_file(classify, tweets_path, image_paths, output_root):
 
     output_dir = None
     try:
-        with read_batch(tweets_path, image_paths) as batch:
+        with read_batch(tweets_path, image_paths, image_rules(classify)) as batch:
             if classify.model.config.vision_config is None and any(image is not None for image in batch.images):
                 raise BatchFileError([(0, "this model reads text only; remove the `image` field")])
             output_dir = Path(tempfile.mkdtemp(dir=output_root))
@@ -317,7 +323,7 @@ def build_demo(classify, notice=""):
     has_vision = classify.model.config.vision_config is not None
     work_dir = tempfile.mkdtemp(prefix="m2sa-space-")
     example_images = make_example_images(work_dir) if has_vision else {}
-    label_names = label_names_of(classify)
+    label_names = classify.model.config.label_names
 
     with gr.Blocks(title="M2SA tweet sentiment", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(

@@ -4,18 +4,21 @@ Tweets file: `.csv` with a header row, or `.jsonl` with one JSON object per line
 (may be empty when the tweet has an image); optional field `image` names an uploaded image file by its file name
 (`beach.jpg`), or a path inside an uploaded `.zip` (`images/beach.jpg`). All other fields are copied to the output.
 
-An upload is checked against the caps below before any image is decoded (sizes come from zip directories and image
-headers), and its images are read a batch at a time, only when that batch is classified, so the memory a request
-needs does not grow with what an upload decompresses to.
+An upload is checked against the caps below and the image caps before any image is decoded (sizes come from zip
+directories and image headers), and its images are read a batch at a time, only when that batch is classified, so the
+memory a request needs does not grow with what an upload decompresses to.
+
+The image caps are the model's own: `image_rules` below is the `images_m2sa` module of the served model's code (found
+by `app.image_rules`), with MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS and MAX_IMAGE_BYTES per image, `image_dimensions` (from
+the header, nothing decoded) and UNREADABLE_IMAGE (what Pillow raises for bytes that are no image).
 """
 
 import csv
 import json
 import zipfile
-import zlib
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 TWEET_FILE_SUFFIXES = (".csv", ".jsonl")
 MAX_BATCH_TWEETS = 5_000
@@ -23,13 +26,9 @@ MAX_RECORD_CHARS = 100_000  # per CSV row or JSONL line: a tweet is 280 characte
 MAX_COLUMNS = 200  # distinct fields in one tweets file, each copied to the output
 MAX_ZIP_MEMBERS = 10_000  # files in all uploaded zips together
 MAX_UNZIPPED_BYTES = 256 * 2**20  # uncompressed size of all uploaded zips together (uploads are 25 MB at most)
-MAX_IMAGE_BYTES = 20 * 2**20  # per image inside a zip
-MAX_IMAGE_SIDE = 4096  # Twitter's own limit: images are at most 4096 x 4096 pixels
-MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # per image, read from its header; one decodes to ~70 MB of RGB
 MAX_PROBLEMS_SHOWN = 10
 MAX_PROBLEMS_READ = 1_000  # a tweets file with more problems is read no further
-UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, NotImplementedError, zlib.error,
-              zipfile.BadZipFile)  # what opening a damaged image, or a damaged or unsupported zip member, raises
+DAMAGED_MEMBER = (zipfile.BadZipFile,)  # what unpacking a damaged zip member raises beyond what a damaged image does
 
 
 class BatchFileError(ValueError):
@@ -188,10 +187,11 @@ def _read_tweets(path):
 
 class UploadedImage:
     """An uploaded image file, or a member of an uploaded zip: its size comes from its header, its bytes are read only
-    when its batch is classified."""
+    when its batch is classified. `image_rules`: the model code's `images_m2sa` module."""
 
-    def __init__(self, path=None, archive=None, member=None):
-        self.path, self.archive, self.member = path, archive, member
+    def __init__(self, image_rules, path=None, archive=None, member=None):
+        self.image_rules, self.path, self.archive, self.member = image_rules, path, archive, member
+        self.unreadable = image_rules.UNREADABLE_IMAGE + DAMAGED_MEMBER
         self.file_size = member.file_size if member else 0  # loose files are capped by the upload limit
         self.dimensions = None  # (width, height) once `read_header` found them
         self.damage = None  # why the zip member could not be unpacked, once `read` failed
@@ -203,7 +203,7 @@ class UploadedImage:
             return str(self.path)
         try:
             return self.archive.read(self.member)
-        except UNREADABLE as error:  # a bad CRC, a truncated or unsupported member: the zip is damaged, not the image
+        except self.unreadable as error:  # a bad CRC, a truncated or unsupported member: the zip is damaged
             self.damage = (f"is damaged inside {Path(self.archive.filename).name} ({error}); zip it again and "
                            f"re-upload")
             return b""
@@ -213,14 +213,14 @@ class UploadedImage:
         pixels than MAX_IMAGE_PIXELS, else None (also for a file that is no image: the pipeline says so)."""
         try:
             with (open(self.path, "rb") if self.archive is None else self.archive.open(self.member)) as file:
-                self.dimensions = Image.open(file).size
+                self.dimensions = self.image_rules.image_dimensions(file)
         except Image.DecompressionBombError:
-            return f"has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, {pixel_cap()}"
-        except UNREADABLE:
+            return f"has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, {pixel_cap(self.image_rules)}"
+        except self.unreadable:
             return None
         width, height = self.dimensions
-        if width * height > MAX_IMAGE_PIXELS:
-            return f"is {width:,} × {height:,} = {width * height:,} pixels, {pixel_cap()}"
+        if width * height > self.image_rules.MAX_IMAGE_PIXELS:
+            return f"is {width:,} × {height:,} = {width * height:,} pixels, {pixel_cap(self.image_rules)}"
         return None
 
     @property
@@ -228,13 +228,15 @@ class UploadedImage:
         return self.dimensions[0] * self.dimensions[1] if self.dimensions else 0
 
 
-def pixel_cap():
-    return f"over this demo's cap of {MAX_IMAGE_PIXELS:,} pixels ({MAX_IMAGE_SIDE} × {MAX_IMAGE_SIDE}) per image"
+def pixel_cap(image_rules):
+    side = image_rules.MAX_IMAGE_SIDE
+    return f"over this demo's cap of {image_rules.MAX_IMAGE_PIXELS:,} pixels ({side} × {side}) per image"
 
 
-def oversized_image(path):
-    """Why the image file at `path` is over MAX_IMAGE_PIXELS (from its header, nothing decoded), or None."""
-    return UploadedImage(path=Path(path)).read_header()
+def oversized_image(path, image_rules):
+    """Why the image file at `path` is over `image_rules.MAX_IMAGE_PIXELS` (from its header, nothing decoded), or
+    None."""
+    return UploadedImage(image_rules, path=Path(path)).read_header()
 
 
 class Batch:
@@ -245,8 +247,8 @@ class Batch:
     per image, why its zip member could not be unpacked (None when it could).
     """
 
-    def __init__(self, rows, images, archives):
-        self.rows, self.images, self.archives = rows, images, archives
+    def __init__(self, rows, images, archives, image_rules):
+        self.rows, self.images, self.archives, self.image_rules = rows, images, archives, image_rules
         self.columns = list(dict.fromkeys(key for _, record in rows for key in record))
 
     def __enter__(self):
@@ -263,13 +265,14 @@ class Batch:
         """(rows, images, damage) for consecutive batches of at most `batch_size` tweets whose images hold at most
         MAX_IMAGE_PIXELS pixels and MAX_IMAGE_BYTES bytes read from zips together (or one image alone), so decoding a
         batch needs about as much memory as the largest image allowed. Images are read as their batch is reached."""
+        max_pixels, max_bytes = self.image_rules.MAX_IMAGE_PIXELS, self.image_rules.MAX_IMAGE_BYTES
         start = 0
         while start < len(self.rows):
             end, pixels, size = start, 0, 0
             while end < len(self.rows) and end - start < batch_size:
                 image = self.images[end]
                 if image is not None and end > start and (
-                        pixels + image.pixels > MAX_IMAGE_PIXELS or size + image.file_size > MAX_IMAGE_BYTES):
+                        pixels + image.pixels > max_pixels or size + image.file_size > max_bytes):
                     break
                 if image is not None:
                     pixels, size = pixels + image.pixels, size + image.file_size
@@ -280,7 +283,7 @@ class Batch:
             start = end
 
 
-def _open_archives(paths):
+def _open_archives(paths, image_rules):
     """Index the uploaded images by the names a tweets file may use: file names, and paths inside uploaded zips.
 
     Returns ({name: UploadedImage}, open archives, problems). The zip caps are checked from each zip's directory
@@ -292,7 +295,7 @@ def _open_archives(paths):
     try:
         for path in map(Path, paths):
             if path.suffix.lower() != ".zip":
-                available[path.name] = UploadedImage(path=path)
+                available[path.name] = UploadedImage(image_rules, path=path)
                 continue
             try:
                 archive = zipfile.ZipFile(path)
@@ -302,10 +305,11 @@ def _open_archives(paths):
             archives.append(archive)
             members += len(archive.infolist())
             unzipped += sum(member.file_size for member in archive.infolist())
-            _check_zip_caps(path.name, members, unzipped)
+            _check_zip_caps(path.name, members, unzipped, image_rules.MAX_IMAGE_SIDE)
             for member in archive.infolist():
                 if not member.is_dir():
-                    available[_normalise_name(member.filename)] = UploadedImage(archive=archive, member=member)
+                    image = UploadedImage(image_rules, archive=archive, member=member)
+                    available[_normalise_name(member.filename)] = image
     except BaseException:
         for archive in archives:
             archive.close()
@@ -313,7 +317,7 @@ def _open_archives(paths):
     return available, archives, problems
 
 
-def _check_zip_caps(name, members, unzipped):
+def _check_zip_caps(name, members, unzipped, max_image_side):
     """Raise BatchFileError when the zips uploaded so far (up to `name`) hold too many files or unpack to too much."""
     if members > MAX_ZIP_MEMBERS:
         raise BatchFileError([(0, f"{name} brings the uploaded zips to {members:,} files, over the cap of "
@@ -322,11 +326,11 @@ def _check_zip_caps(name, members, unzipped):
     if unzipped > MAX_UNZIPPED_BYTES:
         raise BatchFileError([(0, f"{name} brings the uploaded zips to {_megabytes(unzipped)} uncompressed, over the "
                                   f"cap of {_megabytes(MAX_UNZIPPED_BYTES)} for all zips together; upload smaller "
-                                  f"images (JPEG or PNG, at most {MAX_IMAGE_SIDE} × {MAX_IMAGE_SIDE}), or classify "
+                                  f"images (JPEG or PNG, at most {max_image_side} × {max_image_side}), or classify "
                                   f"the file in parts")])
 
 
-def _find_images(rows, available):
+def _find_images(rows, available, max_image_bytes):
     """One UploadedImage or None per row, and the problems: images not uploaded, over the byte or the pixel cap."""
     images, problems, oversized = [], [], {}
     for line_number, record in rows:
@@ -334,8 +338,8 @@ def _find_images(rows, available):
         image = available.get(_normalise_name(name)) if name else None
         if name and image is None:
             problems.append((line_number, f"image {name!r} was not uploaded (upload the file, or a zip with it)"))
-        elif image is not None and image.file_size > MAX_IMAGE_BYTES:
-            problems.append((line_number, f"image {name!r} is larger than {MAX_IMAGE_BYTES // 2**20} MB, the cap "
+        elif image is not None and image.file_size > max_image_bytes:
+            problems.append((line_number, f"image {name!r} is larger than {max_image_bytes // 2**20} MB, the cap "
                                           f"per image; resize it"))
         elif image is not None:
             if image not in oversized:
@@ -346,16 +350,17 @@ def _find_images(rows, available):
     return images, problems
 
 
-def read_batch(tweets_path, image_paths=None):
-    """Read a tweets file, index its uploaded images and check both against the caps, decoding no image.
+def read_batch(tweets_path, image_paths, image_rules):
+    """Read a tweets file, index its uploaded images (`image_paths`, may be None) and check both against the caps and
+    `image_rules` (the model code's `images_m2sa` module), decoding no image.
 
     Returns a `Batch` (use it as a context manager). Raises BatchFileError listing every problem found, by line, when
     the file cannot be classified as it is.
     """
     rows, problems = _read_tweets(Path(tweets_path))
-    available, archives, zip_problems = _open_archives(image_paths or [])
+    available, archives, zip_problems = _open_archives(image_paths or [], image_rules)
     try:
-        images, image_problems = _find_images(rows, available)
+        images, image_problems = _find_images(rows, available, image_rules.MAX_IMAGE_BYTES)
         problems += zip_problems + image_problems
         if problems:
             raise BatchFileError(problems)
@@ -363,7 +368,7 @@ def read_batch(tweets_path, image_paths=None):
         for archive in archives:
             archive.close()
         raise
-    return Batch(rows, images, archives)
+    return Batch(rows, images, archives, image_rules)
 
 
 def write_predictions(path, columns, label_names, predictions):

@@ -1,5 +1,6 @@
-"""The dataset code stands alone: building, the demo set and the card never load the model package, torch or
-transformers (seconds and hundreds of MiB for a job that only writes Parquet)."""
+"""The dataset code stands alone: building, the demo set and the card never load the model code, torch or
+transformers (seconds and hundreds of MiB for a job that only writes Parquet); of the model package they read only
+the dependency-free label names."""
 
 import json
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY_PACKAGES = ("modeling_m2sa", "m2sa_training", "torch", "transformers")
+LABEL_MODULES = ["modeling_m2sa", "modeling_m2sa.labels_m2sa"]  # the lazy package and its dependency-free labels
 
 # Imports `datasets` alone first, so that a failure says whether our code or `datasets` itself pulled them in.
 IMPORT_SCRIPT = f"""
@@ -28,13 +30,14 @@ def test_dataset_script_loads_neither_the_model_package_nor_torch_nor_transforme
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert loaded["datasets"] == [], "`datasets` itself now imports these; dataset_script cannot avoid them"
-    assert loaded["dataset_script"] == []
+    assert loaded["dataset_script"] == LABEL_MODULES
 
 
-def test_the_model_orders_labels_as_the_dataset_does():
-    """The model package keeps its own copy of the label names (it may not import dataset code); a different
-    order would silently swap classes between the dataset's label ids and the model's."""
-    from dataset_script.schema import LABEL_NAMES
-    from modeling_m2sa.configuration_m2sa import LABEL_NAMES as MODEL_LABEL_NAMES
+def test_the_dataset_labels_are_the_models_own():
+    """One list of label names for both sides: a different order would silently swap classes between the dataset's
+    label ids and the model's."""
+    from dataset_script.schema import FEATURES, LABEL_NAMES
+    from modeling_m2sa import M2SAConfig, labels_m2sa
 
-    assert MODEL_LABEL_NAMES == LABEL_NAMES
+    assert LABEL_NAMES is labels_m2sa.LABEL_NAMES
+    assert FEATURES["label"].names == M2SAConfig().label_names == ["negative", "neutral", "positive"]

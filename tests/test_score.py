@@ -315,12 +315,19 @@ def test_an_output_dir_with_other_files_is_refused(saved_tiny_model_dir, corpus,
         score(saved_tiny_model_dir, corpus[0], tmp_path / "labels")
 
 
-def test_the_image_caps_are_the_spaces():
+def test_the_scorer_and_the_space_take_the_image_caps_from_the_model_code(saved_tiny_model_dir):
+    """One owner, `images_m2sa`: the scorer imports it, the Space finds it next to the served model's processor."""
     sys.path.insert(0, str(REPO_ROOT / "space"))
-    import batch_files
+    import app as space_app
 
-    assert scoring_images.MAX_IMAGE_PIXELS == batch_files.MAX_IMAGE_PIXELS
-    assert scoring_images.MAX_IMAGE_BYTES == batch_files.MAX_IMAGE_BYTES
+    from modeling_m2sa import images_m2sa
+
+    space_rules = space_app.image_rules(space_app.load_pipeline(str(saved_tiny_model_dir)))
+    assert space_rules is images_m2sa
+    assert (images_m2sa.MAX_IMAGE_SIDE, images_m2sa.MAX_IMAGE_PIXELS, images_m2sa.MAX_IMAGE_BYTES) == (
+        4096, 4096 * 4096, 20 * 2**20)
+    limits = scoring_images.ImageLimits()
+    assert (limits.max_pixels, limits.max_bytes) == (images_m2sa.MAX_IMAGE_PIXELS, images_m2sa.MAX_IMAGE_BYTES)
 
 
 def test_a_retry_fetches_what_failed_once(image_server):

@@ -262,13 +262,15 @@ def test_text_only_model_hides_the_image_and_refuses_one(tiny_towers, files):
 
 def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
     """The Space deploys as its folder alone: no module of this repository is imported, the model's own pipeline
-    (remote code) does the work."""
+    (remote code) does the work, and the image caps are those of the model's code, with no copy in the folder."""
     for path in (REPO_ROOT / "space").glob("*.py"):
         for line in path.read_text().splitlines():
             assert not line.startswith(("from modeling_m2sa", "import modeling_m2sa", "from m2sa_training",
                                         "from dataset_script")), f"{path.name}: {line}"
+            assert not re.match(r"MAX_IMAGE_\w+ =", line), f"{path.name}: {line}"
     space_copy = tmp_path / "space"
     shutil.copytree(REPO_ROOT / "space", space_copy)
+    Image.new("1", (4097, 4096)).save(tmp_path / "wide.png")
     child = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[2])\n"
@@ -276,12 +278,19 @@ def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
         "classify = app.load_pipeline(sys.argv[1])\n"
         "label, breakdown, message = app.classify_tweet(classify, 'What a lovely day', None)\n"
         "print(type(classify).__module__, sorted(label), breakdown.splitlines()[-1].split('|')[1].strip())\n"
+        "print(app.image_rules(classify).__name__)\n"
+        "print(app.classify_tweet(classify, 'What a lovely day', 'wide.png')[2])\n"
     )
     result = run_without_package(child, saved_tiny_model_dir, space_copy, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    module, answer = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    *_, served, rules, refusal = result.stdout.strip().splitlines()
+    module, answer = served.split(" ", 1)
     assert module.startswith("transformers_modules.") and module.endswith("pipeline_m2sa")
     assert answer == "['negative', 'neutral', 'positive'] text alone"
+    assert rules.startswith("transformers_modules.") and rules.endswith(".images_m2sa")
+    assert refusal == ("⚠️ wide.png is too large to decode safely: it is 4,097 × 4,096 = 16,781,312 pixels, over this "
+                       "demo's cap of 16,777,216 pixels (4096 × 4096) per image. Resize it, or remove the image to "
+                       "classify the text alone.")
 
 
 def test_page_says_when_the_model_was_trained_on_the_synthetic_demo_set(saved_tiny_model_dir, tmp_path):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from benchmarks.harness import memory_mb
 from conftest import REPO_ROOT, free_port
-from modeling_m2sa import predict
+from modeling_m2sa import images_m2sa, predict
 from test_space import LABELS, TWEET, classify, classify_file, read_csv
 
 sys.path.insert(0, str(REPO_ROOT / "space"))
@@ -32,14 +33,6 @@ MAX_SIDE_PNGS = 32  # black 4096 x 4096 PNGs, 48 kB each, at the pixel cap: 2 GB
 NEEDS_PROC = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads memory from Linux's /proc")
 
 
-def memory_mb(pid, field):
-    """`VmRSS` (resident now) or `VmHWM` (resident at its peak since `reset_peak`) of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
 def reset_peak(pid):
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
@@ -48,7 +41,7 @@ def reset_peak(pid):
 def images(tmp_path_factory):
     root = tmp_path_factory.mktemp("limit-uploads")
     Image.new("RGB", (48, 32), "red").save(root / "red.png")
-    Image.new("RGB", (batch_files.MAX_IMAGE_SIDE + 1, batch_files.MAX_IMAGE_SIDE), "white").save(root / "wide.png")
+    Image.new("RGB", (images_m2sa.MAX_IMAGE_SIDE + 1, images_m2sa.MAX_IMAGE_SIDE), "white").save(root / "wide.png")
     Image.new("1", (20_000, 20_000)).save(root / "bomb.png")
     return root
 
@@ -127,7 +120,7 @@ def over_members_cap(images, tmp_path):
 
 
 def over_image_bytes_cap(images, tmp_path):
-    large = zip_of(tmp_path / "large.zip", {"large.png": bytes(batch_files.MAX_IMAGE_BYTES + 1)})
+    large = zip_of(tmp_path / "large.zip", {"large.png": bytes(images_m2sa.MAX_IMAGE_BYTES + 1)})
     return ("text,image\nhello,large.png\n", [large],
             "line 2: image 'large.png' is larger than 20 MB, the cap per image; resize it")
 
@@ -167,7 +160,7 @@ def test_batch_decoding_to_gigabytes_is_classified_within_the_memory_bound(serve
                                                                            tmp_path):
     """32 images at the pixel cap decode to 2 GB of RGBA; read and decoded a batch at a time, they need ~1 image's."""
     client = server[0]
-    black = Image.new("RGB", (batch_files.MAX_IMAGE_SIDE, batch_files.MAX_IMAGE_SIDE))
+    black = Image.new("RGB", (images_m2sa.MAX_IMAGE_SIDE, images_m2sa.MAX_IMAGE_SIDE))
     png = encoded(black, "PNG")
     photos = zip_of(tmp_path / "photos.zip", {f"photos/{i}.png": png for i in range(MAX_SIDE_PNGS)}, zipfile.ZIP_STORED)
     tweets = tmp_path / "photos.csv"
@@ -258,7 +251,7 @@ def test_full_queue_answers_with_gradios_queue_full_message(saved_tiny_model_dir
 def test_batches_hold_at_most_one_capped_image_of_pixels(images, tmp_path):
     """Rows are grouped into batches of at most `batch_size` tweets and MAX_IMAGE_PIXELS pixels (one larger image
     alone); zip members are read as bytes, loose files as paths, and text-only rows fill the batches."""
-    side = batch_files.MAX_IMAGE_SIDE
+    side = images_m2sa.MAX_IMAGE_SIDE
     images_zip = zip_of(tmp_path / "sizes.zip", {
         "half.png": encoded(Image.new("RGB", (side, side // 2)), "PNG"),
         "quarter.png": encoded(Image.new("RGB", (side // 2, side // 2)), "PNG"),
@@ -266,7 +259,7 @@ def test_batches_hold_at_most_one_capped_image_of_pixels(images, tmp_path):
     tweets = tmp_path / "sizes.csv"
     tweets.write_text("text,image\n" + "".join(f"t{i},{name}\n" for i, name in enumerate(
         ["half.png", "", "half.png", "quarter.png", "", "red.png", "", "", "half.png", ""])))
-    with batch_files.read_batch(tweets, [images_zip, images / "red.png"]) as batch:
+    with batch_files.read_batch(tweets, [images_zip, images / "red.png"], images_m2sa) as batch:
         batches = list(batch.batches(4))
     assert [[line for line, _ in rows] for rows, _, _ in batches] == [[2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
     kinds = [[type(image).__name__ for image in batch_images] for _, batch_images, _ in batches]
@@ -297,7 +290,7 @@ def test_tweets_file_caps(tmp_path, name, content, expected):
     tweets = tmp_path / name
     tweets.write_text(content)
     with pytest.raises(batch_files.BatchFileError) as error:
-        batch_files.read_batch(tweets)
+        batch_files.read_batch(tweets, None, images_m2sa)
     for problem in expected:
         assert problem in str(error.value)
 
@@ -311,7 +304,7 @@ def test_a_damaged_zip_member_is_named_as_damaged_not_as_an_unreadable_image(tmp
     archive.write_bytes(bytes(data))
     tweets = tmp_path / "tweets.csv"
     tweets.write_text("text,image\nlook,red.png\n")
-    with batch_files.read_batch(tweets, [archive]) as batch:
+    with batch_files.read_batch(tweets, [archive], images_m2sa) as batch:
         ((rows, batch_images, damage),) = list(batch.batches(4))
     assert batch_images == [b""]
     assert damage[0].startswith("is damaged inside photos.zip (Bad CRC-32") and "zip it again" in damage[0]

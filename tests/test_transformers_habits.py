@@ -248,3 +248,25 @@ def test_the_habits_work_in_a_fresh_process_without_this_package(saved_tiny_mode
     assert answer["max_difference"] < 1e-5
     assert answer["trainable"] is True
     assert answer["pipeline"][0]["label"] in ("negative", "neutral", "positive")
+
+
+def test_the_package_loads_lazily_and_its_first_name_registers_m2sa(saved_tiny_model_dir):
+    """`import modeling_m2sa` loads nothing heavy; the first name used loads the code and registers the Auto classes
+    and the pipeline task, so a saved model then loads without `trust_remote_code`."""
+    import subprocess
+    import sys
+
+    child = (
+        "import sys\n"
+        "import modeling_m2sa\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+        "from modeling_m2sa import M2SAForSequenceClassification\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        "from transformers.pipelines import PIPELINE_REGISTRY\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])\n"
+        "print(type(model) is M2SAForSequenceClassification, 'm2sa-sentiment' in PIPELINE_REGISTRY.get_supported_tasks())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child, str(saved_tiny_model_dir)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["False False", "True True"]

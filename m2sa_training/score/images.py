@@ -19,23 +19,19 @@ from pathlib import Path
 
 from PIL import Image
 
-from modeling_m2sa.processing_m2sa import decoding_error_text
-
-MAX_IMAGE_SIDE = 4096
-MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
-"""The Space's per-image pixel cap (`space/batch_files.py`, Twitter's own 4096 x 4096 limit); one image at the cap
-decodes to ~70 MB of RGB."""
-
-MAX_IMAGE_BYTES = 20 * 2**20
-"""The Space's cap on one image's encoded size (`space/batch_files.py`)."""
+from modeling_m2sa.images_m2sa import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    UNREADABLE_IMAGE,
+    decoding_error_text,
+    image_dimensions,
+)
 
 URL_SCHEMES = ("http://", "https://")
 USER_AGENT = "m2sa-score"
 RETRYABLE_HTTP_STATUSES = (408, 429, 500, 502, 503, 504)
 RETRY_PAUSE_SECONDS = 0.5
 READ_BLOCK_BYTES = 64 * 1024
-UNREADABLE_HEADER = (OSError, SyntaxError, ValueError, EOFError, NotImplementedError)
-"""What Pillow raises when a file's header is not an image's (UnidentifiedImageError is an OSError)."""
 
 
 @dataclass(frozen=True)
@@ -158,11 +154,10 @@ def _download(url, limits):
 def _check_header(image, limits):
     """Refuse an image that is not one, or has more pixels than the cap, from its header alone (nothing decoded)."""
     try:
-        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
-            width, height = opened.size
+        width, height = image_dimensions(io.BytesIO(image) if isinstance(image, bytes) else image)
     except Image.DecompressionBombError:
         raise ImageUnusable("too_large", f"an image over the cap of {limits.max_pixels:,} pixels") from None
-    except UNREADABLE_HEADER as error:
+    except UNREADABLE_IMAGE as error:
         raise ImageUnusable("undecodable", f"not an image ({decoding_error_text(error)})") from None
     if width * height > limits.max_pixels:
         raise ImageUnusable("too_large", f"an image of {width:,} x {height:,} pixels, over the cap of "

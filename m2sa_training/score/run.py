@@ -27,12 +27,13 @@ from transformers import HfArgumentParser, pipeline
 
 from modeling_m2sa.configuration_m2sa import INFERENCE_BACKENDS
 from modeling_m2sa.errors_m2sa import M2SAError
+from modeling_m2sa.images_m2sa import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from modeling_m2sa.processing_m2sa import is_empty_tweet
 
 from ..command_line import run_command
 from ..processes import process_state
 from .corpus import open_corpus
-from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, NO_IMAGE, ImageLimits, ready_image
+from .images import NO_IMAGE, ImageLimits, ready_image
 from .output import OUTPUT_FORMAT, ScoringOutput, output_schema, probability_column
 from .progress import Progress
 
@@ -137,7 +138,7 @@ def scoring_identity(options, corpus, pipe):
     return {
         "output_format": OUTPUT_FORMAT,
         "model": model_fingerprint(options.model, pipe),
-        "labels": label_names(pipe),
+        "labels": pipe.model.config.label_names,
         "backend": backend,
         "autocast_dtype": options.autocast_dtype,
         "dataset": options.dataset,
@@ -152,11 +153,6 @@ def scoring_identity(options, corpus, pipe):
     }
 
 
-def label_names(pipe):
-    config = pipe.model.config
-    return [config.id2label[index] for index in range(config.num_labels)]
-
-
 def score_chunk(pipe, chunk, images, call_options):
     """Output columns of one chunk: each row with something to read (text, or a usable image) is classified."""
     texts = chunk["text"]
@@ -164,7 +160,7 @@ def score_chunk(pipe, chunk, images, call_options):
     scorable = [row for row, (text, image) in enumerate(zip(texts, images)) if not is_empty_tweet(text, image.usable)]
     tweets = [{"text": texts[row], "image": images[row].image} for row in scorable]
     results = dict(zip(scorable, pipe(tweets, **call_options))) if tweets else {}
-    names = label_names(pipe)
+    names = pipe.model.config.label_names
     columns = {name: [] for name in ("label", *map(probability_column, names), "image_used", "image_error",
                                      "image_error_code", "unscored_reason")}
     for row, (text, image) in enumerate(zip(texts, images)):
@@ -187,7 +183,7 @@ def scored_shards(pipe, corpus, wanted, options, pool, progress):
     """(shard index, Arrow table) for every wanted shard, in order; `progress` advances chunk by chunk."""
     call_options = {"batch_size": options.batch_size, "num_workers": options.num_workers, "top_k": None,
                     "on_invalid_image": "text_only"}
-    schema = output_schema(label_names(pipe), corpus.columns.get("id"), "language" in corpus.columns)
+    schema = output_schema(pipe.model.config.label_names, corpus.columns.get("id"), "language" in corpus.columns)
     current, parts = None, []
     for shard, chunk, images in chunks_with_images_ahead(pipe, corpus, wanted, options, pool):
         columns = {"row_index": chunk["row_index"], **score_chunk(pipe, chunk, images, call_options)}
@@ -273,7 +269,7 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, timi
     if missing:
         raise M2SAError(f"Shards {missing[:10]} of {output.root} are missing after the run; run the same command "
                         f"again to finish them.", code="shards_missing")
-    summary = output.summary(label_names(pipe), shards)
+    summary = output.summary(pipe.model.config.label_names, shards)
     if summary["rows_out"] != corpus.num_rows:
         raise RuntimeError(f"{summary['rows_out']} rows written for {corpus.num_rows} rows read")
     now = time.perf_counter()
@@ -335,6 +331,7 @@ def main(argv=None):
         options = parse_options(argv)
         return options, label_corpus(options)
 
-    options, report = run_command(parse_and_label)
+    options, report = run_command(parse_and_label, how_to_continue="run the same command again: it labels only the "
+                                                                   "shards that are missing")
     if report is not None:
         print(summary_text(report, options.output_dir))

@@ -43,9 +43,9 @@ def check_label_names(split, model_config):
                 f"{label_feature}. Read its labels with --problem-type regression (numbers become float values).",
                 code="label_mismatch",
             )
-        return [model_config.id2label[0]]
+        return model_config.label_names
     dataset_names = list(getattr(label_feature, "names", None) or [])
-    model_names = [model_config.id2label[index] for index in range(model_config.num_labels)]
+    model_names = model_config.label_names
     if dataset_names != model_names:
         raise M2SAError(
             f"The dataset's labels {dataset_names or '(no ClassLabel `label` column)'} do not match the model's "
