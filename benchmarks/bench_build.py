@@ -5,43 +5,32 @@ and peak RSS, and once under tracemalloc for the peak of Python allocations duri
 repeated with new tweet ids (`<id>-copy<k>`), so every copy is a distinct row. Memory should stay flat for
 images (bytes are read one row group at a time) and grow only by the per-row id and text for text.
 
-    python benchmarks/bench_build.py                # writes benchmarks/results/bench_build.json, prints a table
-    python benchmarks/bench_build.py --sizes 1 2
+    python -m benchmarks.bench_build                # writes benchmarks/results/bench_build.json, prints a table
+    python -m benchmarks.bench_build --sizes 1 2
 """
 
 import argparse
 import dataclasses
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.harness import benchmark_parser, require_data, resident_bytes, run_again, write_results
 
-from results_file import write_results  # noqa: E402
-
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_build.json"
 INPUTS = {"mvsa (images)": "mvsa_sample", "umsab (text)": "umsab"}
 
 
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
-
-
-def _repeated_source(input_name: str, times: int):
+def _repeated_source(data_root: Path, input_name: str, times: int):
     from dataset_script.mvsa import mvsa_source
     from dataset_script.schema import Source
     from dataset_script.umsab import umsab_source
 
     make_source = mvsa_source if INPUTS[input_name] == "mvsa_sample" else umsab_source
-    path = SHARED_DATA / INPUTS[input_name]
+    path = data_root / INPUTS[input_name]
     records = (
         dataclasses.replace(record, tweet_id=f"{record.tweet_id}-copy{copy}")
         for copy in range(times)
@@ -50,16 +39,17 @@ def _repeated_source(input_name: str, times: int):
     return Source(make_source(path).info, records)
 
 
-def measure_once(input_name: str, times: int, traced: bool) -> dict:
+def measure_once(data_root: Path, input_name: str, times: int, traced: bool) -> dict:
     """Build one size in this process; called in a child process by `main`."""
     from dataset_script.builder import build_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        rss_before = _current_rss_bytes()
+        rss_before = resident_bytes()
         if traced:
             tracemalloc.start()
         start = time.perf_counter()
-        report = build_dataset(Path(tmp) / "out", [_repeated_source(input_name, times)], show_progress=False)
+        report = build_dataset(Path(tmp) / "out", [_repeated_source(data_root, input_name, times)],
+                               show_progress=False)
         seconds = time.perf_counter() - start
         result = {"rows": report.rows_out, "seconds": seconds, "rss_before_mib": rss_before / 2**20}
         if traced:
@@ -70,29 +60,28 @@ def measure_once(input_name: str, times: int, traced: bool) -> dict:
     return result
 
 
-def _child(input_name: str, times: int, traced: bool) -> dict:
-    command = [sys.executable, __file__, "--child", input_name, str(times)] + (["--traced"] if traced else [])
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+def _child(data_root: Path, input_name: str, times: int, traced: bool) -> dict:
+    arguments = ["--child", input_name, str(times), "--data-root", str(data_root)] + (["--traced"] if traced else [])
+    output = run_again(arguments, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, out="bench_build.json", data_root=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8], help="input repetitions (default 1 2 4 8)")
     parser.add_argument("--child", nargs=2, metavar=("INPUT", "TIMES"), help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure_once(args.child[0], int(args.child[1]), args.traced)))
+        print(json.dumps(measure_once(args.data_root, args.child[0], int(args.child[1]), args.traced)))
         return
 
-    missing = [name for name in INPUTS.values() if not (SHARED_DATA / name).is_dir()]
-    if missing:
-        sys.exit(f"Shared data {missing} not found under {SHARED_DATA}; the benchmark builds from it.")
+    require_data(args.data_root, *INPUTS.values())
     results = []
     for input_name in INPUTS:
         for times in args.sizes:
-            timed, traced = _child(input_name, times, traced=False), _child(input_name, times, traced=True)
+            timed = _child(args.data_root, input_name, times, traced=False)
+            traced = _child(args.data_root, input_name, times, traced=True)
             results.append(
                 {
                     "input": input_name,
@@ -107,19 +96,23 @@ def main() -> None:
                 }
             )
             print(f"{input_name} x{times}: {results[-1]['rows_per_s']:.0f} rows/s", file=sys.stderr)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     from dataset_script.writer import IMAGE_CHECK_THREADS
 
     summary = {"python": sys.version.split()[0], "image_check_threads": IMAGE_CHECK_THREADS, "results": results}
-    write_results(RESULTS, summary)
-    print("| input | rows | rows/s | peak RSS (MiB) | RSS growth during build (MiB) | tracemalloc peak (MiB) | output (MiB) |")
+    write_results(args.out, summary)
+    print_table(results)
+    print(f"\nImages checked on {IMAGE_CHECK_THREADS} threads. Results: {args.out}")
+
+
+def print_table(results):
+    print("| input | rows | rows/s | peak RSS (MiB) | RSS growth during build (MiB) | tracemalloc peak (MiB) | "
+          "output (MiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['input']} x{r['times']} | {r['rows']} | {r['rows_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
             f"{r['rss_growth_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} | {r['output_mib']:.1f} |"
         )
-    print(f"\nImages checked on {IMAGE_CHECK_THREADS} threads. Results: {RESULTS}")
 
 
 if __name__ == "__main__":

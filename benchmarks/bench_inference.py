@@ -4,7 +4,7 @@ each path gets to its own arithmetic's matmul peak; how often the fast paths agr
 the memory a fast backend's derived model adds.
 
 Towers: XLM-R base (real 250,002-token vocabulary) + CLIP ViT-B/32, random weights (no downloads). Tweets: real
-UMSAB texts in 8 languages, half of them with a real MVSA image (from ../shared/data). The paper's demo path
+UMSAB texts in 8 languages, half of them with a real MVSA image (from the data root). The paper's demo path
 classifies one tweet at a time with the text padded to 512 tokens; the model's own pipeline (saved with it, loaded
 with `pipeline(model=DIR, trust_remote_code=True)`) and `predict` (the same pipeline as a function) sort by length,
 pad each batch to its longest tweet and run under `torch.inference_mode`. `bf16_autocast` is the fp32 model under bf16
@@ -18,13 +18,13 @@ derived models are made, against the int8 size of the model's linear weights.
 
 Agreement with fp32 is measured on a trained model (random weights give near-uniform probabilities whose argmax means
 nothing): `--agreement-model DIR`, else `outputs/m2sa-mvsa-minilm`, which this benchmark trains on first use (the
-pretrained-MiniLM MVSA recipe of `bench_fusion.py`, seed 1, about 3 minutes), over real tweets: the 400 MVSA tweets
+pretrained-MiniLM MVSA recipe of `bench_fusion`, seed 1, about 3 minutes), over real tweets: the 400 MVSA tweets
 once with their image and once without, and the 323 English UMSAB validation tweets.
 
 The whole run can emulate a lesser CPU on a better machine (`--as-cpu avx2|default`, see `cpu_info.CPU_CAPS`; the
-results record it under `cpu.emulated_as`); `bench_backends.py` compares the backends per CPU kind on a real model.
+results record it under `cpu.emulated_as`); `bench_backends` compares the backends per CPU kind on a real model.
 
-    python benchmarks/bench_inference.py [--num-tweets 96] [--batch-size 32] [--rounds 5] [--agreement-model DIR]
+    python -m benchmarks.bench_inference [--num-tweets 96] [--batch-size 32] [--rounds 5] [--agreement-model DIR]
                                          [--as-cpu avx2|default]
 """
 
@@ -35,8 +35,6 @@ import gc
 import importlib
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,63 +44,193 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from cpu_info import CPU_CAPS, EMULATED_AS, cpu_description, rerun_as_cpu  # noqa: E402
-from figures import draw  # noqa: E402
-from results_file import write_results  # noqa: E402
-from m2sa_training.training.tiny_towers import train_xlmr_tokenizer  # noqa: E402
-from modeling_m2sa import M2SAConfig, M2SAForSequenceClassification, M2SAProcessor, load_image, predict  # noqa: E402
-from modeling_m2sa import processing_m2sa  # noqa: E402
-from modeling_m2sa.backends_m2sa import (  # noqa: E402
+from benchmarks.cpu_info import CPU_CAPS, EMULATED_AS, cpu_description, rerun_as_cpu
+from benchmarks.figures import draw
+from benchmarks.harness import (
+    REPO_ROOT,
+    benchmark_parser,
+    in_turns,
+    model_name,
+    require_data,
+    resident_bytes,
+    run_again,
+    timed,
+    write_results,
+)
+from benchmarks.models import MVSA_MODEL, mvsa_model_dir, paper_scale_model_and_processor
+from benchmarks.tweets import load_tweets, mvsa_tweets, umsab_english_validation
+from modeling_m2sa import load_image, predict
+from modeling_m2sa import processing_m2sa
+from modeling_m2sa.backends_m2sa import (
     auto_backend,
     cpu_has_native_bf16,
     derived_model,
     kernel_for_backend,
     model_for_backend,
 )
-from transformers import (  # noqa: E402
-    AutoModelForSequenceClassification,
-    AutoProcessor,
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    XLMRobertaConfig,
-    pipeline,
-)
 
-DATA = REPO_ROOT.parent / "shared" / "data"
-AGREEMENT_MODEL = REPO_ROOT / "outputs" / "m2sa-mvsa-minilm"
 STAGES = ("tokenization", "image decoding", "image preprocessing", "model forward")
 BACKEND_PATHS = {"fp32": {"backend": "fp32"}, "bf16": {"backend": "bf16"}, "int8": {"backend": "int8"},
                  "auto": {}, "bf16_autocast": {"backend": "fp32", "autocast_dtype": "bf16"}}
 """`predict_<name>` runs `predict(..., **options)`; "auto" is the default (no backend given)."""
 
 
-def load_tweets(num_tweets, seed=0, image_every=2):
-    """Real UMSAB texts round-robin over languages; every `image_every`-th tweet (from the first) gets a real MVSA
-    image."""
-    languages = sorted(path.name for path in (DATA / "umsab").iterdir())
-    per_language = {lang: (DATA / "umsab" / lang / "val_text.txt").read_text(encoding="utf-8").splitlines()
-                    for lang in languages}
-    image_paths = sorted((DATA / "mvsa_sample" / "data").glob("*.jpg"))
-    rng = random.Random(seed)
-    texts, images = [], []
-    for index in range(num_tweets):
-        texts.append(rng.choice(per_language[languages[index % len(languages)]]))
-        images.append(image_paths[index % len(image_paths)] if index % image_every == 0 else None)
-    return texts, images
+def main():
+    args = arguments()
+    if args.as_cpu is not None and os.environ.get(EMULATED_AS) is None:
+        sys.exit(rerun_as_cpu(args.as_cpu))
+    require_data(args.data_root, "umsab", "mvsa_sample")
+    if args.memory_only is not None:
+        model = paper_scale_model_and_processor(load_tweets(args.data_root, 8)[0] * 50)[0]
+        args.memory_only.write_text(json.dumps(derived_model_memory(model)))
+        return
+    agreement_dir = mvsa_model_dir(args.agreement_model, args.data_root)
+    torch.manual_seed(0)
+    native_bf16 = cpu_has_native_bf16()
+    bf16_count = args.bf16_num_tweets or (args.num_tweets if native_bf16 else min(16, args.num_tweets))
+
+    texts, images = load_tweets(args.data_root, args.num_tweets)
+    model, processor = paper_scale_model_and_processor(texts * 4)
+    auto, auto_reason = auto_backend("cpu", model)
+    memory = memory_in_own_process(args.data_root)
+    timings = time_paths(model, processor, texts, images, auto, bf16_count, args)
+    # FLOPs per tweet (batched paths run what fp32 predict runs; the paper path pads to 512) and the matmul peak
+    fp32_predict = functools.partial(predict, model, processor, texts, images, batch_size=args.batch_size,
+                                     backend="fp32")
+    shapes = linear_shapes(model, fp32_predict)
+    flops = {"batched": counted_flops(model, fp32_predict) / args.num_tweets,
+             "paper": counted_flops(model, lambda: paper_demo_path(model, processor, texts[:2], images[:2])) / 2}
+    peaks = gemm_peak_gflops(shapes)
+    agreement = agreement_on_trained_model(agreement_dir, args.batch_size, native_bf16, args.data_root)
+    paths = paths_report(timings, auto, flops, peaks, agreement)
+
+    report = {
+        "cpu": cpu_description(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "auto_backend": {"backend": auto, "reason": auto_reason},
+        "num_tweets": args.num_tweets,
+        "bf16_num_tweets": bf16_count,
+        "rounds": args.rounds,
+        "timing": "batched paths timed in turns, --rounds times each; samples_per_second is the best round's (the "
+                  "per-round rates show the machine's noise); the paper demo path once",
+        "batch_size": args.batch_size,
+        "paths": paths,
+        "speedup_auto_vs_fp32_predict": paths["predict_auto"]["speedup_vs_fp32_predict"],
+        "predict_fp32_vs_whole_batch_encode": paths["predict_fp32"]["samples_per_second"]
+        / paths["whole_batch_encode_fp32"]["samples_per_second"],
+        "gemm_peak_gflops": peaks,
+        "derived_model_memory": memory,
+        "stage_seconds": {name: timing["stage_seconds"] for name, timing in timings.items()
+                          if "stage_seconds" in timing},
+        "agreement": {**agreement, "note": "argmax_agreement_vs_fp32 of the fast paths is measured on this trained "
+                      "model over real tweets; that of fp32 paths on the benchmark's random-weight model"},
+    }
+    write_results(args.out, report)
+    draw(args.out)
+    print_report(report, {name: timing["seconds"] for name, timing in timings.items()})
 
 
-def paper_scale_model_and_processor(tokenizer_texts):
-    text_config = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1)
-    vision_config = CLIPVisionConfig(image_size=224, patch_size=32)  # ViT-B/32 sizes
-    model = M2SAForSequenceClassification(M2SAConfig(text_config=text_config, vision_config=vision_config)).eval()
-    tokenizer = train_xlmr_tokenizer(tokenizer_texts, vocab_size=8000)
-    tokenizer.model_max_length = 512
-    processor = M2SAProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=tokenizer, max_length=512)
-    return model, processor
+def arguments():
+    parser = benchmark_parser(__doc__, out="inference.json", data_root=True)
+    parser.add_argument("--num-tweets", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="each batched path is timed this many times, in turns with the others; its best counts")
+    parser.add_argument("--bf16-num-tweets", type=int, default=None,
+                        help="tweets for the bf16 runs (default: all; 16 on CPUs without native bf16, where they crawl)")
+    parser.add_argument("--agreement-model", type=Path, default=None,
+                        help=f"trained model for agreement (default: {MVSA_MODEL.relative_to(REPO_ROOT)}, "
+                             f"trained on first use)")
+    parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
+                        help="run as a lesser CPU kind: PyTorch's, oneDNN's and MKL's kernels capped to its ISA")
+    parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)  # the child of `memory_in_own_process`
+    return parser.parse_args()
+
+
+def time_paths(model, processor, texts, images, auto, bf16_count, args):
+    """Every path over the tweets: the paper's demo path once (it takes a minute), the batched paths in turns,
+    `--rounds` times. {path: {"tweets", "seconds" (the best round's), "seconds_per_round", "label_ids" and, for a
+    batched path, the "stage_seconds" of its best round}}."""
+    for options in BACKEND_PATHS.values():  # warm-ups (the derived models exist already)
+        predict(model, processor, texts[:4], images[:4], **options)
+    paper, paper_seconds = timed(paper_demo_path, model, processor, texts, images)
+    timings = {"paper_demo_fp32": {"tweets": len(texts), "seconds": paper_seconds, "seconds_per_round": [],
+                                   "label_ids": paper}}
+    with tempfile.TemporaryDirectory() as saved:
+        model.save_pretrained(saved)
+        processor.save_pretrained(saved)
+        runs = batched_runs(model, processor, saved, texts, images, auto, bf16_count, args)
+        seconds, fastest = in_turns({name: staged(*run) for name, (_, *run) in runs.items()}, args.rounds)
+    for name, (count, *_) in runs.items():
+        results, stages = fastest[name]
+        best = min(seconds[name])
+        timings[name] = {
+            "tweets": count, "seconds": best, "seconds_per_round": seconds[name],
+            "label_ids": [model.config.label2id[result["label"]] for result in results]
+            if name.startswith(("pipeline", "predict")) else results,
+            "stage_seconds": {**stages, "other": best - sum(stages.values())},
+        }
+    return timings
+
+
+def batched_runs(model, processor, saved, texts, images, auto, bf16_count, args):
+    """{name: (tweets, run, processor and models whose stages are timed)} of the batched paths: whole-batch encoding,
+    the pipeline loaded from the model saved in `saved` (fp32 and auto), and `predict` on every backend."""
+    tweets = [{"text": text, "image": image} for text, image in zip(texts, images)]
+    runs = {"whole_batch_encode_fp32": (args.num_tweets, lambda: whole_batch_path(
+        model, processor, texts, images, args.batch_size), processor, [model])}
+    for name, options in (("pipeline_fp32", {"backend": "fp32"}), ("pipeline_auto", {})):
+        classify = pipeline(model=saved, trust_remote_code=True, device="cpu", **options)
+        classify(tweets[:4])  # warm-up
+        # the saved code's own backends module: its derived models are the ones this pipeline runs
+        saved_backends = importlib.import_module(type(classify).__module__.rsplit(".", 1)[0] + ".backends_m2sa")
+        served_model = saved_backends.model_for_backend(classify.model, classify.served_backend()[0])
+        runs[name] = (args.num_tweets, functools.partial(classify, tweets, batch_size=args.batch_size),
+                      classify.processor, [served_model])
+    for name, options in BACKEND_PATHS.items():
+        count = bf16_count if "bf16" in resolved(name, auto) else args.num_tweets
+        runs[f"predict_{name}"] = (count, functools.partial(
+            predict, model, processor, texts[:count], images[:count], batch_size=args.batch_size, **options),
+            processor, [model_for_backend(model, options.get("backend", auto))])
+    return runs
+
+
+def staged(run, processor, models):
+    """`run` as a callable that returns (its result, {stage: seconds} of that call; see `stage_timer`)."""
+    def run_with_stages():
+        with stage_timer(processor, models) as stages:
+            result = run()
+        return result, dict(stages)
+    return run_with_stages
+
+
+def paths_report(timings, auto, flops, peaks, agreement):
+    """{path: speed, speed-ups, agreement with fp32, FLOP rate and its fraction of the path's arithmetic's peak}."""
+    paper, fp32_predict = timings["paper_demo_fp32"], timings["predict_fp32"]
+    paths = {}
+    for name, timing in timings.items():
+        rate = timing["tweets"] / timing["seconds"]
+        arithmetic = resolved(name.split("_", 1)[1], auto)
+        flops_per_tweet = flops["paper"] if name == "paper_demo_fp32" else flops["batched"]
+        fp32_ids = fp32_predict["label_ids"][: timing["tweets"]]
+        paths[name] = {
+            "samples_per_second": rate,
+            "samples_per_second_per_round": [timing["tweets"] / elapsed for elapsed in timing["seconds_per_round"]],
+            "speedup_vs_fp32_predict": rate / (fp32_predict["tweets"] / fp32_predict["seconds"]),
+            "speedup_vs_paper": rate * paper["seconds"] / paper["tweets"],
+            "argmax_agreement_vs_fp32": agreement[name]["argmax_agreement_vs_fp32"] if name in agreement else
+            sum(a == b for a, b in zip(timing["label_ids"], fp32_ids)) / timing["tweets"],
+            "gflops_per_tweet": flops_per_tweet / 1e9,
+            "achieved_gflops": rate * flops_per_tweet / 1e9,
+            "fraction_of_peak": rate * flops_per_tweet / 1e9 / peaks[arithmetic],
+            "peak_used": arithmetic,
+        }
+        if name in agreement:
+            paths[name]["max_probability_difference_vs_fp32"] = agreement[name]["max_probability_difference"]
+    return paths
 
 
 def paper_demo_path(model, processor, texts, images):
@@ -136,12 +264,6 @@ def whole_batch_path(model, processor, texts, images, batch_size):
             for row, label in zip(rows, model(**inputs).logits.argmax(-1).tolist()):
                 predictions[row] = label
     return predictions
-
-
-def timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -221,10 +343,6 @@ def gemm_peak_gflops(shapes):
     return {**{name: flops / total / 1e9 for name, total in totals.items()}, "fp32_square_2048": square_gflops}
 
 
-def resident_bytes():
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def memory_while(function):
     """`function()`'s result and how much the resident set grew: at its peak (polled every millisecond) and after."""
     gc.collect()
@@ -267,12 +385,12 @@ def derived_model_memory(model):
     return report
 
 
-def memory_in_own_process():
+def memory_in_own_process(data_root):
     """`derived_model_memory` of the paper-scale model, measured in a child process (see there)."""
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "memory.json"
-        subprocess.run([sys.executable, __file__, "--memory-only", str(out)], check=True,
-                       env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+        run_again(["--memory-only", str(out), "--data-root", str(data_root)], check=True,
+                  env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
         return json.loads(out.read_text())
 
 
@@ -291,57 +409,27 @@ def counted_flops(model, function):
     return counter.get_total_flops()
 
 
-def read_mvsa_text(path):
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return raw.decode("gbk", errors="replace").strip()
-
-
-def agreement_model_dir(given):
-    """The trained model to measure agreement on: `given`, else AGREEMENT_MODEL, trained here if missing."""
-    if given is not None:
-        if not (Path(given) / "config.json").is_file():
-            sys.exit(f"--agreement-model {given} holds no saved model (no config.json).")
-        return Path(given)
-    if not (AGREEMENT_MODEL / "config.json").is_file():
-        from bench_fusion import dataset_settings, run_setting
-
-        print(f"Training the agreement model into {AGREEMENT_MODEL.relative_to(REPO_ROOT)} (pretrained MiniLM on MVSA, "
-              f"seed 1) ...", flush=True)
-        with tempfile.TemporaryDirectory() as work:
-            dataset, config, flags = dataset_settings(["mvsa"], Path(work))["mvsa"]
-            run_setting(dataset, config, flags, ["--modalities", "multimodal"], [1], AGREEMENT_MODEL,
-                        Path(work) / "cache")
-    return AGREEMENT_MODEL
-
-
-def real_agreement_tweets(with_images):
+def real_agreement_tweets(data_root, with_images):
     """Real tweets: the MVSA texts with their images and again without (text only, when the model has no vision
     tower: once), and the English UMSAB validation texts."""
-    image_paths = sorted((DATA / "mvsa_sample" / "data").glob("*.jpg"))
-    mvsa_texts = [read_mvsa_text(path.with_suffix(".txt")) or "." for path in image_paths]
-    umsab_texts = (DATA / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    mvsa_texts, image_paths = mvsa_tweets(data_root)
+    umsab_texts = umsab_english_validation(data_root)
     if not with_images:
         return mvsa_texts + umsab_texts, None
     return (mvsa_texts * 2 + umsab_texts,
             image_paths + [None] * (len(mvsa_texts) + len(umsab_texts)))
 
 
-def agreement_on_trained_model(model_dir, batch_size, native_bf16):
+def agreement_on_trained_model(model_dir, batch_size, native_bf16, data_root):
     """Argmax agreement and largest probability difference of every fast path against fp32 `predict` on real
     tweets."""
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    texts, images = real_agreement_tweets(model.config.vision_config is not None)
+    texts, images = real_agreement_tweets(data_root, model.config.vision_config is not None)
     fp32 = predict(model, processor, texts, images, batch_size=batch_size, on_invalid_image="text_only",
                    backend="fp32")
     fast_paths = [name for name in BACKEND_PATHS if name != "fp32" and (native_bf16 or "bf16" not in name)]
-    # a model inside the repository is named relative to it: results carry no path of the machine they ran on
-    inside = Path(model_dir).resolve().is_relative_to(REPO_ROOT)
-    report = {"model": str(Path(model_dir).resolve().relative_to(REPO_ROOT) if inside else Path(model_dir).name),
-              "num_tweets": len(texts)}
+    report = {"model": model_name(model_dir), "num_tweets": len(texts)}
     for name in fast_paths:
         results = predict(model, processor, texts, images, batch_size=batch_size, on_invalid_image="text_only",
                           **BACKEND_PATHS[name])
@@ -352,134 +440,6 @@ def agreement_on_trained_model(model_dir, batch_size, native_bf16):
         }
     report["pipeline_auto"] = report["predict_auto"]  # the same pipeline, loaded from the saved model
     return report
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-tweets", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="each batched path is timed this many times, in turns with the others; its best counts")
-    parser.add_argument("--bf16-num-tweets", type=int, default=None,
-                        help="tweets for the bf16 runs (default: all; 16 on CPUs without native bf16, where they crawl)")
-    parser.add_argument("--agreement-model", type=Path, default=None,
-                        help=f"trained model for agreement (default: {AGREEMENT_MODEL.relative_to(REPO_ROOT)}, "
-                             f"trained on first use)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "inference.json")
-    parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
-                        help="run as a lesser CPU kind: PyTorch's, oneDNN's and MKL's kernels capped to its ISA")
-    parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)  # the child of `memory_in_own_process`
-    args = parser.parse_args()
-    if args.as_cpu is not None and os.environ.get(EMULATED_AS) is None:
-        sys.exit(rerun_as_cpu(args.as_cpu))
-    if args.memory_only is not None:
-        model = paper_scale_model_and_processor(load_tweets(8)[0] * 50)[0]
-        args.memory_only.write_text(json.dumps(derived_model_memory(model)))
-        return
-    if not (DATA / "umsab").is_dir():
-        sys.exit(f"This benchmark reads real tweets from {DATA}; that folder is missing.")
-    agreement_dir = agreement_model_dir(args.agreement_model)
-    torch.manual_seed(0)
-    native_bf16 = cpu_has_native_bf16()
-    bf16_count = args.bf16_num_tweets or (args.num_tweets if native_bf16 else min(16, args.num_tweets))
-
-    texts, images = load_tweets(args.num_tweets)
-    model, processor = paper_scale_model_and_processor(texts * 4)
-    auto, auto_reason = auto_backend("cpu", model)
-    memory = memory_in_own_process()
-    for options in BACKEND_PATHS.values():  # warm-ups (the derived models exist already)
-        predict(model, processor, texts[:4], images[:4], **options)
-
-    paper, paper_seconds = timed(paper_demo_path, model, processor, texts, images)  # once: it takes a minute
-    tweets = [{"text": text, "image": image} for text, image in zip(texts, images)]
-    with tempfile.TemporaryDirectory() as saved:
-        model.save_pretrained(saved)
-        processor.save_pretrained(saved)
-        pipelines = {name: pipeline(model=saved, trust_remote_code=True, device="cpu", **options)
-                     for name, options in (("pipeline_fp32", {"backend": "fp32"}), ("pipeline_auto", {}))}
-        # name -> (tweets, run, processor and models whose stages are timed); timed in turns, `--rounds` times
-        runs = {"whole_batch_encode_fp32": (args.num_tweets, lambda: whole_batch_path(
-            model, processor, texts, images, args.batch_size), processor, [model])}
-        for name, classify in pipelines.items():
-            classify(tweets[:4])  # warm-up
-            # the saved code's own backends module: its derived models are the ones this pipeline runs
-            saved_backends = importlib.import_module(type(classify).__module__.rsplit(".", 1)[0] + ".backends_m2sa")
-            runs[name] = (args.num_tweets, functools.partial(classify, tweets, batch_size=args.batch_size),
-                          classify.processor,
-                          [saved_backends.model_for_backend(classify.model, classify.served_backend()[0])])
-        for name, options in BACKEND_PATHS.items():
-            count = bf16_count if "bf16" in resolved(name, auto) else args.num_tweets
-            runs[f"predict_{name}"] = (count, functools.partial(
-                predict, model, processor, texts[:count], images[:count], batch_size=args.batch_size, **options),
-                processor, [model_for_backend(model, options.get("backend", auto))])
-        seconds_per_round, labels, stage_seconds = defaultdict(list), {}, {}
-        for _ in range(args.rounds):
-            for name, (_, run, run_processor, models) in runs.items():
-                with stage_timer(run_processor, models) as stages:
-                    result, elapsed = timed(run)
-                if elapsed < min(seconds_per_round[name], default=float("inf")):
-                    labels[name] = result
-                    stage_seconds[name] = {**dict(stages), "other": elapsed - sum(stages.values())}
-                seconds_per_round[name].append(elapsed)
-    seconds = {"paper_demo_fp32": paper_seconds, **{name: min(times) for name, times in seconds_per_round.items()}}
-    counts = {"paper_demo_fp32": args.num_tweets, **{name: count for name, (count, *_) in runs.items()}}
-    label_ids = {name: [model.config.label2id[result["label"]] for result in results] if name.startswith(
-        ("pipeline", "predict")) else results for name, results in labels.items()}
-    label_ids["paper_demo_fp32"] = paper
-
-    # Part 2: FLOPs per tweet (batched paths run what fp32 predict runs; the paper path pads to 512) and the peak.
-    fp32_predict = lambda: predict(model, processor, texts, images, batch_size=args.batch_size, backend="fp32")  # noqa: E731
-    shapes = linear_shapes(model, fp32_predict)
-    batched_flops = counted_flops(model, fp32_predict) / args.num_tweets
-    paper_flops = counted_flops(model, lambda: paper_demo_path(model, processor, texts[:2], images[:2])) / 2
-    peaks = gemm_peak_gflops(shapes)
-    agreement = agreement_on_trained_model(agreement_dir, args.batch_size, native_bf16)
-
-    paths = {}
-    for name, elapsed in seconds.items():
-        rate = counts[name] / elapsed
-        arithmetic = resolved(name.split("_", 1)[1], auto)
-        flops_per_tweet = paper_flops if name == "paper_demo_fp32" else batched_flops
-        fp32_ids = label_ids["predict_fp32"][: counts[name]]
-        paths[name] = {
-            "samples_per_second": rate,
-            "samples_per_second_per_round": [counts[name] / elapsed for elapsed in seconds_per_round.get(name, [])],
-            "speedup_vs_fp32_predict": rate / (counts["predict_fp32"] / seconds["predict_fp32"]),
-            "speedup_vs_paper": rate * seconds["paper_demo_fp32"] / counts["paper_demo_fp32"],
-            "argmax_agreement_vs_fp32": agreement[name]["argmax_agreement_vs_fp32"] if name in agreement else
-            sum(a == b for a, b in zip(label_ids[name], fp32_ids)) / counts[name],
-            "gflops_per_tweet": flops_per_tweet / 1e9,
-            "achieved_gflops": rate * flops_per_tweet / 1e9,
-            "fraction_of_peak": rate * flops_per_tweet / 1e9 / peaks[arithmetic],
-            "peak_used": arithmetic,
-        }
-        if name in agreement:
-            paths[name]["max_probability_difference_vs_fp32"] = agreement[name]["max_probability_difference"]
-    report = {
-        "cpu": cpu_description(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "auto_backend": {"backend": auto, "reason": auto_reason},
-        "num_tweets": args.num_tweets,
-        "bf16_num_tweets": bf16_count,
-        "rounds": args.rounds,
-        "timing": "batched paths timed in turns, --rounds times each; samples_per_second is the best round's (the "
-                  "per-round rates show the machine's noise); the paper demo path once",
-        "batch_size": args.batch_size,
-        "paths": paths,
-        "speedup_auto_vs_fp32_predict": paths["predict_auto"]["speedup_vs_fp32_predict"],
-        "predict_fp32_vs_whole_batch_encode": paths["predict_fp32"]["samples_per_second"]
-        / paths["whole_batch_encode_fp32"]["samples_per_second"],
-        "gemm_peak_gflops": peaks,
-        "derived_model_memory": memory,
-        "stage_seconds": stage_seconds,
-        "agreement": {**agreement, "note": "argmax_agreement_vs_fp32 of the fast paths is measured on this trained "
-                      "model over real tweets; that of fp32 paths on the benchmark's random-weight model"},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(args.out, report)
-    draw(args.out)
-    print_report(report, seconds)
 
 
 def resolved(path_name, auto):

@@ -13,7 +13,7 @@ Options, each made from the same fp32 model:
   as many threads as torch uses.
 
 Model: paper scale, XLM-R base (real 250,002-token vocabulary) + CLIP ViT-B/32, random weights, concat fusion.
-Tweets: real UMSAB texts, half of them with a real MVSA image (from ../shared/data). They are encoded once, sorted by
+Tweets: real UMSAB texts, half of them with a real MVSA image (from the data root). They are encoded once, sorted by
 token count and cut into batches; only the forward pass is timed (`model(**batch).logits` under
 `torch.inference_mode`, `session.run` for ONNX Runtime): one warm-up pass over all batches, then `--repeats` passes,
 taken in turns (each repeat times every option once) so that the machine's background load weighs on all options
@@ -22,16 +22,15 @@ warm-up pass (with an empty inductor cache), so its setup seconds include that p
 process's resident memory right after an option was made (before its first forward) minus right before, while the
 fp32 model is loaded.
 
-Agreement: the same recipes applied to a trained model (`--agreement-model`, else the one `bench_inference.py`
-measures agreement on, trained on first use) over the 400 MVSA tweets of ../shared/data, each once with its image and
+Agreement: the same recipes applied to a trained model (`--agreement-model`, else the one `bench_inference`
+measures agreement on, trained on first use) over the 400 MVSA tweets of the data root, each once with its image and
 once as text only, compared by argmax with that model in fp32. An option that fails records its error and the run
 goes on.
 
     pip install -e ".[bench_int8]"     # torchao, onnxruntime, onnx, onnxscript
-    python benchmarks/bench_int8_options.py [--num-tweets 64] [--batch-size 32] [--repeats 3] [--agreement-model DIR]
+    python -m benchmarks.bench_int8_options [--num-tweets 64] [--batch-size 32] [--repeats 3] [--agreement-model DIR]
 """
 
-import argparse
 import contextlib
 import copy
 import ctypes
@@ -52,27 +51,34 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from transformers import AutoModelForSequenceClassification, AutoProcessor, TorchAoConfig
+from transformers.utils import logging as transformers_logging
 
-import modeling_m2sa  # noqa: E402, F401  (registers the M2SA Auto classes for from_pretrained)
-from bench_inference import (  # noqa: E402
-    DATA,
-    agreement_model_dir,
-    load_tweets,
-    paper_scale_model_and_processor,
-    read_mvsa_text,
-    resident_bytes,
-)
-from cpu_info import cpu_description  # noqa: E402
-from results_file import write_results  # noqa: E402
-from modeling_m2sa.pipeline_m2sa import model_for_backend  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoProcessor, TorchAoConfig  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
+from benchmarks.cpu_info import cpu_description
+from benchmarks.harness import REPO_ROOT, benchmark_parser, model_name, require_data, resident_bytes, write_results
+from benchmarks.models import mvsa_model_dir, paper_scale_model_and_processor
+from benchmarks.tweets import load_tweets, mvsa_tweets
+from modeling_m2sa.pipeline_m2sa import model_for_backend
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "has_image")
 LIBC = ctypes.CDLL("libc.so.6")
+NOTES = {
+    "tweets_per_second": "forward passes only, over the same pre-encoded length-sorted batches: the sum of each batch's "
+                         "best time over `repeats` passes after a warm-up pass, the options timed in turns",
+    "extra_rss_mb": "RSS delta (/proc/self/statm, after gc and malloc_trim): resident memory right after the option "
+                    "was made from the loaded fp32 model (or from its saved / exported files), before its first "
+                    "forward, minus right before. Options that load their own copy (transformers, ONNX Runtime) count "
+                    "the whole copy; compare with fp32_parameters_mb",
+    "setup_seconds": "from the fp32 model in memory to a ready option: quantization, save_pretrained + "
+                     "from_pretrained, ONNX export (+ quantize_dynamic) + session; torch.compile's includes the "
+                     "warm-up pass, where it compiles with an empty inductor cache (compile_seconds: that pass minus "
+                     "a timed one)",
+    "onnx_export": "of ExportableM2SA: the model's forward without its Python branch on has_image.any(), which "
+                   "torch.export cannot trace; same logits (see max_abs_logit_difference_vs_fp32 of onnxruntime_fp32)",
+    "agreement": "each option's recipe applied to the trained model; argmax agreement with that model in fp32 over the "
+                 "MVSA tweets with and without their images",
+}
+"""What the report's fields measure, recorded with them."""
 
 
 class ExportableM2SA(torch.nn.Module):
@@ -302,21 +308,18 @@ def benchmark(model, processor, batches, num_tweets, repeats, folder):
     return results
 
 
-def agreement(model_dir, option_names, batch_size, folder):
+def agreement(model_dir, option_names, batch_size, folder, data_root):
     """Argmax agreement and largest logit difference of each option against fp32 on a trained model, over the MVSA
     tweets each once with its image and once as text only."""
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    image_paths = sorted((DATA / "mvsa_sample" / "data").glob("*.jpg"))
-    texts = [read_mvsa_text(path.with_suffix(".txt")) or "." for path in image_paths] * 2
+    mvsa_texts, image_paths = mvsa_tweets(data_root)
+    texts = mvsa_texts * 2
     images = image_paths + [None] * len(image_paths)
     batches = encoded_batches(processor, texts, images, batch_size, model.config.vision_config.image_size,
                               on_invalid_image="text_only")
     artifacts = Artifacts(model, processor, next(batch for batch in batches if batch["has_image"].any()), folder)
-    # a model inside the repository is named relative to it: results carry no path of the machine they ran on
-    inside = Path(model_dir).resolve().is_relative_to(REPO_ROOT)
-    report = {"model": str(Path(model_dir).resolve().relative_to(REPO_ROOT) if inside else Path(model_dir).name),
-              "num_predictions": len(texts), "options": {}}
+    report = {"model": model_name(model_dir), "num_predictions": len(texts), "options": {}}
     with torch.inference_mode():
         reference = torch.cat([model(**batch).logits for batch in batches])
     for name in option_names:
@@ -341,23 +344,14 @@ def versions():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-tweets", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed passes over all batches; each batch's best time counts")
-    parser.add_argument("--agreement-model", type=Path, default=None,
-                        help="trained model for agreement (default: bench_inference.py's agreement model)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "int8_options.json")
-    args = parser.parse_args()
-    if not (DATA / "umsab").is_dir():
-        sys.exit(f"This benchmark reads real tweets from {DATA}; that folder is missing.")
-    agreement_dir = agreement_model_dir(args.agreement_model)
+    args = arguments()
+    require_data(args.data_root, "umsab", "mvsa_sample")
+    agreement_dir = mvsa_model_dir(args.agreement_model, args.data_root)
     transformers_logging.disable_progress_bar()
     run_start = time.perf_counter()
     torch.manual_seed(0)
 
-    texts, images = load_tweets(args.num_tweets)
+    texts, images = load_tweets(args.data_root, args.num_tweets)
     model, processor = paper_scale_model_and_processor(texts * 4)
     batches = encoded_batches(processor, texts, images, args.batch_size, model.config.vision_config.image_size)
     with tempfile.TemporaryDirectory() as work:
@@ -368,7 +362,7 @@ def main():
         del model
         gc.collect()
         worked = [name for name, result in results.items() if "error" not in result]
-        agreed = agreement(agreement_dir, worked, args.batch_size, Path(work) / "trained")
+        agreed = agreement(agreement_dir, worked, args.batch_size, Path(work) / "trained", args.data_root)
 
     report = {
         "cpu": cpu_description(),
@@ -382,36 +376,33 @@ def main():
         "repeats": args.repeats,
         "options": results,
         "agreement": agreed,
-        "notes": {
-            "tweets_per_second": "forward passes only, over the same pre-encoded length-sorted batches: the sum of "
-                                 "each batch's best time over `repeats` passes after a warm-up pass, the options "
-                                 "timed in turns",
-            "extra_rss_mb": "RSS delta (/proc/self/statm, after gc and malloc_trim): resident memory right after "
-                            "the option was made from the loaded fp32 model (or from its saved / exported files), "
-                            "before its first forward, minus right before. Options that load their own copy "
-                            "(transformers, ONNX Runtime) count the whole copy; compare with fp32_parameters_mb",
-            "setup_seconds": "from the fp32 model in memory to a ready option: quantization, save_pretrained + "
-                             "from_pretrained, ONNX export (+ quantize_dynamic) + session; torch.compile's "
-                             "includes the warm-up pass, where it compiles with an empty inductor cache "
-                             "(compile_seconds: that pass minus a timed one)",
-            "onnx_export": "of ExportableM2SA: the model's forward without its Python branch on has_image.any(), "
-                           "which torch.export cannot trace; same logits (see max_abs_logit_difference_vs_fp32 of "
-                           "onnxruntime_fp32)",
-            "agreement": "each option's recipe applied to the trained model; argmax agreement with that model in "
-                         "fp32 over the MVSA tweets with and without their images",
-        },
+        "notes": NOTES,
         "run_seconds": time.perf_counter() - run_start,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, report)
+    print_report(report, args.out)
 
+
+def arguments():
+    parser = benchmark_parser(__doc__, out="int8_options.json", data_root=True)
+    parser.add_argument("--num-tweets", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed passes over all batches; each batch's best time counts")
+    parser.add_argument("--agreement-model", type=Path, default=None,
+                        help="trained model for agreement (default: bench_inference's agreement model)")
+    return parser.parse_args()
+
+
+def print_report(report, out):
+    agreed = report["agreement"]
     print(f"\nCPU: {report['cpu']['model']} ({' '.join(report['cpu']['flags'])}), {report['threads']} threads; "
-          f"{args.num_tweets} tweets ({report['tweets_with_image']} with an image), batches of {args.batch_size}; "
-          f"agreement on {agreed['model']} ({agreed['num_predictions']} predictions)\n")
+          f"{report['num_tweets']} tweets ({report['tweets_with_image']} with an image), batches of "
+          f"{report['batch_size']}; agreement on {agreed['model']} ({agreed['num_predictions']} predictions)\n")
     print("| option | tweets/s | vs fp32 eager | max abs logit diff | setup (s) | extra RSS (MB) | "
           "argmax agreement |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, result in results.items():
+    for name, result in report["options"].items():
         if "error" in result:
             print(f"| {name} | failed: {result['error']} | | | | | |")
             continue
@@ -421,7 +412,8 @@ def main():
         print(f"| {name} | {result['tweets_per_second']:.1f} | {result['speedup_vs_fp32_eager']:.2f}x | "
               f"{result['max_abs_logit_difference_vs_fp32']:.4f} | {result['setup_seconds']:.1f} | "
               f"{result['extra_rss_mb']:.0f} | {agreement_text} |")
-    print(f"\nfp32 parameters: {fp32_mb:.0f} MB; total run {report['run_seconds']:.0f} s; written to {args.out}")
+    print(f"\nfp32 parameters: {report['fp32_parameters_mb']:.0f} MB; total run {report['run_seconds']:.0f} s; "
+          f"written to {out}")
 
 
 if __name__ == "__main__":

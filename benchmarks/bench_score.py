@@ -1,7 +1,7 @@
 """Labelling a corpus with `python -m m2sa_training.score`: its throughput against the pipeline called in a loop over
 the same rows, its peak memory at two corpus sizes, 1 against 2 processes, and kills at random instants.
 
-Corpus (synthetic, `--rows`, default 50,000): real UMSAB texts in 8 languages (from ../shared/data; made-up texts when
+Corpus (synthetic, `--rows`, default 50,000): real UMSAB texts in 8 languages (from the data root; made-up texts when
 absent), cycled; 20 % of the rows have an image: 10 % a local JPEG, 8 % an http URL served by a loopback HTTP server,
 2 % broken (HTTP 404, a page that is not an image, a missing file). Images are 640 x 360 JPEGs drawn from a pool of 64.
 Model: `outputs/m2sa-demo` (tiny towers, trained by `python train.py` on first use), so the forward pass is cheap and
@@ -19,7 +19,7 @@ the command's own work (reading, fetching, checking, writing) weighs as much as 
    the output's bytes against the uninterrupted run's, and the time lost (killed run + rerun - uninterrupted run;
    `lost_work_s` less the rerun's start-up, timed as a rerun with nothing left to do) against one shard's time.
 
-    python benchmarks/bench_score.py [--rows 50000] [--throughput-rows 10000] [--rounds 2] [--shard-size 1000]
+    python -m benchmarks.bench_score [--rows 50000] [--throughput-rows 10000] [--rounds 2] [--shard-size 1000]
 """
 
 import argparse
@@ -36,27 +36,16 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.cpu_info import cpu_description
+from benchmarks.harness import REPO_ROOT, benchmark_parser, peak_rss_command, peak_rss_mib, write_results
+from benchmarks.models import DEMO_MODEL
 
-from cpu_info import cpu_description  # noqa: E402
-from results_file import write_results  # noqa: E402
-
-DATA = REPO_ROOT.parent / "shared" / "data"
-MODEL = REPO_ROOT / "outputs" / "m2sa-demo"
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "score.json"
 POOL_SIZE = 64
 CHUNK = 256
-PEAK_RSS_WRAPPER = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
-    "from m2sa_training.score.run import main\n"
-    "main(sys.argv[1:])\n"
-)
 
 
-def tweet_texts():
-    files = sorted((DATA / "umsab").glob("*/train_text.txt")) if (DATA / "umsab").is_dir() else []
+def tweet_texts(data_root):
+    files = sorted((data_root / "umsab").glob("*/train_text.txt")) if (data_root / "umsab").is_dir() else []
     texts = [(path.parent.name, line) for path in files for line in path.read_text(encoding="utf-8").splitlines()]
     if texts:
         return texts
@@ -98,7 +87,7 @@ def serve(directory):
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def build_corpus(directory, rows, base_url):
+def build_corpus(directory, rows, base_url, data_root):
     """The corpus as Parquet (`corpus.parquet`) and, for the pipeline loop, each row's resolved image."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -107,7 +96,7 @@ def build_corpus(directory, rows, base_url):
     images_dir.mkdir()
     pool = image_pool(images_dir)
     (images_dir / "page.html").write_text("<html>not an image</html>")
-    texts = tweet_texts()
+    texts = tweet_texts(data_root)
     generator = random.Random(1)
     columns = {"tweet_id": [], "language": [], "text": [], "image": []}
     resolved = []
@@ -140,10 +129,10 @@ def first_rows(corpus, rows, directory):
 
 
 def score_command(corpus, output_dir, shard_size, processes=1):
-    flags = ["--model", str(MODEL), "--dataset", str(corpus), "--output-dir", str(output_dir),
+    flags = ["--model", str(DEMO_MODEL), "--dataset", str(corpus), "--output-dir", str(output_dir),
              "--shard-size", str(shard_size)]
     if processes == 1:
-        return [sys.executable, "-c", PEAK_RSS_WRAPPER, *flags], dict(os.environ)
+        return peak_rss_command("m2sa_training.score", flags), dict(os.environ)
     return ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "m2sa_training.score",
              *flags], {**os.environ, "ACCELERATE_USE_CPU": "true"})
@@ -158,15 +147,14 @@ def run_score(corpus, output_dir, shard_size, processes=1):
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
-    peak = [int(line.split()[1]) / 1024 for line in result.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
-    return json.loads((Path(output_dir) / "scoring_report.json").read_text()), seconds, (peak[0] if peak else None)
+    return json.loads((Path(output_dir) / "scoring_report.json").read_text()), seconds, peak_rss_mib(result.stderr)
 
 
 def pipeline_loop_rate(resolved):
     """Rows/s of the model's pipeline called in a loop of CHUNK tweets (images resolved beforehand)."""
     from transformers import pipeline
 
-    pipe = pipeline(model=str(MODEL), trust_remote_code=True)
+    pipe = pipeline(model=str(DEMO_MODEL), trust_remote_code=True)
     pipe(resolved[:CHUNK], top_k=None, on_invalid_image="text_only")  # warm-up
     started = time.perf_counter()
     for first in range(0, len(resolved), CHUNK):
@@ -195,87 +183,109 @@ def kill_and_rerun(corpus, output_dir, shard_size, kill_after):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--throughput-rows", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--shard-size", type=int, default=1000)
-    parser.add_argument("--kills", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    if not MODEL.is_dir():
+    args = arguments(argv)
+    if not DEMO_MODEL.is_dir():
         subprocess.run([sys.executable, "train.py"], cwd=REPO_ROOT, check=True)
     work = Path(tempfile.mkdtemp(prefix="m2sa-bench-score-"))
     server = None
     try:
         (work / "corpus").mkdir()
         server, base_url = serve(work / "corpus")
-        corpus, resolved = build_corpus(work / "corpus", args.rows, base_url)
+        corpus, resolved = build_corpus(work / "corpus", args.rows, base_url, args.data_root)
         small = first_rows(corpus, args.throughput_rows, work / "corpus")
         results = {"conditions": {"cpu": cpu_description(), "cores": os.cpu_count(), "rows": args.rows,
                                   "throughput_rows": args.throughput_rows, "shard_size": args.shard_size,
                                   "model": "outputs/m2sa-demo (tiny towers)",
                                   "images": "20 % of rows: 10 % local JPEG, 8 % loopback URL, 2 % broken; 640 x 360"}}
 
-        rounds = []
-        for round_index in range(args.rounds):
-            loop = pipeline_loop_rate(resolved[:args.throughput_rows])
-            shutil.rmtree(work / "small", ignore_errors=True)
-            report, seconds, peak = run_score(small, work / "small", args.shard_size)
-            run = report["this_run"]
-            rounds.append({"pipeline_loop_rows_per_s": round(loop, 1),
-                           "command_rows_per_s": run["scoring_rows_per_second"],
-                           "command_rows_per_s_with_setup": run["rows_per_second"],
-                           "command_setup_s": run["setup_seconds"],
-                           "command_wall_s_with_startup": round(seconds, 1), "peak_rss_mb": round(peak),
-                           "ratio": round(run["scoring_rows_per_second"] / loop, 3),
-                           "ratio_with_setup": round(run["rows_per_second"] / loop, 3)})
-            print(f"round {round_index + 1}: {rounds[-1]}", flush=True)
+        rounds, image_errors = throughput_rounds(small, resolved[:args.throughput_rows], work / "small", args)
         reference = shard_bytes(work / "small")
         _, startup_seconds, _ = run_score(small, work / "small", args.shard_size)  # all done: start-up and summary
         one_process_seconds = min(entry["command_wall_s_with_startup"] for entry in rounds)
         results["throughput"] = {"rounds": rounds, "best_ratio": max(entry["ratio"] for entry in rounds),
-                                 "image_errors": report["summary"]["image_errors"]}
-
-        shutil.rmtree(work / "full", ignore_errors=True)
-        report, seconds, peak = run_score(corpus, work / "full", args.shard_size)
-        results["memory"] = {f"peak_rss_mb_{args.throughput_rows}_rows": min(entry["peak_rss_mb"] for entry in rounds),
-                             f"peak_rss_mb_{args.rows}_rows": round(peak),
-                             f"rows_per_s_{args.rows}_rows": report["this_run"]["rows_per_second"]}
+                                 "image_errors": image_errors}
+        results["memory"] = peak_memory(corpus, work / "full", rounds, args)
         print(f"memory: {results['memory']}", flush=True)
-        shutil.rmtree(work / "full", ignore_errors=True)
-
-        shutil.rmtree(work / "two", ignore_errors=True)
-        report, seconds, _ = run_score(small, work / "two", args.shard_size, processes=2)
-        results["processes"] = {"one_process_wall_s": one_process_seconds, "two_processes_wall_s": round(seconds, 1),
-                                "two_processes_rows_per_s": report["this_run"]["rows_per_second"],
-                                "speed_up": round(one_process_seconds / seconds, 2),
-                                "same_bytes_as_one_process": shard_bytes(work / "two") == reference}
+        results["processes"] = two_processes(small, work / "two", one_process_seconds, reference, args.shard_size)
         print(f"processes: {results['processes']}", flush=True)
-
-        generator = random.Random(2)
-        shard_seconds = one_process_seconds / -(-args.throughput_rows // args.shard_size)
-        kills = []
-        for _ in range(args.kills):
-            shutil.rmtree(work / "killed", ignore_errors=True)
-            kill_after = generator.uniform(0.05, 0.95) * one_process_seconds
-            done, killed_at, rerun_seconds = kill_and_rerun(small, work / "killed", args.shard_size, kill_after)
-            kills.append({"killed_after_s": round(killed_at, 1), "shards_done_at_kill": done,
-                          "rerun_s": round(rerun_seconds, 1),
-                          "lost_s": round(killed_at + rerun_seconds - one_process_seconds, 1),
-                          "lost_work_s": round(killed_at + rerun_seconds - one_process_seconds - startup_seconds, 1),
-                          "same_bytes": shard_bytes(work / "killed") == reference})
-            print(f"kill: {kills[-1]}", flush=True)
-        results["kills"] = {"runs": kills, "one_shard_s": round(shard_seconds, 1),
-                            "start_up_s": round(startup_seconds, 1),
-                            "all_same_bytes": all(kill["same_bytes"] for kill in kills)}
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_results(args.output, results)
+        results["kills"] = kills(small, work / "killed", one_process_seconds, startup_seconds, reference, args)
+        write_results(args.out, results)
         print(json.dumps(results, indent=2))
     finally:
         if server is not None:
             server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def arguments(argv):
+    parser = benchmark_parser(__doc__, out="score.json", data_root=True)
+    parser.add_argument("--output", dest="out", type=Path, help=argparse.SUPPRESS)  # the former name of --out
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--throughput-rows", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+def throughput_rounds(small, resolved, output_dir, args):
+    """The pipeline loop and the command on the same rows, in turns, `--rounds` times: ([per round: rates, ratio,
+    setup seconds, wall seconds, peak RSS], the command's image errors)."""
+    rounds = []
+    for round_index in range(args.rounds):
+        loop = pipeline_loop_rate(resolved)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        report, seconds, peak = run_score(small, output_dir, args.shard_size)
+        run = report["this_run"]
+        rounds.append({"pipeline_loop_rows_per_s": round(loop, 1),
+                       "command_rows_per_s": run["scoring_rows_per_second"],
+                       "command_rows_per_s_with_setup": run["rows_per_second"],
+                       "command_setup_s": run["setup_seconds"],
+                       "command_wall_s_with_startup": round(seconds, 1), "peak_rss_mb": round(peak),
+                       "ratio": round(run["scoring_rows_per_second"] / loop, 3),
+                       "ratio_with_setup": round(run["rows_per_second"] / loop, 3)})
+        print(f"round {round_index + 1}: {rounds[-1]}", flush=True)
+    return rounds, report["summary"]["image_errors"]
+
+
+def peak_memory(corpus, output_dir, rounds, args):
+    """The command's peak RSS on the throughput rows (its best round) and on the whole corpus."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    report, _, peak = run_score(corpus, output_dir, args.shard_size)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return {f"peak_rss_mb_{args.throughput_rows}_rows": min(entry["peak_rss_mb"] for entry in rounds),
+            f"peak_rss_mb_{args.rows}_rows": round(peak),
+            f"rows_per_s_{args.rows}_rows": report["this_run"]["rows_per_second"]}
+
+
+def two_processes(small, output_dir, one_process_seconds, reference, shard_size):
+    """The throughput rows labelled by 2 processes against 1: wall time, rate, and the same output bytes."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    report, seconds, _ = run_score(small, output_dir, shard_size, processes=2)
+    return {"one_process_wall_s": one_process_seconds, "two_processes_wall_s": round(seconds, 1),
+            "two_processes_rows_per_s": report["this_run"]["rows_per_second"],
+            "speed_up": round(one_process_seconds / seconds, 2),
+            "same_bytes_as_one_process": shard_bytes(output_dir) == reference}
+
+
+def kills(small, output_dir, one_process_seconds, startup_seconds, reference, args):
+    """`--kills` runs killed at random instants and rerun: the time lost against one shard's, and the output's bytes
+    against the uninterrupted run's."""
+    generator = random.Random(2)
+    shard_seconds = one_process_seconds / -(-args.throughput_rows // args.shard_size)
+    runs = []
+    for _ in range(args.kills):
+        shutil.rmtree(output_dir, ignore_errors=True)
+        kill_after = generator.uniform(0.05, 0.95) * one_process_seconds
+        done, killed_at, rerun_seconds = kill_and_rerun(small, output_dir, args.shard_size, kill_after)
+        runs.append({"killed_after_s": round(killed_at, 1), "shards_done_at_kill": done,
+                     "rerun_s": round(rerun_seconds, 1),
+                     "lost_s": round(killed_at + rerun_seconds - one_process_seconds, 1),
+                     "lost_work_s": round(killed_at + rerun_seconds - one_process_seconds - startup_seconds, 1),
+                     "same_bytes": shard_bytes(output_dir) == reference})
+        print(f"kill: {runs[-1]}", flush=True)
+    return {"runs": runs, "one_shard_s": round(shard_seconds, 1), "start_up_s": round(startup_seconds, 1),
+            "all_same_bytes": all(kill["same_bytes"] for kill in runs)}
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
 """The Space under load: the app launched as its own process (loopback only), 16 clients at once, each sending
 `--requests-per-client` tweets with a real image, with the Space's own queue settings.
 
-    python benchmarks/bench_space.py [--model DIR] [--clients 16] [--requests-per-client 10]
+    python -m benchmarks.bench_space [--model DIR] [--clients 16] [--requests-per-client 10]
 
 Model: `--model`, else outputs/m2sa-demo when `python train.py` has written it, else a tiny XLM-R + CLIP model built
-here from configs (no downloads). Tweets are real UMSAB texts, images real MVSA photos (from ../shared/data).
+here from configs (no downloads). Tweets are real UMSAB texts, images real MVSA photos (from the data root).
 Records the p50 / p95 latency of the answered requests, how many were answered and how many refused with gradio's
 "Queue is full" (any other error is counted apart), and the server's peak resident memory over its idle size
 (Linux /proc), in benchmarks/results/space.json, and prints a Markdown table.
 """
 
-import argparse
+import math
 import os
 import platform
-import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +20,20 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO_ROOT / "outputs" / "m2sa-demo"
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "space"))
+from gradio_client import Client, handle_file
+from gradio_client.utils import QueueError
 
-import app as space_app  # noqa: E402  (the Space's settings: concurrency limit, queue size)
-from bench_inference import DATA, load_tweets  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.utils import QueueError  # noqa: E402
-from results_file import write_results  # noqa: E402
+from benchmarks.harness import (
+    REPO_ROOT,
+    benchmark_parser,
+    free_port,
+    memory_mb,
+    require_data,
+    space_app,
+    write_results,
+)
+from benchmarks.models import DEMO_MODEL
+from benchmarks.tweets import load_tweets
 
 
 def save_tiny_model(directory, texts):
@@ -45,19 +47,6 @@ def save_tiny_model(directory, texts):
     model.save_pretrained(Path(directory) / "model")
     processor.save_pretrained(Path(directory) / "model")
     return Path(directory) / "model"
-
-
-def memory_mb(pid, field):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(model_dir, work_dir):
@@ -103,40 +92,23 @@ def percentile(sorted_values, fraction):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, out="space.json", data_root=True)
     parser.add_argument("--model", type=Path, default=None,
                         help="saved M2SA model directory (default: outputs/m2sa-demo if present, else a tiny one)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "space.json")
     args = parser.parse_args()
-    if not (DATA / "umsab").is_dir() or not (DATA / "mvsa_sample").is_dir():
-        sys.exit(f"This benchmark sends real tweets and photos from {DATA}; that folder is missing.")
-    tweets = list(zip(*load_tweets(args.clients * args.requests_per_client, image_every=1)))
+    require_data(args.data_root, "umsab", "mvsa_sample")
+    settings = space_app()  # the Space's queue: how many requests at a time, how many waiting
+    tweets = list(zip(*load_tweets(args.data_root, args.clients * args.requests_per_client, image_every=1)))
 
     with tempfile.TemporaryDirectory(prefix="bench-space-") as work_dir:
-        model_dir = args.model or (DEFAULT_MODEL_DIR if DEFAULT_MODEL_DIR.is_dir() else None)
+        model_dir = args.model or (DEMO_MODEL if DEMO_MODEL.is_dir() else None)
         model_name = str(model_dir) if model_dir else "tiny XLM-R + CLIP (built from configs)"
         model_dir = model_dir or save_tiny_model(work_dir, [text for text, _ in tweets] * 4)
         process, url = start_server(model_dir, work_dir)
         try:
-            warm_up = Client(url, verbose=False)
-            for text, image in tweets[:4]:
-                warm_up.predict(text, handle_file(str(image)), api_name="/classify")
-            idle_mb = memory_mb(process.pid, "VmRSS")
-            Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS: the peak is measured from here
-            start, outcome = threading.Event(), []
-            threads = [threading.Thread(target=run_client, args=(url, tweets[i :: args.clients], start, outcome))
-                       for i in range(args.clients)]
-            for thread in threads:
-                thread.start()
-            time.sleep(2)  # every client connected before the first request
-            began = time.perf_counter()
-            start.set()
-            for thread in threads:
-                thread.join()
-            wall_seconds = time.perf_counter() - began
-            peak_mb = memory_mb(process.pid, "VmHWM")
+            outcome, wall_seconds, idle_mb, peak_mb = load_test(url, process.pid, tweets, args.clients)
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -149,8 +121,8 @@ def main():
         "clients": args.clients,
         "requests_per_client": args.requests_per_client,
         "request": "one tweet with a photo (api /classify: text alone, image alone, both)",
-        "concurrency_limit": space_app.CONCURRENCY_LIMIT,
-        "queue_size": space_app.QUEUE_SIZE,
+        "concurrency_limit": settings.CONCURRENCY_LIMIT,
+        "queue_size": settings.QUEUE_SIZE,
         "answered": len(latencies),
         "refused_queue_full": sum(result == "refused" for _, result in outcome),
         "errors": len(outcome) - len(latencies) - sum(result == "refused" for _, result in outcome),
@@ -161,10 +133,35 @@ def main():
         "idle_rss_mb": round(idle_mb),
         "peak_rss_over_idle_mb": round(peak_mb - idle_mb),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, report)
-    print(f"Machine: {report['machine']}; model: {model_name}; {args.clients} clients x {args.requests_per_client} "
-          f"requests; queue: {report['concurrency_limit']} at a time, {report['queue_size']} waiting at most\n")
+    print_report(report, errors)
+
+
+def load_test(url, pid, tweets, clients):
+    """`clients` clients sending their share of `tweets` at once, after a warm-up: ([(latency s, outcome)], wall
+    seconds, the server's resident memory before (MB), its peak during)."""
+    warm_up = Client(url, verbose=False)
+    for text, image in tweets[:4]:
+        warm_up.predict(text, handle_file(str(image)), api_name="/classify")
+    idle_mb = memory_mb(pid, "VmRSS")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS: the peak is measured from here
+    start, outcome = threading.Event(), []
+    threads = [threading.Thread(target=run_client, args=(url, tweets[i::clients], start, outcome))
+               for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)  # every client connected before the first request
+    began = time.perf_counter()
+    start.set()
+    for thread in threads:
+        thread.join()
+    return outcome, time.perf_counter() - began, idle_mb, memory_mb(pid, "VmHWM")
+
+
+def print_report(report, errors):
+    print(f"Machine: {report['machine']}; model: {report['model']}; {report['clients']} clients x "
+          f"{report['requests_per_client']} requests; queue: {report['concurrency_limit']} at a time, "
+          f"{report['queue_size']} waiting at most\n")
     print("| answered | refused (queue full) | errors | p50 latency | p95 latency | requests/s | peak RSS over idle |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     p50, p95 = (f"{seconds:.2f} s" if seconds is not None else "-"

@@ -4,22 +4,17 @@ The image tower is CLIP ViT-B/32-sized (random weights, 224 x 224 input) and the
 image tower dominates the cost, as it does with a frozen CLIP and a small or frozen text model. Both runs train the
 same multimodal model on the same demo rows; the cached run computes the image features once (timed separately).
 
-    python benchmarks/bench_train.py [--train-samples 256] [--epochs 2]
+    python -m benchmarks.bench_train [--train-samples 256] [--epochs 2]
 """
 
-import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from m2sa_training.training.options import parse_options  # noqa: E402
-from m2sa_training.training.run import run_training  # noqa: E402
-from m2sa_training.training.tiny_towers import save_tiny_vision_tower  # noqa: E402
-from results_file import write_results  # noqa: E402
+from benchmarks.harness import benchmark_parser, write_results
+from benchmarks.recipes import run_results
+from m2sa_training.training.options import parse_options
+from m2sa_training.training.run import run_training
+from m2sa_training.training.tiny_towers import save_tiny_vision_tower
 
 VIT_B_32 = dict(kind="clip", image_size=224, patch_size=32, hidden_size=768, num_layers=12, num_heads=12)
 
@@ -31,15 +26,13 @@ def timed_run(work_dir, vision_tower, name, train_samples, epochs, *extra):
         "--max-train-samples", str(train_samples), "--early-stopping-patience", str(epochs + 1), *extra,
     ])
     run_training(options)
-    results = json.loads((work_dir / name / "runs" / "multimodal-seed42" / "results.json").read_text())
-    return results
+    return run_results(work_dir / name, "multimodal", 42)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, out="train.json")
     parser.add_argument("--train-samples", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "train.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="m2sa-bench-train-") as tmp:
         work_dir = Path(tmp)
@@ -60,7 +53,6 @@ def main():
         "same_test_macro_f1": cached["results"]["test"]["overall"]["macro_f1"]
         == recomputed["results"]["test"]["overall"]["macro_f1"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_results(args.out, report)
     print(f"{args.train_samples} training tweets, {args.epochs} epochs, frozen ViT-B/32-size image tower\n")
     print("| features | train seconds / epoch |")

@@ -4,9 +4,10 @@ since the same code is several times faster on one kind than another."""
 
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from benchmarks.harness import run_again
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
@@ -15,7 +16,7 @@ CPU_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"
             "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
                         "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}}
 """A lesser CPU kind a benchmark can run as (`--as-cpu`) -> the environment that caps PyTorch's own vectorised kernels,
-oneDNN's and MKL's (fp32 matmuls) to it. fbgemm reads the CPU's flags itself: no cap reaches it (`bench_backends.py`
+oneDNN's and MKL's (fp32 matmuls) to it. fbgemm reads the CPU's flags itself: no cap reaches it (`bench_backends`
 measures which kernels a cap reached)."""
 EMULATED_AS = "M2SA_BENCHMARK_AS_CPU"  # set in the capped process: its results say they were emulated
 
@@ -24,7 +25,7 @@ def rerun_as_cpu(kind, extra_args=()):
     """Run this benchmark again, with the same arguments and `extra_args`, in a process capped to `kind`; return its
     exit code."""
     environment = {**os.environ, **CPU_CAPS[kind], EMULATED_AS: kind}
-    return subprocess.run([sys.executable, *sys.argv, *extra_args], env=environment).returncode
+    return run_again([*sys.argv[1:], *extra_args], env=environment).returncode
 
 
 def cpu_description():

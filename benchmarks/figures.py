@@ -1,20 +1,19 @@
 """The documentation's figures, drawn from the benchmarks' results files into `docs/figures/`:
 
-- `inference_throughput.png`: tweets/s of every inference path (`bench_inference.py`), best round and the range over
+- `inference_throughput.png`: tweets/s of every inference path (`bench_inference`), best round and the range over
   rounds;
-- `fusion_comparison.png`: test macro-F1 of every fusion type, mean ± std over seeds (`bench_fusion.py`);
+- `fusion_comparison.png`: test macro-F1 of every fusion type, mean ± std over seeds (`bench_fusion`);
 - `calibration_reliability.png`: reliability diagrams before and after temperature scaling, every seed
-  (`bench_calibration.py`);
+  (`bench_calibration`);
 - `grid_demo_heatmap.png`: the test heatmap a grid wrote, copied from its output directory (`--grid-dir`, e.g.
   `outputs/grid-demo` after `python -m m2sa_training.grid --config configs/grid_demo.yaml`).
 
-The benchmark scripts call `draw(...)` for their own figure after writing their results; this script redraws all of
-them without rerunning anything:
+The benchmarks call `draw(...)` for their own figure after writing their results; this module redraws all of them
+without rerunning anything:
 
-    python benchmarks/figures.py [--grid-dir outputs/grid-demo]
+    python -m benchmarks.figures [--grid-dir outputs/grid-demo]
 """
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -22,11 +21,11 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "benchmarks" / "results"
+from benchmarks.harness import REPO_ROOT, RESULTS, benchmark_parser
+
 FIGURES = REPO_ROOT / "docs" / "figures"
 
-PATH_NAMES = {  # bench_inference.py's paths, as the Performance page names them
+PATH_NAMES = {  # bench_inference's paths, as the Performance page names them
     "paper_demo_fp32": "paper's demo path (fp32, padded to 512)",
     "whole_batch_encode_fp32": "whole-batch encoding, fp32",
     "pipeline_fp32": 'pipeline, backend="fp32"',
@@ -158,7 +157,7 @@ def draw(results_path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--grid-dir", type=Path, help="also redraw the heatmap of this grid's output directory")
     args = parser.parse_args()
     for results_name in FIGURES_BY_RESULTS:

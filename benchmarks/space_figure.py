@@ -2,28 +2,23 @@
 served by `space/app.py` on loopback, one demo-set test tweet with a planted word and an image typed into the page,
 Explain clicked, and the page captured by headless Chromium (playwright, /usr/bin/chromium).
 
-    python benchmarks/space_figure.py [--out docs/figures/space_explained.png]
+    python -m benchmarks.space_figure [--out docs/figures/space_explained.png]
 """
 
-import argparse
 import io
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "space"))
-sys.path.insert(0, str(REPO_ROOT))
+import datasets
+from PIL import Image
 
-import app as space_app  # noqa: E402
-import datasets  # noqa: E402
-from PIL import Image  # noqa: E402
+from benchmarks.figures import FIGURES
+from benchmarks.harness import REPO_ROOT, benchmark_parser, free_port, space_app
+from benchmarks.models import DEMO_MODEL
+from dataset_script.demo import LEXICON
 
-from dataset_script.demo import LEXICON  # noqa: E402
-
-MODEL = REPO_ROOT / "outputs" / "m2sa-demo"
 DEMO_SET = REPO_ROOT / ".cache" / "m2sa" / "demo-dataset"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -43,21 +38,18 @@ def example_tweet(directory):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "figures" / "space_explained.png")
-    args = parser.parse_args()
-    if not MODEL.is_dir() or not DEMO_SET.is_dir():
+    args = benchmark_parser(__doc__, out=FIGURES / "space_explained.png").parse_args()
+    if not DEMO_MODEL.is_dir() or not DEMO_SET.is_dir():
         sys.exit("Run `python train.py` first: it writes the demo model and the demo set this figure uses.")
     from playwright.sync_api import expect, sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="m2sa-figure-") as work:
         text, image = example_tweet(Path(work))
-        classify = space_app.load_pipeline(str(MODEL))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        demo = space_app.build_demo(classify, space_app.served_model_notice(str(MODEL)))
-        space_app.serve(demo, server_port=port, prevent_thread_lock=True)
+        space = space_app()
+        classify = space.load_pipeline(str(DEMO_MODEL))
+        port = free_port()
+        demo = space.build_demo(classify, space.served_model_notice(str(DEMO_MODEL)))
+        space.serve(demo, server_port=port, prevent_thread_lock=True)
         profile = {name: os.path.join(work, name) for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, env={**os.environ, **profile},

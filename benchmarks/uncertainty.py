@@ -2,20 +2,16 @@
 
 Resampling the tweets of a split with replacement is resampling the cells of its confusion matrix (one count per
 (true label, prediction) pair) from a multinomial with the observed frequencies, so the interval needs no per-tweet
-predictions. `python benchmarks/uncertainty.py` prints the 95 % intervals of the overall rows of
+predictions. `python -m benchmarks.uncertainty` prints the 95 % intervals of the overall rows of
 `benchmarks/results/umsab.json`.
 """
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from m2sa_training.evaluation.metrics import macro_f1_from_confusion  # noqa: E402
+from benchmarks.harness import RESULTS
+from m2sa_training.evaluation.metrics import macro_f1_from_confusion
 
 
 def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
@@ -30,7 +26,7 @@ def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
 
 
 def main():
-    results = json.loads((REPO_ROOT / "benchmarks" / "results" / "umsab.json").read_text())["results"]
+    results = json.loads((RESULTS / "umsab.json").read_text())["results"]
     for split, models in results.items():
         for model, metrics in models.items():
             overall = metrics["overall"]

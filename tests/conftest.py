@@ -5,7 +5,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     if "torch" in sys.modules:  # imported before this file by a plugin: too late for the variables
         sys.modules["torch"].set_num_threads(threads)
 sys.path.insert(0, str(REPO_ROOT))
+from benchmarks import harness  # noqa: E402  (importable from the repository root, put on the path above)
+
+free_port = harness.free_port  # the tests' servers pick their port as the benchmarks' do
 
 TOKENIZER_TEXTS = [
     "I love this so much, best day ever!",
@@ -117,12 +119,6 @@ def kill_training_after_its_first_checkpoint(flags, output_dir, run_name="multim
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     return run_dir
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tiny_text_tower_texts():

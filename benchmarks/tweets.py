@@ -1,0 +1,39 @@
+"""Real tweets from the data root, for the benchmarks that time inference or compare its results: UMSAB texts in 8
+languages and the MVSA sample's texts and photos."""
+
+import random
+
+
+def read_mvsa_text(path):
+    """One MVSA tweet's text (UTF-8, or GBK as some of the files are)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return raw.decode("gbk", errors="replace").strip()
+
+
+def mvsa_tweets(data_root):
+    """(texts, photo paths) of the MVSA sample, in file-name order; an empty text is "."."""
+    image_paths = sorted((data_root / "mvsa_sample" / "data").glob("*.jpg"))
+    return [read_mvsa_text(path.with_suffix(".txt")) or "." for path in image_paths], image_paths
+
+
+def umsab_english_validation(data_root):
+    """The English UMSAB validation texts."""
+    return (data_root / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
+
+
+def load_tweets(data_root, num_tweets, seed=0, image_every=2):
+    """`num_tweets` (texts, image paths or None): real UMSAB validation texts round-robin over languages; every
+    `image_every`-th tweet (from the first) gets a real MVSA photo."""
+    languages = sorted(path.name for path in (data_root / "umsab").iterdir())
+    per_language = {lang: (data_root / "umsab" / lang / "val_text.txt").read_text(encoding="utf-8").splitlines()
+                    for lang in languages}
+    image_paths = sorted((data_root / "mvsa_sample" / "data").glob("*.jpg"))
+    rng = random.Random(seed)
+    texts, images = [], []
+    for index in range(num_tweets):
+        texts.append(rng.choice(per_language[languages[index % len(languages)]]))
+        images.append(image_paths[index % len(image_paths)] if index % image_every == 0 else None)
+    return texts, images
