@@ -12,3 +12,7 @@ One subpackage per concern, each importing only those below it:
 What all commands share sits at the top: `command_line` (logging and errors of a command) and `processes` (the
 process state of a multi-process run).
 """
+
+from .quiet_start import drop_known_library_noise
+
+drop_known_library_noise()  # before anything imports transformers' quantizers (and so torchao)
