@@ -313,15 +313,3 @@ def test_a_foreign_dataset_trains_beyond_the_majority_baseline(tmp_path):
     assert "demo-in-mvsa-shape" in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_an_output_dir_from_before_the_dataset_options_is_the_same_run(tmp_path):
-    from m2sa_training.training.run import check_output_dir
-
-    options = parse_options(["--output-dir", str(tmp_path / "out")])
-    (tmp_path / "out").mkdir()
-    older = {key: value for key, value in json.loads(options.to_json()).items()
-             if key not in ("dataset_config", "text_column", "image_column", "label_column", "language_column",
-                            "label_names")}  # fmt: skip
-    (tmp_path / "out" / "run_config.json").write_text(json.dumps(older))
-    check_output_dir(options)  # the older run used what are now the defaults
-    with pytest.raises(ValueError, match=r"options differ: label_column"):
-        check_output_dir(parse_options(["--output-dir", str(tmp_path / "out"), "--label-column", "sentiment"]))

@@ -43,17 +43,19 @@ def test_save_total_limit_and_max_grad_norm_options():
         parse_options(["--max-grad-norm", "-1"])
 
 
-def test_a_run_saved_before_max_grad_norm_existed_did_not_clip(tmp_path):
+def test_a_saved_run_differs_in_the_options_it_sets_differently_or_does_not_name(tmp_path):
     from m2sa_training.training.run import options_changed_since
 
     saved = json.loads(TrainingOptions().to_json())
-    del saved["max_grad_norm"]
     config = tmp_path / "run_config.json"
     config.write_text(json.dumps(saved))
-    assert options_changed_since(config, parse_options([])) == ["max_grad_norm"]  # now clipped at 1.0
-    assert options_changed_since(config, parse_options(["--max-grad-norm", "0"])) == []
+    assert options_changed_since(config, parse_options([])) == []
+    assert options_changed_since(config, parse_options(["--max-grad-norm", "0"])) == ["max_grad_norm"]
     # Where checkpoints are kept is not part of what a run computes: resuming may change it.
-    assert options_changed_since(config, parse_options(["--max-grad-norm", "0", "--save-total-limit", "1"])) == []
+    assert options_changed_since(config, parse_options(["--save-total-limit", "1"])) == []
+    del saved["max_grad_norm"]
+    config.write_text(json.dumps(saved))
+    assert options_changed_since(config, parse_options([])) == ["max_grad_norm"]
 
 
 @pytest.fixture

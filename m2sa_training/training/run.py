@@ -5,8 +5,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from dataset_script.atomic_files import is_partial, staged_into, write_text_atomically
 from dataset_script.demo import DEMO_SOURCE
+from m2sa_files.atomic import is_partial, staged_into, write_text_atomically
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
@@ -35,15 +35,12 @@ from .loop import (
 )
 from .lora import lora_settings
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
-from .options import NO_VISION, TrainingOptions
+from .options import NO_VISION
 
 logger = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
 MODALITY_NAMES = {"multimodal": "multimodal", "text": "text-only", "image": "image-only"}
-BEFORE_THE_OPTION_EXISTED = {"max_grad_norm": 0.0}
-"""What a run saved before an option existed did, where that is not the option's default (gradients were not
-clipped before --max-grad-norm)."""
 
 
 def run_name(modality, seed):
@@ -54,10 +51,8 @@ def options_changed_since(config_path, options):
     """The sorted names of the options that define a run (`run_identity`) and differ from the run saved in
     `config_path` (a run_config.json)."""
     previous = json.loads(config_path.read_text())
-    # An option missing from an older run_config.json did not exist then: that run used what is now its default,
-    # unless `BEFORE_THE_OPTION_EXISTED` says otherwise.
-    before = {**TrainingOptions().run_identity(), **BEFORE_THE_OPTION_EXISTED}
-    return sorted(key for key, value in options.run_identity().items() if previous.get(key, before[key]) != value)
+    # An option the saved run does not name counts as different: nothing says what that run did.
+    return sorted(key for key, value in options.run_identity().items() if key not in previous or previous[key] != value)
 
 
 def check_output_dir(options):
