@@ -46,10 +46,15 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import onnxruntime
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+try:
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+except ImportError as missing:
+    sys.exit(f"This benchmark needs {missing.name}: pip install -e \".[bench_int8]\" (torchao, onnxruntime, onnx, "
+             f"onnxscript).")
 
 from transformers import AutoModelForSequenceClassification, AutoProcessor, TorchAoConfig
 from transformers.utils import logging as transformers_logging
