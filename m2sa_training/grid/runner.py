@@ -7,7 +7,7 @@ Every run of the grid is one train.py job (one tower pair, one mode and scope, o
 `<output_dir>/runs/<text>+<image>/<mode>/<language or all>/seed<N>/`. A run whose `grid_run.json` is written is
 finished and never repeated; a run that was started and not finished continues from its last checkpoint. Under
 `accelerate launch` every process takes part in each run, one run at a time. After the runs, the paper-format tables
-are rebuilt from the run folders (`grid_report.py`); `--report-only` rebuilds them without training.
+are rebuilt from the run folders (`report.py`); `--report-only` rebuilds them without training.
 """
 
 import argparse

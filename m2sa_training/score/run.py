@@ -7,9 +7,9 @@
     python -m m2sa_training.score ... --dataset ORG/HUGE --streaming          # read as it goes, nothing cached
 
 Input: anything `train.py --dataset` reads (Hub id, `dataset_script` build, Parquet/CSV/JSONL file or folder); the
-image column may mix `datasets` images, bytes, local paths and http(s) URLs (see `scoring_images`). The model is
+image column may mix `datasets` images, bytes, local paths and http(s) URLs (see `images`). The model is
 loaded with `pipeline(model=..., trust_remote_code=True)`, so any M2SA export works. The input is cut into fixed shards
-of `--shard-size` rows; each finished shard is a Parquet file (see `scoring_output`), never redone, so a rerun after a
+of `--shard-size` rows; each finished shard is a Parquet file (see `output`), never redone, so a rerun after a
 crash or a kill finishes only what is missing, and the output is the same bytes whatever the number of processes.
 Only a few chunks of rows (and their images) are in memory at a time.
 """
