@@ -32,7 +32,6 @@ cpuinfo); the `layers` part is measured with and without the caps so the results
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,40 +43,19 @@ from transformers import AutoModelForSequenceClassification, AutoProcessor, pipe
 
 from benchmarks.cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu
 from benchmarks.harness import REPO_ROOT, benchmark_parser, in_turns, require_data, write_results
-from benchmarks.recipes import PRETRAINED_RECIPE, pretrained_text_tower, recipe_flags, umsab_dataset
+from benchmarks.models import UMSAB_ENGLISH_MODEL, umsab_english_model_dir
 from benchmarks.tweets import read_mvsa_text, umsab_english_validation
 from modeling_m2sa import backends_m2sa
 from modeling_m2sa.export import export
 
-DEFAULT_MODEL = REPO_ROOT / "outputs" / "m2sa-umsab-en-minilm"
 KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
 PARTS = ("layers", "arithmetic", "forward", "pipeline")
 SLOW = 4.0
 """A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
-TRAIN_FLAGS = ["--languages", "umsab_en", "--vision-model", "none", "--modalities", "text",
-               *recipe_flags(PRETRAINED_RECIPE), "--seeds", "1"]
-"""train.py flags of the default model: the UMSAB English recipe of `bench_pretrained`, seed 1."""
-
-
 def real_tweets(data_root):
     """The English UMSAB validation tweets and the MVSA texts."""
     mvsa_texts = sorted((data_root / "mvsa_sample" / "data").glob("*.txt"))
     return umsab_english_validation(data_root) + [read_mvsa_text(path) or "." for path in mvsa_texts]
-
-
-def trained_model_dir(given, data_root):
-    """`given`, else DEFAULT_MODEL, trained here by train.py on first use."""
-    if given is not None:
-        if not (given / "config.json").is_file():
-            sys.exit(f"--model {given} holds no saved model (no config.json).")
-        return given
-    if not (DEFAULT_MODEL / "config.json").is_file():
-        dataset = umsab_dataset(REPO_ROOT / "outputs" / "umsab-dataset", data_root)
-        print(f"Training {DEFAULT_MODEL.relative_to(REPO_ROOT)} (MiniLM on UMSAB English, seed 1) ...", flush=True)
-        subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), "--dataset", str(dataset), "--text-model",
-                        pretrained_text_tower(), "--output-dir", str(DEFAULT_MODEL), "--overwrite-output-dir",
-                        *TRAIN_FLAGS], check=True)
-    return DEFAULT_MODEL
 
 
 def agreement(probabilities, exact):
@@ -275,7 +253,7 @@ def kind_label(cpu):
 def measure(args):
     with tempfile.TemporaryDirectory() as current:
         # saved again by this package, so the pipeline runs this version's code, not the one saved with the model
-        return measure_model(export(trained_model_dir(args.model, args.data_root), current, backend="auto"), args)
+        return measure_model(export(umsab_english_model_dir(args.model, args.data_root), current, backend="auto"), args)
 
 
 def measure_model(model_dir, args):
@@ -290,7 +268,7 @@ def measure_model(model_dir, args):
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rule": {"backend": rule_backend, "kernel": rule_kernel, "cpu": cpu_kind},
-        "model": str(args.model or DEFAULT_MODEL),
+        "model": str(args.model or UMSAB_ENGLISH_MODEL),
         "num_tweets": len(timed_tweets), "agreement_tweets": len(tweets), "slow_num_tweets": args.slow_num_tweets,
         "batch_size": args.batch_size, "rounds": args.rounds,
         "timing": "paths timed in turns, once per round; tweets_per_second is the best round's",
@@ -324,8 +302,8 @@ def main():
 def arguments():
     parser = benchmark_parser(__doc__, out="backends.json", data_root=True)
     parser.add_argument("--model", type=Path, default=None,
-                        help=f"a trained text model (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)}, trained on first "
-                             f"use)")
+                        help=f"a trained text model (default: {UMSAB_ENGLISH_MODEL.relative_to(REPO_ROOT)}, "
+                             f"trained on first use)")
     parser.add_argument("--as-cpu", choices=sorted(CPU_CAPS), default=None,
                         help="emulate a lesser CPU kind by capping the ISA the kernels use")
     parser.add_argument("--num-tweets", type=int, default=256)
@@ -342,7 +320,7 @@ def measure_as_cpu(args):
     """The report of a run capped to `--as-cpu` (in a child process), with how much slower each kernel's linear layers
     ran capped than here uncapped (`cap_reach`)."""
     uncapped = layers_part(AutoModelForSequenceClassification.from_pretrained(
-        trained_model_dir(args.model, args.data_root), trust_remote_code=True))
+        umsab_english_model_dir(args.model, args.data_root), trust_remote_code=True))
     child = args.out.with_suffix(".child.tmp")
     if rerun_as_cpu(args.as_cpu, ["--child-report", str(child)]) != 0:
         sys.exit(f"The run as {args.as_cpu} failed (its output is above).")
