@@ -299,8 +299,13 @@ class M2SASentimentPipeline(Pipeline):
                     inputs["has_image"] = batch["has_image"][row : row + 1].clone()
                     if batch["has_image"][row]:
                         inputs["pixel_values"] = batch["pixel_values"][row : row + 1].clone()
-                results.append(explain_tweet(self.model, self.processor.tokenizer, text, inputs, target, n_steps,
-                                             internal_batch_size))
+                # the model read the normalised text, whose words stand one for one for the words as written
+                explanation = explain_tweet(self.model, self.processor.tokenizer,
+                                            self.processor.normalized_texts(text)[0], inputs, target, n_steps,
+                                            internal_batch_size)
+                explanation["words"] = [(word, attribution) for word, (_, attribution)
+                                        in zip(text.split(), explanation["words"])]
+                results.append(explanation)
         return results
 
     def postprocess(self, model_outputs, top_k="", function_to_apply=None):

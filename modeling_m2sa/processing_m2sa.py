@@ -12,6 +12,7 @@ from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, Proces
 
 from .errors_m2sa import M2SAError
 from .images_m2sa import InvalidImageError, load_image
+from .normalization_m2sa import check_text_normalization, normalize_tweet
 from .saved_folder_m2sa import PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
@@ -161,13 +162,22 @@ class M2SAProcessor(ProcessorMixin):
         tokenizer: the text tower's tokenizer.
         max_length (`int`, *optional*, defaults to 128): maximum number of tokens per tweet (saved with the
             processor).
+        text_normalization (`str`, *optional*, defaults to `"none"`): how a tweet is written before it is tokenised
+            (saved with the processor, so training, the pipeline, the scorer and the Space read tweets alike):
+            `"twitter"` turns mentions into `@user` and links into `http` as XLM-T and UMSAB do (see
+            `normalization_m2sa`); `"none"` tokenises the text as given.
     """
 
     valid_processor_kwargs = M2SAProcessingKwargs
 
-    def __init__(self, image_processor=None, tokenizer=None, max_length=128, **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", **kwargs):
         self.max_length = max_length
+        self.text_normalization = check_text_normalization(text_normalization)
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    def normalized_texts(self, texts):
+        """`texts` (one string or a list) as `text_normalization` writes them, as a list."""
+        return [normalize_tweet(text, self.text_normalization) for text in as_text_list(texts)]
 
     @property
     def text_kwargs(self):
@@ -189,7 +199,8 @@ class M2SAProcessor(ProcessorMixin):
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
-    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128):
+    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128,
+                    text_normalization="none"):
         """Build the processor of the towers given to `M2SAForSequenceClassification.from_towers` (Hub ids or paths).
 
         A text-only model (`vision_model_name_or_path=None`) still carries a default CLIP image processor, which it
@@ -200,7 +211,8 @@ class M2SAProcessor(ProcessorMixin):
             image_processor = CLIPImageProcessorPil()
         else:
             image_processor = AutoImageProcessor.from_pretrained(vision_model_name_or_path)
-        return cls(image_processor=image_processor, tokenizer=tokenizer, max_length=max_length)
+        return cls(image_processor=image_processor, tokenizer=tokenizer, max_length=max_length,
+                   text_normalization=text_normalization)
 
     def valid_call_kwargs(self):
         """Every keyword `__call__` accepts: the modality dicts, the processor's own and the components' kwargs."""
@@ -232,7 +244,7 @@ class M2SAProcessor(ProcessorMixin):
     def tokenize(self, texts, **text_kwargs):
         """Token ids of `texts` with the processor's defaults (truncated to `max_length`, padded to the longest) and
         any tokenizer kwargs given."""
-        return self.tokenizer(as_text_list(texts), **self.merged_kwargs(**text_kwargs)["text_kwargs"])
+        return self.tokenizer(self.normalized_texts(texts), **self.merged_kwargs(**text_kwargs)["text_kwargs"])
 
     def encode_tweets(self, texts, images=None, *, row_ids=None, **kwargs):
         """Model inputs for a batch of tweets: the one place where texts and images become tensors.
@@ -265,7 +277,7 @@ class M2SAProcessor(ProcessorMixin):
                             code="length_mismatch")
         data = {}
         if texts is not None:
-            data.update(self.tokenizer(as_text_list(texts), **text_kwargs))
+            data.update(self.tokenizer(self.normalized_texts(texts), **text_kwargs))
         decoded, image_problems = decode_images(as_image_list(images, num_rows, False), row_ids, on_invalid_image)
         has_image = torch.tensor([image is not None for image in decoded], dtype=torch.bool)
         data["has_image"] = _converted(has_image, return_tensors)

@@ -27,6 +27,7 @@ def tower_fingerprint(tower):
 def preprocessing_fingerprint(processor):
     settings = {
         "max_length": processor.max_length,
+        "text_normalization": processor.text_normalization,
         "tokenizer": type(processor.tokenizer).__name__,
         "vocab_size": len(processor.tokenizer),
         "image_processor": processor.image_processor.to_dict(),

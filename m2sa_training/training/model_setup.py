@@ -85,7 +85,8 @@ def build_model_and_processor(options, modality, text_tower, vision_tower, seed)
     add_lora_adapters(model, options)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    processor = M2SAProcessor.from_towers(text_tower, vision_tower, max_length=options.max_length)
+    processor = M2SAProcessor.from_towers(text_tower, vision_tower, max_length=options.max_length,
+                                          text_normalization=options.text_normalization)
     return model, processor
 
 

@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 
 from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
+from modeling_m2sa.normalization_m2sa import TEXT_NORMALIZATIONS
 
 TINY = "tiny"
 """Tower value meaning: build a small tower from scratch (and train a tokenizer on the training texts)."""
@@ -109,6 +110,10 @@ class TrainingOptions:
         1.0, "clip the gradients to this total norm before each optimizer step, as the Trainer does; 0 (or None in a "
              "YAML file): no clipping")
     max_length: int = _option(64, "maximum tokens per tweet")
+    text_normalization: Literal[TEXT_NORMALIZATIONS] = _option(
+        "twitter", "how tweets are written before tokenising, saved with the processor so every later use reads them "
+                   "alike: twitter (mentions -> @user, links -> http, as XLM-T and UMSAB; idempotent on such text) or "
+                   "none (as given)")
     fusion: Literal[FUSION_CHOICES] = _option(
         "concat", "how text and image features are combined: concat (the paper's), gated, late or cross_attention; "
                   "a text-only model always uses concat")

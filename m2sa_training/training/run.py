@@ -9,6 +9,7 @@ from dataset_script.demo import DEMO_SOURCE
 from m2sa_files.atomic import is_partial, staged_into, write_text_atomically
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
+from modeling_m2sa.normalization_m2sa import normalize_tweet
 
 from ..evaluation.calibration import calibration_markdown, reliability_figure
 from ..evaluation.metrics import (
@@ -154,7 +155,8 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
     """Every run of the job with `accelerator`, then the reports, the exported model and its card."""
     state = process_state()
     output_dir = Path(options.output_dir)
-    train_texts = list(splits["train"]["text"])
+    # a tiny tower's tokenizer learns its vocabulary from the texts as the processor will write them
+    train_texts = [normalize_tweet(text, options.text_normalization) for text in splits["train"]["text"]]
     per_modality = {modality: [] for modality in options.modalities}
     image_errors = {}  # (split, row position) -> reason, over every run: an image is unreadable whatever reads it
     exported = None
