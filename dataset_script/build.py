@@ -10,7 +10,6 @@ Then `load_dataset(DIR, "de")` (or `load_dataset("org/m2sa", "de")` once pushed)
 
 import argparse
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python dataset_script/build.py`: make `dataset_script` importable
@@ -25,7 +24,7 @@ from dataset_script.push import push_to_hub  # noqa: E402
 from dataset_script.report import read_report  # noqa: E402
 from dataset_script.umsab import umsab_source  # noqa: E402
 from dataset_script.writer import DEFAULT_MAX_SHARD_BYTES  # noqa: E402
-from m2sa_files.disk_full import describe, disk_full_message, full_disk_failure  # noqa: E402
+from m2sa_files.disk_full import exiting_on_a_full_disk  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,19 +71,6 @@ def _summary(out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def stopping_when_the_disk_is_full(out_dir: Path):
-    """A full disk ends the build with what to do instead of a traceback (the half-built copy is already removed)."""
-    try:
-        yield
-    except Exception as error:
-        failure = full_disk_failure(error)
-        if failure is None:
-            raise
-        kept = f"The half-built copy was removed; {out_dir} holds the previous build, if there was one."
-        sys.exit(f"error: {disk_full_message(describe(failure), kept, 'run the same command again', '--out')}")
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     show_progress = not args.no_progress
@@ -95,7 +81,8 @@ def main(argv=None) -> None:
         sources.append(umsab_source(args.umsab))
     if args.mvsa is not None:
         sources.append(mvsa_source(args.mvsa))
-    with stopping_when_the_disk_is_full(args.out):
+    kept = f"The half-built copy was removed; {args.out} holds the previous build, if there was one."
+    with exiting_on_a_full_disk(kept, "run the same command again", "--out"):
         if args.demo:
             build_demo_dataset(args.out, args.demo_train, args.demo_eval, args.seed, show_progress=show_progress)
         elif sources:

@@ -17,7 +17,9 @@ What a write that finds no room raises (each made for real on a full tmpfs by te
 import errno
 import os
 import re
+import sys
 import traceback
+from contextlib import contextmanager
 
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # a quota is a full disk for the user who reaches it
 _FULL_DISK_WORDS = tuple(os.strerror(code) for code in FULL_DISK_ERRNOS)
@@ -75,3 +77,16 @@ def disk_full_message(failure, kept, then, output_option="--output-dir"):
     (`kept`, a sentence), and what to do: make room, or write to another disk, then `then`."""
     return (f"The disk is full: {failure}. {kept} Free space on that disk, or move the output to a disk with more room "
             f"and pass its new place as {output_option}; then {then}.")
+
+
+@contextmanager
+def exiting_on_a_full_disk(kept, then, output_option="--output-dir"):
+    """Run a command's block; a full disk inside it (whichever library says so) ends the process with
+    `error: <disk_full_message>` and exit status 1 instead of a traceback. Any other error passes through."""
+    try:
+        yield
+    except Exception as error:
+        failure = full_disk_failure(error)
+        if failure is None:
+            raise
+        sys.exit(f"error: {disk_full_message(describe(failure), kept, then, output_option)}")

@@ -8,16 +8,17 @@ import sys
 
 import transformers
 
-from m2sa_files.disk_full import describe, disk_full_message, full_disk_failure
+from m2sa_files.disk_full import disk_full_message, exiting_on_a_full_disk
 from modeling_m2sa.errors_m2sa import M2SAError
 
 from .processes import process_state
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TRAINING_CONTINUES = "run the same command again to continue (train.py with --resume-from-checkpoint latest)"
+KEPT = "Everything written completely is kept; half-written files were removed."
 
 
-def disk_full_error(failure, then, kept="Everything written completely is kept; half-written files were removed."):
+def disk_full_error(failure, then, kept=KEPT):
     """The `disk_full` error of every command: `failure` says what could not be written (the library's words), `then`
     how the command continues once there is room, `kept` what it keeps."""
     return M2SAError(disk_full_message(failure, kept, then), code="disk_full")
@@ -32,12 +33,8 @@ def run_command(work, how_to_continue=TRAINING_CONTINUES):
     is_main_process = process_state().is_main_process
     logging.getLogger("m2sa_training").setLevel(logging.INFO if is_main_process else logging.WARNING)
     transformers.utils.logging.disable_progress_bar()  # per-tower "Loading weights" bars drown the epoch bars
-    try:
-        return work()
-    except M2SAError as error:
-        sys.exit(f"error: {error}")
-    except Exception as error:
-        failure = full_disk_failure(error)
-        if failure is None:
-            raise
-        sys.exit(f"error: {disk_full_error(describe(failure), how_to_continue)}")
+    with exiting_on_a_full_disk(KEPT, how_to_continue):
+        try:
+            return work()
+        except M2SAError as error:  # first: its own message (a disk_full one included) says what to do
+            sys.exit(f"error: {error}")
