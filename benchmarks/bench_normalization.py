@@ -14,7 +14,6 @@ and the share of tweets whose label is the same on both forms (n = all tweets, a
 import random
 from pathlib import Path
 
-import numpy as np
 from transformers import pipeline
 
 from benchmarks.cpu_info import cpu_description
@@ -22,7 +21,7 @@ from benchmarks.harness import benchmark_parser, model_name, require_data, write
 from benchmarks.models import UMSAB_ENGLISH_MODEL, umsab_english_model_dir
 from benchmarks.tweets import umsab_english_validation
 from benchmarks.uncertainty import bootstrap_macro_f1
-from m2sa_training.evaluation.metrics import macro_f1_from_confusion
+from m2sa_training.evaluation.metrics import compute_metrics
 
 HANDLES = ["@SenSchumer", "@realDonaldTrump", "@nasa", "@BBCBreaking", "@elonmusk", "@Cristiano", "@taylorswift13",
            "@NYTimes", "@jack", "@AOC", "@BarackObama", "@ManUtd", "@Google", "@cnnbrk", "@some_fan_1987",
@@ -48,11 +47,9 @@ def predictions(classify, texts):
 
 
 def macro_f1(labels, predicted):
-    confusion = np.zeros((3, 3))
-    for label, prediction in zip(labels, predicted):
-        confusion[label, prediction] += 1
-    low, high = bootstrap_macro_f1(confusion)
-    return {"macro_f1": float(macro_f1_from_confusion(confusion)), "macro_f1_95_interval": [low, high]}
+    overall = compute_metrics(labels, predicted, ["en"] * len(labels))["overall"]
+    return {"macro_f1": overall["macro_f1"],
+            "macro_f1_95_interval": list(bootstrap_macro_f1(overall["confusion_matrix"]))}
 
 
 def measure(classify, labels, distributed, posted, rewritten):
