@@ -77,7 +77,7 @@ def run_client(url, tweets, start, outcome):
     for text, image in tweets:
         began = time.perf_counter()
         try:
-            label, _, _ = client.predict(text, handle_file(str(image)), api_name="/classify")
+            label, *_ = client.predict(text, handle_file(str(image)), api_name="/classify")
             result = "answered" if label.get("label") else f"no label: {label}"
         except QueueError:
             result = "refused"

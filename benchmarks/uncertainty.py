@@ -25,6 +25,16 @@ def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
     return tuple(float(value) for value in np.quantile(scores, [(1 - level) / 2, (1 + level) / 2]))
 
 
+def wilson_interval(successes, trials, z=1.959964):
+    """(low, high): the 95 % Wilson score interval of a proportion of `successes` in `trials`."""
+    if trials == 0:
+        return (0.0, 1.0)
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * ((share * (1 - share) + z * z / (4 * trials)) / trials) ** 0.5 / (1 + z * z / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def main():
     results = json.loads((RESULTS / "umsab.json").read_text())["results"]
     for split, models in results.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import datasets
 
-from modeling_m2sa.labels_m2sa import LABEL_NAMES  # the model's classes, in its label-id order
+from modeling_m2sa.labels_m2sa import LABEL_NAMES, TRANSLATED_SUFFIX  # shared with the model
 
 M2SA_LANGUAGES = (
     "ar", "bg", "bs", "da", "de", "en", "es", "fr", "hr", "hu", "it",
@@ -19,9 +19,6 @@ SPLITS = ("train", "validation", "test")
 
 ALL_CONFIG = "all"
 """The config that unites every non-translated config of a build (the multilingual training set)."""
-
-TRANSLATED_SUFFIX = "_mt"
-"""Config name suffix of machine-translated sets, e.g. `de_mt`."""
 
 FEATURES = datasets.Features(
     {

@@ -108,6 +108,10 @@ class M2SAConfig(PretrainedConfig):
             multi-label). Fitted on the validation split by `train.py` (`--calibrate`, the default) so that the
             probabilities match how often the labels are right; it never changes a label. `None`: the logits' own
             softmax. The model's `logits` are never divided.
+        training_languages (`list[str]`, *optional*):
+            The languages of the rows the model was trained on, as `train.py` records them: ISO 639-1 codes, and
+            `<code>_mt` for machine-translated rows (`de_mt`). `None`: not recorded. The pipeline's `detect_language`
+            compares a tweet's language with them (see `language_m2sa`).
     """
 
     model_type = "m2sa"
@@ -129,6 +133,7 @@ class M2SAConfig(PretrainedConfig):
         initializer_range=0.02,
         inference_backend="auto",
         calibration_temperature=None,
+        training_languages=None,
         **kwargs,
     ):
         for name, value, choices in (
@@ -168,6 +173,7 @@ class M2SAConfig(PretrainedConfig):
             raise M2SAError(f"`calibration_temperature` must be positive (or None: not calibrated), got "
                             f"{calibration_temperature}.")
         self.calibration_temperature = calibration_temperature
+        self.training_languages = None if training_languages is None else list(training_languages)
         training_only = [key for key in TRAINING_ONLY_KEYS if kwargs.pop(key, None) is not None]
         if training_only:
             logger.warning_once(

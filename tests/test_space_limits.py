@@ -87,7 +87,7 @@ def measured(server, request):
 
 
 def assert_still_serving(client, images):
-    label, breakdown, message = classify(client, TWEET, images / "red.png")
+    label, breakdown, message, _ = classify(client, TWEET, images / "red.png")
     assert label["label"] in LABELS and "| both |" in breakdown and message == ""
 
 
@@ -179,7 +179,7 @@ def test_batch_decoding_to_gigabytes_is_classified_within_the_memory_bound(serve
 @NEEDS_PROC
 def test_tweet_image_over_the_pixel_cap_is_refused_from_its_header(server, images):
     client = server[0]
-    (label, breakdown, message), growth = measured(server, lambda: classify(client, TWEET, images / "wide.png"))
+    (label, breakdown, message, _), growth = measured(server, lambda: classify(client, TWEET, images / "wide.png"))
     assert not label.get("label") and breakdown == ""
     assert message == ("⚠️ wide.png is too large to decode safely: it is 4,097 × 4,096 = 16,781,312 pixels, over "
                        "this demo's cap of 16,777,216 pixels (4096 × 4096) per image. Resize it, or remove the image "
@@ -194,7 +194,7 @@ def test_16_concurrent_clients_are_all_answered(server, images, tiny_model_and_p
     jobs = [c.submit(TWEET, gradio_client.handle_file(str(images / "red.png")), api_name="/classify") for c in clients]
     (expected,) = predict(*tiny_model_and_processor, [TWEET], [Image.open(images / "red.png")])
     for job in jobs:
-        label, _, message = job.result(timeout=300)
+        label, _, message, _ = job.result(timeout=300)
         confidences = {item["label"]: item["confidence"] for item in label["confidences"]}
         assert label["label"] == expected["label"] and message == ""
         assert confidences == pytest.approx(expected["probabilities"], abs=1e-5)
@@ -234,7 +234,7 @@ def test_full_queue_answers_with_gradios_queue_full_message(saved_tiny_model_dir
         answered, refused = 0, 0
         for job in jobs:
             try:
-                label, _, message = job.result(timeout=300)
+                label, _, message, _ = job.result(timeout=300)
             except QueueError as error:
                 assert str(error) == "Queue is full! Please try again."
                 refused += 1

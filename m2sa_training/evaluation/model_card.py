@@ -7,6 +7,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
 from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REGRESSION
+from modeling_m2sa.language_m2sa import spoken_language
 
 from .calibration import calibration_markdown
 from .metrics import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
@@ -78,7 +79,7 @@ def card_data(model_name, dataset, languages, results, base_model, multimodal, s
         library_name="transformers",
         pipeline_tag=TASK_TYPE,
         license="apache-2.0",
-        language=list(languages),
+        language=sorted({spoken_language(code) for code in languages}),  # the Hub's field takes ISO codes only
         tags=[*TAGS, SYNTHETIC_DEMO_TAG] if synthetic_demo else list(TAGS),
         datasets=[dataset] if _is_hub_dataset_id(dataset) else None,
         base_model=base_model,
@@ -121,7 +122,7 @@ def render_model_card(
         text_tower: Hub id or path of the text encoder the model was built from.
         vision_tower: Hub id or path of the image encoder, or `None` for a text-only model.
         dataset: Hub id (listed under `datasets:`) or local path of the training data.
-        languages: ISO codes of the training languages.
+        languages: the model's `training_languages` (ISO codes, `<code>_mt` for machine-translated rows).
         results: split name -> `aggregate_runs` result; goes to the model-index (means) and to the per-language
             tables (mean ± std over several runs).
         training_args: hyper-parameter name -> value, shown as a table.

@@ -35,9 +35,10 @@ def probability_column(label):
     return f"probability_{label}"
 
 
-def output_schema(label_names, id_column=None, with_language=False):
+def output_schema(label_names, id_column=None, with_language=False, with_detected_language=False):
     """The shards' columns: the input's row index (and id, and language when it has them), the label, one probability
-    per class, whether the image was used and why not, and why a row got no label."""
+    per class, whether the image was used and why not, why a row got no label, and (`--detect-language`) the
+    detected language and whether the model was trained on it."""
     fields = [pa.field("row_index", pa.int64())]
     if id_column is not None:
         fields.append(pa.field(id_column, pa.string()))
@@ -47,6 +48,8 @@ def output_schema(label_names, id_column=None, with_language=False):
                *(pa.field(probability_column(label), pa.float32()) for label in label_names),
                pa.field("image_used", pa.bool_()), pa.field("image_error", pa.string()),
                pa.field("image_error_code", pa.string()), pa.field("unscored_reason", pa.string())]
+    if with_detected_language:
+        fields += [pa.field("detected_language", pa.string()), pa.field("language_in_training", pa.bool_())]
     return pa.schema(fields)
 
 
@@ -98,8 +101,11 @@ class ScoringOutput:
     def summary(self, label_names, shards):
         """Counts over the finished `shards`: rows, labels (overall and per language), unscored rows and image
         errors by reason; each class's share estimated two ways: classify and count (`shares`) and the mean of its
-        probability over the labelled rows (`mean_probability`, the better estimate from a calibrated model)."""
+        probability over the labelled rows (`mean_probability`, the better estimate from a calibrated model); with
+        detected languages, the labelled rows per detected language (`unsure`: none detected) and how many are in a
+        language outside the model's training languages."""
         rows, labels, per_language, unscored, image_errors, images_used = 0, Counter(), {}, Counter(), Counter(), 0
+        detected, outside_training, languages_detected = Counter(), 0, False
         probability_sums = Counter()
         for index in shards:
             table = pq.read_table(self.shard_path(index))
@@ -114,7 +120,17 @@ class ScoringOutput:
             for language, label in zip(columns.get("language", ()), columns["label"]):
                 counts = per_language.setdefault(language, Counter())
                 counts[label if label is not None else "unscored"] += 1
+            languages_detected = languages_detected or "detected_language" in columns
+            for language, in_training, label in zip(columns.get("detected_language", ()),
+                                                    columns.get("language_in_training", ()), columns["label"]):
+                if label is not None:
+                    detected[language or "unsure"] += 1
+                    outside_training += in_training is False
         labelled = sum(labels.values())
+        languages = {}
+        if languages_detected:
+            languages = {"detected_languages": dict(detected.most_common()),
+                         "outside_training_languages": outside_training}
         return {
             "rows_out": rows,
             "labels": {label: labels[label] for label in label_names},
@@ -125,6 +141,7 @@ class ScoringOutput:
             "image_errors": dict(sorted(image_errors.items())),
             "per_language": {language: dict(sorted(counts.items()))
                              for language, counts in sorted(per_language.items())},
+            **languages,
         }
 
     def write_report(self, report):
@@ -152,6 +169,13 @@ def dataset_card(split, report, shard_bytes):
                      f"{summary['mean_probability'][label]:.1%} |" for label, count in labels.items())
     errors = ", ".join(f"{code} {count:,}" for code, count in report["summary"]["image_errors"].items()) or "none"
     unscored = ", ".join(f"{reason} {count:,}" for reason, count in report["summary"]["unscored"].items()) or "none"
+    languages = ""
+    if "detected_languages" in summary:
+        trained = ", ".join(report.get("training_languages") or []) or "not recorded by the model"
+        detected = ", ".join(f"{language} {count:,}" for language, count in summary["detected_languages"].items())
+        languages = (f"\nDetected languages of the labelled rows (`unsure`: the detector was not sure): {detected}. "
+                     f"Rows in a language the model was not trained on (its training languages: {trained}): "
+                     f"{summary['outside_training_languages']:,}.\n")
     return f"""---
 configs:
 - config_name: default
@@ -181,8 +205,9 @@ common it is; the mean probability is the better one when the model is calibrate
 
 Images used: {report['summary']['images_used']:,}; image errors (each such row was labelled from its text): {errors}.
 Rows without a label: {unscored}.
-
+{languages}
 Columns: `row_index` (the row's position in the input split), the input's id and `language` when it has them,
 `label`, one `probability_<label>` per class, `image_used`, `image_error` / `image_error_code` (why an image was not
-used) and `unscored_reason` (why a row has no label). `scoring_report.json` holds the full report.
+used), `unscored_reason` (why a row has no label) and, when languages were detected, `detected_language` and
+`language_in_training`. `scoring_report.json` holds the full report.
 """

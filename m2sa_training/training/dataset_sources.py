@@ -42,6 +42,8 @@ DEFAULT_CONFIG = "default"
 """The config `datasets` gives a dataset that names none (a folder of data files, a single file)."""
 
 UNDETERMINED_LANGUAGE = "und"
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
+"""An ISO 639 code (639-1 or 639-3), as a row's language is when it names one."""
 """ISO 639-2 "undetermined": the language of rows of a `default`-only dataset without a language column."""
 
 FILE_BUILDERS = {".parquet": ("parquet", {}), ".csv": ("csv", {}), ".tsv": ("csv", {"sep": "\t"}),
@@ -152,6 +154,17 @@ def load_training_splits(dataset, configs, options, translated_for_training=()):
                 code="empty_split",
             )
     return splits
+
+
+def training_languages(train_split):
+    """The languages of `train_split`'s rows as a model's config records them (`training_languages`): sorted ISO codes,
+    `<code>_mt` for machine-translated rows; a row whose language is undetermined, or no language code, adds none."""
+    languages = train_split["language"]
+    translated = train_split["translated"] if "translated" in train_split.column_names else [False] * len(languages)
+    codes = {f"{language}{TRANSLATED_SUFFIX}" if was_translated else language
+             for language, was_translated in zip(languages, translated)}
+    return sorted(code for code in codes if LANGUAGE_CODE.fullmatch(code.removesuffix(TRANSLATED_SUFFIX))
+                  and code != UNDETERMINED_LANGUAGE)
 
 
 def load_config(dataset, config, options):

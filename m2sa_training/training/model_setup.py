@@ -66,9 +66,10 @@ def head_config(options):
     return dict(problem_type=REGRESSION, num_labels=1, id2label={0: name}, label2id={name: 0})
 
 
-def build_model_and_processor(options, modality, text_tower, vision_tower, seed):
+def build_model_and_processor(options, modality, text_tower, vision_tower, seed, training_languages=None):
     """The M2SA classifier (or regressor) and processor for one modality (`text` drops the image tower), with the
-    options' head, fusion, frozen towers, LoRA adapters and gradient checkpointing."""
+    options' head, fusion, frozen towers, LoRA adapters and gradient checkpointing; its config records the
+    `training_languages` of the rows it will learn from."""
     vision_tower = None if modality == "text" else vision_tower
     set_seed(seed)  # the fusion, head, "no image" embedding and LoRA adapters start from seeded random weights
     model = M2SAForSequenceClassification.from_towers(
@@ -77,6 +78,7 @@ def build_model_and_processor(options, modality, text_tower, vision_tower, seed)
         # A text-only model has nothing to fuse: its text features go to the head as they are.
         fusion_type=options.fusion if vision_tower is not None else "concat",
         cross_attention_layers=options.cross_attention_layers,
+        training_languages=training_languages,
         **head_config(options),
     )
     # Freezing is a choice of this training, not part of the model: it is set on the built model, not in its config.

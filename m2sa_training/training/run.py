@@ -25,7 +25,13 @@ from ..evaluation.metrics import (
 from ..evaluation.model_card import render_model_card
 from ..processes import process_state
 from .data import blank_texts, check_label_names, has_images
-from .dataset_sources import dataset_configs, demo_dataset_path, load_training_splits, resolve_configs
+from .dataset_sources import (
+    dataset_configs,
+    demo_dataset_path,
+    load_training_splits,
+    resolve_configs,
+    training_languages,
+)
 from .loop import (
     RunSpec,
     job_accelerator,
@@ -163,6 +169,7 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
     # Every modality of a seed starts from the same towers, so `tiny` towers are built once per seed.
     towers = {seed: tower_paths(options, train_texts, output_dir / "towers" / f"seed{seed}", seed)
               for seed in options.seeds}
+    languages = training_languages(splits["train"])  # recorded in every model's config
     for modality in options.modalities:
         # The image-only model sees the same rows with their texts blanked.
         modality_splits = datasets_for_modality(splits, modality)
@@ -170,7 +177,8 @@ def train_and_report(options, accelerator, dataset, splits, resume_from):
             spec = RunSpec(modality, seed, output_dir / "runs" / run_name(modality, seed),
                            resume_from[run_name(modality, seed)])
             text_tower, vision_tower = towers[seed]
-            model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed)
+            model, processor = build_model_and_processor(options, modality, text_tower, vision_tower, seed,
+                                                         training_languages=languages)
             label_names = check_label_names(splits["train"], model.config)
             outcome = train_run(accelerator, options, spec, model, processor, modality_splits)
             if state.is_main_process:
@@ -269,7 +277,7 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
         text_tower=text_tower,
         vision_tower=vision_tower,
         dataset=dataset if options.dataset else "M2SA embedded demo set (synthetic)",
-        languages=sorted(set(splits["train"]["language"])),
+        languages=training_languages(splits["train"]),
         results=main_results,
         training_args=json.loads(options.to_json()),
         label_names=label_names,
