@@ -1,10 +1,17 @@
-"""Tweet images: any form a user holds (PIL, path, bytes, array, `datasets` dict) opened as upright 8-bit RGB, and the
-caps that the Space and the corpus scorer check an image against from its header alone, before anything is decoded."""
+"""Tweet images: any form a user holds (PIL, path, bytes, array, `datasets` dict) opened as upright 8-bit RGB; the
+caps that the Space, the corpus scorer and the deploy handler check an image against from its header alone, before
+anything is decoded; and how they fetch an image URL (`fetch_url`: a timeout over the whole download, a size cap
+checked against `Content-Length` first and then while reading, retries for what may pass). An image that cannot be
+used is an `ImageUnusable` whose `code` names why."""
 
 import io
 import os
 import re
+import time
+import urllib.error
+import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +116,85 @@ def decoding_error_text(error):
     """Pillow's message for an image it cannot read, without the address of the in-memory file it names
     ("cannot identify image file <_io.BytesIO object at 0x7f...>"), so the same bytes always give the same text."""
     return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "in memory", str(error))
+
+
+URL_SCHEMES = ("http://", "https://")
+USER_AGENT = "m2sa"
+RETRYABLE_HTTP_STATUSES = (408, 429, 500, 502, 503, 504)
+RETRY_PAUSE_SECONDS = 0.5
+READ_BLOCK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """How images are fetched and what is refused: `timeout` seconds per URL (the whole download), `max_bytes` per
+    image, `max_pixels` per image (from its header), `retries` after a failed fetch that may pass."""
+
+    timeout: float = 10.0
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_IMAGE_PIXELS
+    retries: int = 1
+
+
+class ImageUnusable(Exception):
+    """Why an image cannot be used (`code`, message); `retryable` when fetching it again may succeed."""
+
+    def __init__(self, code, message, retryable=None):
+        super().__init__(message)
+        self.code = code
+        self.retryable = code in ("timeout", "connection_error") if retryable is None else retryable
+
+
+def fetch_url(url, limits):
+    """The bytes at `url`; retried `limits.retries` times after a timeout, a dropped connection, HTTP 429 or 5xx."""
+    for attempt in range(limits.retries + 1):
+        try:
+            return _download(url, limits)
+        except ImageUnusable as problem:
+            if not problem.retryable or attempt == limits.retries:
+                raise
+            time.sleep(RETRY_PAUSE_SECONDS * (attempt + 1))
+
+
+def _download(url, limits):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    deadline = time.monotonic() + limits.timeout
+    try:
+        with urllib.request.urlopen(request, timeout=limits.timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+                raise ImageUnusable("too_large", f"{url} is {int(declared):,} bytes, over the cap of "
+                                                 f"{limits.max_bytes:,}")
+            blocks, size = [], 0
+            while block := response.read(READ_BLOCK_BYTES):
+                size += len(block)
+                if size > limits.max_bytes:
+                    raise ImageUnusable("too_large", f"{url} is over the cap of {limits.max_bytes:,} bytes")
+                if time.monotonic() > deadline:
+                    raise ImageUnusable("timeout", f"{url} took over {limits.timeout:g} s to download")
+                blocks.append(block)
+            return b"".join(blocks)
+    except urllib.error.HTTPError as error:
+        raise ImageUnusable("http_error", f"{url} answered HTTP {error.code} {error.reason}",
+                            retryable=error.code in RETRYABLE_HTTP_STATUSES) from None
+    except TimeoutError:
+        raise ImageUnusable("timeout", f"{url} took over {limits.timeout:g} s to answer") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            raise ImageUnusable("timeout", f"{url} took over {limits.timeout:g} s to answer") from None
+        raise ImageUnusable("connection_error", f"{url} could not be fetched ({error.reason})") from None
+    except (OSError, ValueError) as error:  # a reset connection, an invalid URL
+        raise ImageUnusable("connection_error", f"{url} could not be fetched ({error})") from None
+
+
+def check_image_header(image, limits):
+    """Refuse an image that is not one, or has more pixels than the cap, from its header alone (nothing decoded)."""
+    try:
+        width, height = image_dimensions(io.BytesIO(image) if isinstance(image, bytes) else image)
+    except Image.DecompressionBombError:
+        raise ImageUnusable("too_large", f"an image over the cap of {limits.max_pixels:,} pixels") from None
+    except UNREADABLE_IMAGE as error:
+        raise ImageUnusable("undecodable", f"not an image ({decoding_error_text(error)})") from None
+    if width * height > limits.max_pixels:
+        raise ImageUnusable("too_large", f"an image of {width:,} x {height:,} pixels, over the cap of "
+                                         f"{limits.max_pixels:,}")

@@ -18,6 +18,7 @@ from conftest import REPO_ROOT, TOKENIZER_TEXTS
 from m2sa_training.score import images as scoring_images
 from m2sa_training.score.run import main
 from m2sa_training.score.progress import Progress
+from modeling_m2sa.images_m2sa import ImageLimits
 
 SHARD_SIZE = "16"
 LIMITS = ["--image-timeout", "1.5", "--image-max-bytes", "60000"]
@@ -326,15 +327,15 @@ def test_the_scorer_and_the_space_take_the_image_caps_from_the_model_code(saved_
     assert space_rules is images_m2sa
     assert (images_m2sa.MAX_IMAGE_SIDE, images_m2sa.MAX_IMAGE_PIXELS, images_m2sa.MAX_IMAGE_BYTES) == (
         4096, 4096 * 4096, 20 * 2**20)
-    limits = scoring_images.ImageLimits()
+    limits = images_m2sa.ImageLimits()  # the scorer's defaults, and the deploy handler's
     assert (limits.max_pixels, limits.max_bytes) == (images_m2sa.MAX_IMAGE_PIXELS, images_m2sa.MAX_IMAGE_BYTES)
 
 
 def test_a_retry_fetches_what_failed_once(image_server):
-    first = scoring_images.ready_image(f"{image_server}/flaky.png?once", None, scoring_images.ImageLimits(retries=0))
+    first = scoring_images.ready_image(f"{image_server}/flaky.png?once", None, ImageLimits(retries=0))
     assert first.code == "http_error" and "503" in first.message
     retried = scoring_images.ready_image(f"{image_server}/flaky.png?twice", None,
-                                         scoring_images.ImageLimits(retries=1))
+                                         ImageLimits(retries=1))
     assert retried.usable and Image.open(io.BytesIO(retried.image)).size == (16, 16)
 
 

@@ -27,14 +27,14 @@ from transformers import HfArgumentParser, pipeline
 
 from modeling_m2sa.configuration_m2sa import INFERENCE_BACKENDS
 from modeling_m2sa.errors_m2sa import M2SAError
-from modeling_m2sa.images_m2sa import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from modeling_m2sa.images_m2sa import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageLimits
 from modeling_m2sa.language_m2sa import language_detector
 from modeling_m2sa.processing_m2sa import is_empty_tweet
 
 from ..command_line import run_command
 from ..processes import process_state
 from .corpus import open_corpus
-from .images import NO_IMAGE, ImageLimits, ready_image
+from .images import NO_IMAGE, ready_image
 from .output import OUTPUT_FORMAT, ScoringOutput, output_schema, probability_column
 from .progress import Progress
 
