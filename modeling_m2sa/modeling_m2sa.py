@@ -4,7 +4,9 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,6 +18,9 @@ from .errors_m2sa import M2SAError
 from .pipeline_m2sa import pipeline_config_entry
 from .saved_folder_m2sa import REEXPORT, auto_map_modules, check_code_files, damaged_safetensors_files, saved_folder
 
+ENDPOINT_HANDLER = Path(__file__).with_name("handler.py")
+"""Inference Endpoints' custom handler, copied into every saved classifier's folder (this package's copy; a model
+loaded from saved code has its handler in its folder already)."""
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
     "AutoModel": "modeling_m2sa.M2SAModel",
@@ -277,6 +282,9 @@ class M2SAPreTrainedModel(PreTrainedModel):
             pipeline_config_entry() if isinstance(self, M2SAForSequenceClassification) else {}
         )
         super().save_pretrained(save_directory, *args, **kwargs)
+        # A saved classifier deploys as an Inference Endpoint: its handler (imported by nothing here) goes along.
+        if isinstance(self, M2SAForSequenceClassification) and ENDPOINT_HANDLER.is_file():
+            shutil.copyfile(ENDPOINT_HANDLER, Path(save_directory) / ENDPOINT_HANDLER.name)
 
 
 class M2SAModel(M2SAPreTrainedModel):

@@ -92,7 +92,7 @@ def test_saved_code_is_flat_and_self_contained(tiny_model_and_processor, tmp_pat
     processor.save_pretrained(tmp_path)
     code_files = sorted(path.name for path in tmp_path.glob("*.py"))
     assert code_files == ["backends_m2sa.py", "configuration_m2sa.py", "errors_m2sa.py", "explanations_m2sa.py",
-                          "images_m2sa.py", "labels_m2sa.py", "language_m2sa.py", "modeling_m2sa.py",
+                          "handler.py", "images_m2sa.py", "labels_m2sa.py", "language_m2sa.py", "modeling_m2sa.py",
                           "normalization_m2sa.py", "pipeline_m2sa.py", "processing_m2sa.py", "saved_folder_m2sa.py"]
     for path in tmp_path.glob("*.py"):
         for line in path.read_text().splitlines():
