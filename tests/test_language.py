@@ -2,6 +2,7 @@
 `pipe(x, detect_language=True)` says which language each tweet is in and whether the model learned it."""
 
 import json
+import shutil
 import sys
 import textwrap
 
@@ -184,3 +185,20 @@ def test_the_space_says_the_language_and_when_the_model_was_not_trained_on_it(sa
                       "en): its answer is a guess from what it knows of other languages.")
     *_, unsure = app.classify_tweet(classify, "@SenSchumer 😀", None)
     assert unsure == "Language: not sure which (too few words, or a mix)."
+
+
+def test_the_scorer_refuses_a_model_whose_code_predates_language_detection(saved_models, tmp_path):
+    from m2sa_training.score.run import main as score
+
+    old_model = tmp_path / "old-model"
+    shutil.copytree(saved_models["recorded"], old_model)
+    code = old_model / "pipeline_m2sa.py"
+    # the pipeline as saved before it knew the call parameter
+    code.write_text(code.read_text().replace(" detect_language=None,", "").replace("if detect_language is not None:",
+                                                                                    "if False:"))
+    corpus = tmp_path / "tweets.jsonl"
+    corpus.write_text(json.dumps({"text": "Heute ist ein schöner Tag"}) + "\n")
+    with pytest.raises(SystemExit) as stopped:
+        score(["--model", str(old_model), "--dataset", str(corpus), "--output-dir", str(tmp_path / "out"),
+               "--detect-language"])
+    assert "was saved with code that cannot detect languages. Export it again" in str(stopped.value.code)

@@ -15,6 +15,7 @@ Only a few chunks of rows (and their images) are in memory at a time.
 """
 
 import hashlib
+import inspect
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,10 @@ def load_scoring_pipeline(options, device):
     if getattr(pipe, "served_backend", None) is None or not hasattr(pipe, "scores_by_label"):
         raise M2SAError(f"{options.model!r} is not an M2SA classifier with its m2sa-sentiment pipeline; export it "
                         f"again with train.py or save_pretrained.", code="not_an_m2sa_model")
+    if options.detect_language and "detect_language" not in inspect.signature(pipe._sanitize_parameters).parameters:
+        raise M2SAError(f"{options.model!r} was saved with code that cannot detect languages. Export it again with "
+                        f"this version (python -m modeling_m2sa.export --model {options.model} --out DIR --backend "
+                        f"auto) to use --detect-language, or leave the option out.", code="not_supported_by_model")
     if pipe.model.config.problem_type == "regression":
         raise M2SAError(f"{options.model!r} is a regression model; this command writes class labels and "
                         f"probabilities. Call its pipeline directly for scores.", code="regression_model")
