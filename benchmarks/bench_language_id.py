@@ -22,10 +22,8 @@ from importlib.metadata import distribution
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import benchmark_parser, require_data, resident_bytes, run_again, write_results
 from benchmarks.uncertainty import wilson_interval
+from dataset_script.umsab import UMSAB_LANGUAGES
 from modeling_m2sa.language_m2sa import CONFIDENCE_THRESHOLD, MACROLANGUAGE, language_detector, text_for_language_id
-
-UMSAB_LANGUAGES = {"arabic": "ar", "english": "en", "french": "fr", "german": "de", "hindi": "hi", "italian": "it",
-                   "portuguese": "pt", "spanish": "es"}
 
 
 def load_py3langid():

@@ -5,6 +5,8 @@
 - `fusion_comparison.png`: test macro-F1 of every fusion type, mean ± std over seeds (`bench_fusion`);
 - `calibration_reliability.png`: reliability diagrams before and after temperature scaling, every seed
   (`bench_calibration`);
+- `multilingual_e5.png`: test macro-F1 per UMSAB language, one model per language against one for all, with
+  bootstrap intervals (`bench_multilingual`);
 - `grid_demo_heatmap.png`: the test heatmap a grid wrote, copied from its output directory (`--grid-dir`, e.g.
   `outputs/grid-demo` after `python -m m2sa_training.grid --config configs/grid_demo.yaml`).
 
@@ -132,6 +134,26 @@ def calibration_reliability(report):
     return figure
 
 
+def multilingual_comparison(report):
+    """Test macro-F1 per language, one model per language against one for all, with 95 % bootstrap intervals."""
+    rows = list(report["table"])
+    figure = new_figure(8, 3.8)
+    axes = figure.add_subplot()
+    for offset, (mode, colour) in enumerate((("monolingual", "#b0b0b0"), ("multilingual", "#4c78a8"))):
+        positions = [index + (offset - 0.5) * 0.38 for index in range(len(rows))]
+        means = [report["table"][row][mode]["mean"] for row in rows]
+        low = [mean - report["table"][row][mode]["interval_95"][0] for row, mean in zip(rows, means)]
+        high = [report["table"][row][mode]["interval_95"][1] - mean for row, mean in zip(rows, means)]
+        axes.bar(positions, means, width=0.38, color=colour, yerr=[low, high], capsize=2, label=mode)
+    axes.set_xticks(range(len(rows)), rows, fontsize=8)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("test macro-F1 (95 % bootstrap interval)", fontsize=8)
+    axes.legend(loc="upper right", fontsize=8)
+    axes.set_title(f"UMSAB, {report['text_tower']}, {len(report['seeds'])} seed(s), "
+                   f"{report['runs_finished']}/{report['runs']} runs; {cpu_line(report['cpu'])}", fontsize=8)
+    return figure
+
+
 def grid_heatmap(grid_dir, path):
     """The test heatmap a grid wrote (`results.png`, by `m2sa_training.grid.report`), copied next to the others."""
     shutil.copyfile(Path(grid_dir) / "results.png", path)
@@ -141,6 +163,7 @@ FIGURES_BY_RESULTS = {
     "inference.json": ("inference_throughput.png", inference_throughput),
     "fusion.json": ("fusion_comparison.png", fusion_comparison),
     "calibration.json": ("calibration_reliability.png", calibration_reliability),
+    "multilingual.json": ("multilingual_e5.png", multilingual_comparison),
 }
 
 

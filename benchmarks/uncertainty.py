@@ -14,14 +14,20 @@ from benchmarks.harness import RESULTS
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion
 
 
+def bootstrap_macro_f1_draws(confusion, draws=2000, seed=0):
+    """Macro-F1 of `draws` resamples of the tweets behind `confusion` (rows true labels, columns predictions; a mean
+    of several seeds' matrices is taken as the frequencies of its rounded total of tweets), as an array."""
+    confusion = np.asarray(confusion, dtype=float)
+    generator = np.random.default_rng(seed)
+    tweets = int(round(confusion.sum()))
+    resampled = generator.multinomial(tweets, (confusion / confusion.sum()).ravel(), size=draws)
+    return np.array([macro_f1_from_confusion(cells.reshape(confusion.shape)) for cells in resampled])
+
+
 def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
     """(low, high): the `level` percentile interval of macro-F1 over `draws` resamples of the tweets behind
     `confusion` (rows true labels, columns predictions)."""
-    confusion = np.asarray(confusion, dtype=float)
-    generator = np.random.default_rng(seed)
-    tweets = int(confusion.sum())
-    resampled = generator.multinomial(tweets, (confusion / tweets).ravel(), size=draws)
-    scores = [macro_f1_from_confusion(cells.reshape(confusion.shape)) for cells in resampled]
+    scores = bootstrap_macro_f1_draws(confusion, draws, seed)
     return tuple(float(value) for value in np.quantile(scores, [(1 - level) / 2, (1 + level) / 2]))
 
 

@@ -29,11 +29,22 @@ def setting_name(run):
     return f"{run.mode}: {towers}"
 
 
-def per_seed_values(runs, records, languages, split):
-    """{row: {seed: macro-F1}} of one setting's finished runs. A multilingual run gives every language's value and its
-    overall one; monolingual runs give their language's, and "all languages" is the macro-F1 of their predictions
-    pooled (summed confusion matrices) for each seed whose every language is finished."""
+def languages_of_configs(runs, records):
+    """{config: the language of its rows} read from the grid's finished monolingual runs, whose results name the one
+    language they saw: a grid's languages are dataset configs, which need not be named by their language (the
+    builder's `umsab_ar` holds `ar` rows), while a multilingual run reports per language."""
+    return {run.scope: next(iter(record["results"]["test"]["per_language"]))
+            for run, record in zip(runs, records)
+            if record is not None and run.scope != ALL_SCOPE and len(record["results"]["test"]["per_language"]) == 1}
+
+
+def per_seed_values(runs, records, languages, split, row_languages=None):
+    """{row: {seed: macro-F1}} of one setting's finished runs. A multilingual run gives every language's value (found
+    under the row's name, or under the language `row_languages` gives its config) and its overall one; monolingual
+    runs give their language's, and "all languages" is the macro-F1 of their predictions pooled (summed confusion
+    matrices) for each seed whose every language is finished."""
     values = {row: {} for row in [*languages, ALL_ROW]}
+    row_languages = row_languages or {}
     pooled = {}
     for run, record in zip(runs, records):
         if record is None:
@@ -41,8 +52,10 @@ def per_seed_values(runs, records, languages, split):
         result = record["results"][split]
         if run.scope == ALL_SCOPE:
             for language in languages:
-                if language in result["per_language"]:
-                    values[language][run.seed] = result["per_language"][language]["macro_f1"]
+                found = next((result["per_language"][name] for name in (language, row_languages.get(language))
+                              if name in result["per_language"]), None)
+                if found is not None:
+                    values[language][run.seed] = found["macro_f1"]
             values[ALL_ROW][run.seed] = result["overall"]["macro_f1"]
         else:
             values[run.scope][run.seed] = result["overall"]["macro_f1"]
@@ -61,8 +74,9 @@ def grid_table(runs, records, languages, split):
         by_setting[setting_name(run)][0].append(run)
         by_setting[setting_name(run)][1].append(record)
     table = {}
+    row_languages = languages_of_configs(runs, records)
     for setting, (setting_runs, setting_records) in by_setting.items():
-        values = per_seed_values(setting_runs, setting_records, languages, split)
+        values = per_seed_values(setting_runs, setting_records, languages, split, row_languages)
         table[setting] = {row: mean_and_spread([by_seed[seed] for seed in sorted(by_seed)]) if by_seed else None
                           for row, by_seed in values.items()}  # fmt: skip
     return table

@@ -1,0 +1,161 @@
+"""The paper's multilingual claim on real tweets: one model per language against one model for all eight UMSAB
+languages, the same text tower and recipe for both.
+
+The text tower is multilingual-e5-small (rebuilt offline by `../shared/tools/e5/convert.py`, see its README); the
+data is UMSAB's eight languages (Arabic, English, French, German, Hindi, Italian, Portuguese, Spanish) built by
+`dataset_script` (its id-derived train / validation / test splits). The runs are a grid (`m2sa_training.grid`):
+monolingual (one model per language) and multilingual (one model on all eight), text only, `--seeds` seeds each.
+Reported per language: test macro-F1 (mean over seeds, their std) with a 95 % bootstrap interval over test tweets, the
+multilingual minus monolingual difference with its interval, and the verdict: multilingual wins or loses where the
+interval excludes 0, the split cannot tell otherwise.
+
+    python ../shared/tools/e5/convert.py --out outputs/multilingual-e5-small     # once (see its README)
+    python -m benchmarks.bench_multilingual --text-model outputs/multilingual-e5-small \\
+        --work-dir outputs/bench-multilingual --seeds 1
+
+Interrupted, or out of time? The same command again: finished runs are skipped, an interrupted one continues from its
+last epoch checkpoint, so the work can span sessions. `--report-only` writes the results of the runs finished so far.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from benchmarks.cpu_info import cpu_description
+from benchmarks.figures import draw
+from benchmarks.harness import benchmark_parser, write_results
+from benchmarks.recipes import umsab_dataset
+from benchmarks.uncertainty import bootstrap_macro_f1_draws
+from dataset_script.umsab import UMSAB_LANGUAGES
+from m2sa_training.evaluation.metrics import macro_f1_from_confusion, mean_and_spread
+from m2sa_training.grid.runner import grid_runs, load_grid_config, read_run_record
+from m2sa_training.grid.runner import main as grid_main
+
+DEFAULT_RECIPE = {"learning_rate": 5e-5, "batch_size": 32, "num_epochs": 2}
+"""The budget of both modes: 2 epochs at learning rate 5e-5, batch 32, train.py's defaults otherwise (64 tokens, mean
+pooling, linear decay, the best epoch on validation macro-F1 kept)."""
+MODES = ("monolingual", "multilingual")
+DRAWS = 2000
+
+
+def grid_config(args, dataset):
+    """The grid of this comparison, written where its runs go."""
+    config = {"title": "UMSAB, multilingual-e5-small: one model per language against one for all",
+              "output_dir": str(args.work_dir / "grid"), "text_towers": [str(args.text_model)],
+              "image_towers": ["none"],
+              "modes": list(MODES), "languages": [f"umsab_{code}" for code in UMSAB_LANGUAGES.values()],
+              "seeds": args.seeds, "keep": "results", "training": {"dataset": str(dataset), **args.recipe}}
+    path = args.work_dir / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_confusions(grid):
+    """{mode: {language code: [test confusion matrix per finished seed]}}, and the train seconds of each mode."""
+    confusions = {mode: {code: [] for code in UMSAB_LANGUAGES.values()} for mode in MODES}
+    seconds = {mode: 0.0 for mode in MODES}
+    for run in grid_runs(grid):
+        record = read_run_record(grid, run)
+        if record is None:
+            continue
+        test = record["results"]["test"]
+        seconds[run.mode] += record["train_seconds"]
+        if run.mode == "monolingual":
+            confusions[run.mode][run.scope.removeprefix("umsab_")].append(test["overall"]["confusion_matrix"])
+        else:
+            for code, result in test["per_language"].items():
+                confusions[run.mode][code].append(result["confusion_matrix"])
+    return confusions, seconds
+
+
+def pooled(matrices):
+    """The seeds' confusion matrices as one distribution over the test tweets (their mean), for the bootstrap."""
+    return np.mean(np.asarray(matrices, dtype=float), axis=0)
+
+
+def interval(values):
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
+
+
+def compare(confusions):
+    """Per language and over the eight: each mode's macro-F1 (mean, std over seeds, bootstrap interval) and the
+    difference multilingual - monolingual with its interval and verdict. The bootstrap resamples each mode's test
+    tweets independently (the pairing of the two on the same tweets is not kept), so its intervals are wide rather
+    than narrow."""
+    languages = [code for code in UMSAB_LANGUAGES.values() if all(confusions[mode][code] for mode in MODES)]
+    table, draws = {}, {mode: [] for mode in MODES}
+    for code in languages:
+        row = {}
+        for offset, mode in enumerate(MODES):
+            matrices = confusions[mode][code]
+            scores = bootstrap_macro_f1_draws(pooled(matrices), DRAWS, seed=offset)
+            draws[mode].append(scores)
+            row[mode] = {**mean_and_spread([macro_f1_from_confusion(np.asarray(m)) for m in matrices]),
+                         "interval_95": interval(scores), "n": int(np.sum(matrices[0]))}
+        difference = draws["multilingual"][-1] - draws["monolingual"][-1]
+        row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
+                             "interval_95": interval(difference), "verdict": verdict(interval(difference))}
+        table[code] = row
+    if len(languages) == len(UMSAB_LANGUAGES):  # the mean over the eight, when every language is finished
+        means = {mode: np.mean(draws[mode], axis=0) for mode in MODES}
+        row = {mode: {"mean": float(np.mean([table[code][mode]["mean"] for code in languages])),
+                      "interval_95": interval(means[mode])} for mode in MODES}
+        difference = interval(means["multilingual"] - means["monolingual"])
+        row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
+                             "interval_95": difference, "verdict": verdict(difference)}
+        table["mean of the 8"] = row
+    return table
+
+
+def verdict(difference_interval):
+    low, high = difference_interval
+    return "multilingual wins" if low > 0 else "monolingual wins" if high < 0 else "the split cannot tell"
+
+
+def markdown(table):
+    lines = ["| language | monolingual | multilingual | multilingual − monolingual | verdict |",
+             "|---|---|---|---|---|"]
+    for code, row in table.items():
+        cells = [f"{row[mode]['mean']:.3f}" + (f" ± {row[mode]['std']:.3f}" if row[mode].get("std") else "")
+                 + " [{:.3f}, {:.3f}]".format(*row[mode]["interval_95"]) for mode in MODES]
+        difference = row["difference"]
+        lines.append(f"| {code} | {cells[0]} | {cells[1]} | {difference['mean']:+.3f} "
+                     + "[{:+.3f}, {:+.3f}]".format(*difference["interval_95"]) + f" | {difference['verdict']} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = benchmark_parser(__doc__, out="multilingual.json", data_root=True, work_dir=True, seeds=True)
+    parser.add_argument("--text-model", type=Path, required=True,
+                        help="the multilingual-e5-small folder convert.py wrote (or another text tower)")
+    parser.add_argument("--recipe", type=json.loads, default=DEFAULT_RECIPE,
+                        help=f"train.py options of both modes, as JSON (default: {json.dumps(DEFAULT_RECIPE)})")
+    parser.add_argument("--report-only", action="store_true", help="write the results of the finished runs; train "
+                                                                   "nothing")
+    parser.set_defaults(seeds=[1])
+    args = parser.parse_args()
+    if args.work_dir is None:
+        sys.exit("Pass --work-dir: the runs take hours on a CPU and are kept there, so a rerun continues them.")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    dataset = umsab_dataset(args.work_dir / "umsab-dataset", args.data_root)
+    config_path = grid_config(args, dataset)
+    if not args.report_only:
+        grid_main(["--config", str(config_path)])
+    grid = load_grid_config(config_path)
+    confusions, seconds = test_confusions(grid)
+    table = compare(confusions)
+    print(markdown(table))
+    runs = grid_runs(grid)
+    finished = sum(read_run_record(grid, run) is not None for run in runs)
+    write_results(args.out, {"cpu": cpu_description(), "text_tower": args.text_model.name, "recipe": args.recipe,
+                             "seeds": args.seeds, "runs_finished": finished, "runs": len(runs),
+                             "train_minutes": {mode: round(value / 60, 1) for mode, value in seconds.items()},
+                             "table": table, "markdown": markdown(table)})
+    draw(args.out)
+
+
+if __name__ == "__main__":
+    main()
