@@ -52,7 +52,8 @@ class EndpointHandler:
         tweets = [self.tweet(item, index, raise_on_image) for index, item in enumerate([inputs] if single else inputs)]
         scorable = [index for index, (tweet, _) in enumerate(tweets) if tweet["text"].strip() or tweet["image"]]
         answers = self.pipe([tweets[index][0] for index in scorable], **parameters) if scorable else []
-        results = [unscored(problem) for _, problem in tweets]
+        # with top_k every answer is a list of labels; a tweet with nothing to classify answers in the same shape
+        results = [[unscored(problem)] if "top_k" in parameters else unscored(problem) for _, problem in tweets]
         for index, answer in zip(scorable, answers):
             problem = tweets[index][1]
             results[index] = answer if problem is None else with_image_problem(answer, problem)

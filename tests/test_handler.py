@@ -45,6 +45,8 @@ def requests(image_server):  # noqa: F811
         "list": {"inputs": [TEXT, {"text": "", "image": ok_png}, {"text": "", "image": f"{image_server}/missing.png"}]},
         "parameters": {"inputs": {"text": TEXT, "image": ok_png},
                        "parameters": {"top_k": None, "detect_language": True, "explain": True, "n_steps": 4}},
+        "nothing_top_k": {"inputs": [{"text": "", "image": f"{image_server}/missing.png"}, TEXT],
+                          "parameters": {"top_k": None}},
         "raise": {"inputs": {"text": TEXT, "image": f"{image_server}/missing.png"},
                   "parameters": {"on_invalid_image": "raise"}},
         "not_a_request": {"text": TEXT},
@@ -124,3 +126,9 @@ def test_image_problems_raise_when_asked_and_bad_requests_say_what_to_do(answers
     assert answers["not_a_request"]["error"] == "ValueError"
     assert '"inputs" holds a text' in answers["not_a_request"]["message"]
     assert "Input 1 is not a tweet" in answers["not_a_tweet"]["message"]
+
+
+def test_with_top_k_a_tweet_with_nothing_to_classify_answers_in_the_same_shape(answers):
+    nothing, ranked = answers["nothing_top_k"]
+    assert len(ranked) == 3 and [entry["label"] for entry in nothing] == [None]
+    assert nothing[0]["unscored_reason"] == "empty_tweet" and nothing[0]["image_error_code"] == "http_error"
