@@ -10,7 +10,7 @@ import datasets
 import pytest
 from transformers import pipeline
 
-from benchmarks.harness import space_module
+from benchmarks.harness import space_app
 from conftest import run_without_package
 from m2sa_training.training.dataset_sources import training_languages
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
@@ -176,7 +176,7 @@ def test_the_scorer_refuses_to_detect_languages_without_the_library(saved_models
 
 
 def test_the_space_says_the_language_and_when_the_model_was_not_trained_on_it(saved_models):
-    app = space_module("app")
+    app = space_app()
     classify = app.load_pipeline(str(saved_models["recorded"]))
     *_, german = app.classify_tweet(classify, "Heute ist wirklich ein wunderschöner Tag in Berlin", None)
     assert german == "Language: **de**, one of the languages the model was trained on."
