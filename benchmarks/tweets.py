@@ -19,16 +19,21 @@ def mvsa_tweets(data_root):
     return [read_mvsa_text(path.with_suffix(".txt")) or "." for path in image_paths], image_paths
 
 
+def umsab_validation(data_root, language="english"):
+    """The UMSAB validation texts of one language (its folder name: english, german, ...)."""
+    return (data_root / "umsab" / language / "val_text.txt").read_text(encoding="utf-8").splitlines()
+
+
 def umsab_english_validation(data_root):
     """The English UMSAB validation texts."""
-    return (data_root / "umsab" / "english" / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    return umsab_validation(data_root, "english")
 
 
 def load_tweets(data_root, num_tweets, seed=0, image_every=2):
     """`num_tweets` (texts, image paths or None): real UMSAB validation texts round-robin over languages; every
     `image_every`-th tweet (from the first) gets a real MVSA photo."""
     languages = sorted(path.name for path in (data_root / "umsab").iterdir())
-    per_language = {lang: (data_root / "umsab" / lang / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    per_language = {lang: umsab_validation(data_root, lang)
                     for lang in languages}
     image_paths = sorted((data_root / "mvsa_sample" / "data").glob("*.jpg"))
     rng = random.Random(seed)

@@ -27,8 +27,12 @@ def bootstrap_macro_f1_draws(confusion, draws=2000, seed=0):
 def bootstrap_macro_f1(confusion, draws=2000, seed=0, level=0.95):
     """(low, high): the `level` percentile interval of macro-F1 over `draws` resamples of the tweets behind
     `confusion` (rows true labels, columns predictions)."""
-    scores = bootstrap_macro_f1_draws(confusion, draws, seed)
-    return tuple(float(value) for value in np.quantile(scores, [(1 - level) / 2, (1 + level) / 2]))
+    return percentile_interval(bootstrap_macro_f1_draws(confusion, draws, seed), level)
+
+
+def percentile_interval(values, level=0.95):
+    """(low, high): the central `level` share of `values` (bootstrap draws)."""
+    return tuple(float(value) for value in np.quantile(values, [(1 - level) / 2, (1 + level) / 2]))
 
 
 def wilson_interval(successes, trials, z=1.959964):

@@ -51,15 +51,22 @@ def language_detector():
     return LangDetector(LangDetectConfig(model="lite", max_input_length=None))
 
 
+def best_language(words):
+    """The detector's top language for `words` (as `text_for_language_id` writes a tweet) and its confidence, as the
+    detector names it; (None, 0.0) for no words."""
+    if not words:
+        return None, 0.0
+    best = language_detector().detect(words, model="lite")[0]
+    return best["lang"], best["score"]
+
+
 def detect_languages(texts):
     """The language of each text: an ISO 639-1 code (see `MACROLANGUAGE`), or None when the text has no words or the
     detector is less sure than `CONFIDENCE_THRESHOLD`."""
-    detector = language_detector()
     languages = []
     for text in texts:
-        words = text_for_language_id(text)
-        best = detector.detect(words, model="lite")[0] if words else {"score": 0.0}
-        code = best.get("lang") if best["score"] >= CONFIDENCE_THRESHOLD else None
+        code, confidence = best_language(text_for_language_id(text))
+        code = code if confidence >= CONFIDENCE_THRESHOLD else None
         languages.append(MACROLANGUAGE.get(code, code))
     return languages
 
