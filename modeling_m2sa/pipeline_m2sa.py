@@ -311,12 +311,16 @@ class M2SASentimentPipeline(Pipeline):
                     inputs["has_image"] = batch["has_image"][row : row + 1].clone()
                     if batch["has_image"][row]:
                         inputs["pixel_values"] = batch["pixel_values"][row : row + 1].clone()
-                # the model read the normalised text, whose words stand one for one for the words as written
-                explanation = explain_tweet(self.model, self.processor.tokenizer,
-                                            self.processor.normalized_texts(text)[0], inputs, target, n_steps,
-                                            internal_batch_size)
+                # the model read the normalised text behind the processor's prefix; the normalised words stand one
+                # for one for the words as written, the prefix's words are no word of the tweet
+                explanation = explain_tweet(self.model, self.processor.tokenizer, self.processor.model_texts(text)[0],
+                                            inputs, target, n_steps, internal_batch_size)
+                read_words = explanation["words"]
+                prefix_words = len(read_words) - len(text.split())
                 explanation["words"] = [(word, attribution) for word, (_, attribution)
-                                        in zip(text.split(), explanation["words"])]
+                                        in zip(text.split(), read_words[prefix_words:])]
+                if self.processor.text_prefix:  # the words' attributions and this one sum to the text's
+                    explanation["prefix_attribution"] = sum(value for _, value in read_words[:prefix_words])
                 results.append(explanation)
         return results
 

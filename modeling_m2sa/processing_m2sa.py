@@ -166,18 +166,27 @@ class M2SAProcessor(ProcessorMixin):
             (saved with the processor, so training, the pipeline, the scorer and the Space read tweets alike):
             `"twitter"` turns mentions into `@user` and links into `http` as XLM-T and UMSAB do (see
             `normalization_m2sa`); `"none"` tokenises the text as given.
+        text_prefix (`str`, *optional*, defaults to `""`): put before every tweet that has text, after normalisation
+            (saved with the processor): a text tower's input convention, such as multilingual-e5's `"query: "`.
     """
 
     valid_processor_kwargs = M2SAProcessingKwargs
 
-    def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", text_prefix="",
+                 **kwargs):
         self.max_length = max_length
         self.text_normalization = check_text_normalization(text_normalization)
+        self.text_prefix = text_prefix
         super().__init__(image_processor, tokenizer, **kwargs)
 
     def normalized_texts(self, texts):
         """`texts` (one string or a list) as `text_normalization` writes them, as a list."""
         return [normalize_tweet(text, self.text_normalization) for text in as_text_list(texts)]
+
+    def model_texts(self, texts):
+        """`texts` (one string or a list) as the text tower reads them, as a list: normalised, then `text_prefix`
+        before each one that has text (a tweet that is only an image stays without text)."""
+        return [self.text_prefix + text if text and text.strip() else text for text in self.normalized_texts(texts)]
 
     @property
     def text_kwargs(self):
@@ -200,7 +209,7 @@ class M2SAProcessor(ProcessorMixin):
 
     @classmethod
     def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128,
-                    text_normalization="none"):
+                    text_normalization="none", text_prefix=""):
         """Build the processor of the towers given to `M2SAForSequenceClassification.from_towers` (Hub ids or paths).
 
         A text-only model (`vision_model_name_or_path=None`) still carries a default CLIP image processor, which it
@@ -212,7 +221,7 @@ class M2SAProcessor(ProcessorMixin):
         else:
             image_processor = AutoImageProcessor.from_pretrained(vision_model_name_or_path)
         return cls(image_processor=image_processor, tokenizer=tokenizer, max_length=max_length,
-                   text_normalization=text_normalization)
+                   text_normalization=text_normalization, text_prefix=text_prefix)
 
     def valid_call_kwargs(self):
         """Every keyword `__call__` accepts: the modality dicts, the processor's own and the components' kwargs."""
@@ -244,7 +253,7 @@ class M2SAProcessor(ProcessorMixin):
     def tokenize(self, texts, **text_kwargs):
         """Token ids of `texts` with the processor's defaults (truncated to `max_length`, padded to the longest) and
         any tokenizer kwargs given."""
-        return self.tokenizer(self.normalized_texts(texts), **self.merged_kwargs(**text_kwargs)["text_kwargs"])
+        return self.tokenizer(self.model_texts(texts), **self.merged_kwargs(**text_kwargs)["text_kwargs"])
 
     def encode_tweets(self, texts, images=None, *, row_ids=None, **kwargs):
         """Model inputs for a batch of tweets: the one place where texts and images become tensors.
@@ -277,7 +286,7 @@ class M2SAProcessor(ProcessorMixin):
                             code="length_mismatch")
         data = {}
         if texts is not None:
-            data.update(self.tokenizer(self.normalized_texts(texts), **text_kwargs))
+            data.update(self.tokenizer(self.model_texts(texts), **text_kwargs))
         decoded, image_problems = decode_images(as_image_list(images, num_rows, False), row_ids, on_invalid_image)
         has_image = torch.tensor([image is not None for image in decoded], dtype=torch.bool)
         data["has_image"] = _converted(has_image, return_tensors)

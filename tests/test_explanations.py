@@ -122,3 +122,16 @@ def test_the_planted_cues_get_the_attribution(demo_model):
     assert cued >= 60 and uncued >= 20
     assert found / cued >= 0.8  # chance: about 1 word in 6
     assert image_led / uncued > 0.5
+
+
+def test_a_prefixed_processor_explains_the_tweets_words_and_names_the_prefixs_share(tiny_towers, tmp_path):
+    model_dir = tmp_path / "prefixed"
+    M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"]).save_pretrained(model_dir)
+    M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], text_prefix="query: ").save_pretrained(model_dir)
+    text_pipe = pipeline(model=str(model_dir), trust_remote_code=True, backend="fp32")
+    (result,) = text_pipe(["I love this so much"], explain=True)
+    explanation = result["explanation"]
+    assert [word for word, _ in explanation["words"]] == ["I", "love", "this", "so", "much"]
+    assert explanation["prefix_attribution"] != 0
+    assert (sum(value for _, value in explanation["words"]) + explanation["prefix_attribution"]
+            == pytest.approx(explanation["text_attribution"], abs=1e-5))

@@ -28,6 +28,7 @@ def preprocessing_fingerprint(processor):
     settings = {
         "max_length": processor.max_length,
         "text_normalization": processor.text_normalization,
+        "text_prefix": processor.text_prefix,
         "tokenizer": type(processor.tokenizer).__name__,
         "vocab_size": len(processor.tokenizer),
         "image_processor": processor.image_processor.to_dict(),

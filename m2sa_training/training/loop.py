@@ -6,7 +6,6 @@ registers its model, optimizer, scheduler and loaders with it and releases them 
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -19,7 +18,6 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from m2sa_files.atomic import atomic_directory, partial_path, replace_directory, write_text_atomically
 from m2sa_files.disk_full import describe, full_disk_failure
@@ -34,7 +32,8 @@ from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .feature_cache import cached_features
 from .lora import save_exported_model
 from .modality_dropout import drop_images, image_dropout_for
-from .options import ADAMW_IMPLEMENTATIONS, NO_VISION
+from .optimization import optimizer_and_scheduler
+from .options import NO_VISION
 
 logger = logging.getLogger(__name__)
 
@@ -174,12 +173,7 @@ def setup_run(accelerator, options, spec, model, processor, splits):
             num_workers=options.dataloader_num_workers,
         )
 
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate, weight_decay=options.weight_decay,
-                                  **ADAMW_IMPLEMENTATIONS[options.optim])
-    steps_per_epoch = math.ceil(len(splits["train"]) / options.batch_size / options.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * options.num_epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(options.warmup_ratio * total_steps), total_steps)
+    optimizer, scheduler = optimizer_and_scheduler(model, options, len(splits["train"]))
     set_seed(spec.seed)  # the seedable sampler of the training loader takes torch's seed now: the run's
     model, optimizer, scheduler, train_loader, *eval_loaders = accelerator.prepare(
         model, optimizer, scheduler, loader("train", True), *(loader(name, False) for name in EVAL_SPLITS))
@@ -204,7 +198,7 @@ def train_epoch(options, run, spec, epoch):
             inputs["has_image"] = drop_images(inputs["has_image"], batch["row_index"].tolist(), spec.seed, epoch,
                                               run.image_dropout)
         with accelerator.accumulate(model):
-            loss = model(**inputs).loss
+            loss = training_loss(model(**inputs), inputs["labels"], options.label_smoothing)
             accelerator.backward(loss)
             if accelerator.sync_gradients and options.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
@@ -217,6 +211,14 @@ def train_epoch(options, run, spec, epoch):
     process_loss = torch.tensor(total_loss / max(len(run.train_loader), 1), dtype=torch.float64,
                                 device=accelerator.device)
     return accelerator.reduce(process_loss, reduction="mean").item(), image_errors
+
+
+def training_loss(outputs, labels, label_smoothing):
+    """The loss a training step minimises: the model's own (`config.problem_type`), or with `label_smoothing` the
+    cross-entropy against smoothed labels (classification only)."""
+    if not label_smoothing:
+        return outputs.loss
+    return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def evaluate_split(accelerator, model, loader, split, problem_type):

@@ -84,11 +84,14 @@ def build_model_and_processor(options, modality, text_tower, vision_tower, seed,
     # Freezing is a choice of this training, not part of the model: it is set on the built model, not in its config.
     model.set_tower_freezing(freeze_text_model=options.freeze_text_model,
                              freeze_vision_model=options.freeze_vision_model)
+    if options.freeze_word_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
     add_lora_adapters(model, options)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     processor = M2SAProcessor.from_towers(text_tower, vision_tower, max_length=options.max_length,
-                                          text_normalization=options.text_normalization)
+                                          text_normalization=options.text_normalization,
+                                          text_prefix=options.text_prefix)
     return model, processor
 
 

@@ -49,6 +49,16 @@ ADAMW_IMPLEMENTATIONS = {"adamw_torch": {}, "adamw_torch_fused": {"fused": True}
 """`--optim` choices -> keyword arguments of `torch.optim.AdamW` (named as transformers' `TrainingArguments.optim`)."""
 
 
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+"""`--lr-scheduler` choices: transformers' `get_scheduler` names (after the warm-up: linear decay to 0, cosine decay to
+0, or constant)."""
+
+ADDED_LATER = ("lr_scheduler", "layerwise_lr_decay", "freeze_word_embeddings", "label_smoothing", "text_prefix")
+"""Options that came after runs were saved, whose defaults compute what runs did before they existed: a saved
+`run_config.json` without one of them holds a run with its default (`value_when_absent`). A new option joins them only
+when its default keeps the old behaviour."""
+
+
 def _option(default, help_text):
     """A dataclass field with its `--flag` help (read by `HfArgumentParser`), which shows the default."""
     metadata = {"help": f"{help_text} (default: {default})"}
@@ -106,6 +116,18 @@ class TrainingOptions:
     early_stopping_patience: int = _option(
         3, "stop after N epochs without a better validation metric (macro-F1; MSE for --problem-type regression)")
     warmup_ratio: float = _option(0.0, "fraction of steps with linear learning-rate warm-up")
+    lr_scheduler: Literal[LR_SCHEDULERS] = _option(
+        "linear", "learning rate after the warm-up, as transformers' get_scheduler names it: linear (decay to 0), "
+                  "cosine (cosine decay to 0) or constant_with_warmup")
+    layerwise_lr_decay: float = _option(
+        1.0, "text tower only: each layer below the top learns at this factor of the layer above (the word embeddings "
+             "at factor^layers, the head and everything outside the text tower at the full rate); 1: no decay")
+    freeze_word_embeddings: bool = _option(
+        False, "do not train the text tower's word embeddings (a multilingual vocabulary's rows for words the training "
+               "data lacks stay where pretraining put them; each step is faster, the optimizer skipping that matrix)")
+    label_smoothing: float = _option(
+        0.0, "training loss only (classification): cross-entropy against labels smoothed by this share spread over "
+             "all classes, as torch's CrossEntropyLoss(label_smoothing=...); validation and test are unchanged")
     max_grad_norm: float | None = _option(
         1.0, "clip the gradients to this total norm before each optimizer step, as the Trainer does; 0 (or None in a "
              "YAML file): no clipping")
@@ -114,6 +136,9 @@ class TrainingOptions:
         "twitter", "how tweets are written before tokenising, saved with the processor so every later use reads them "
                    "alike: twitter (mentions -> @user, links -> http, as XLM-T and UMSAB; idempotent on such text) or "
                    "none (as given)")
+    text_prefix: str = _option(
+        "", "put before every tweet's text, saved with the processor: a text tower's input convention, e.g. 'query: ' "
+            "for multilingual-e5 (quote it to keep the space)")
     fusion: Literal[FUSION_CHOICES] = _option(
         "concat", "how text and image features are combined: concat (the paper's), gated, late or cross_attention; "
                   "a text-only model always uses concat")
@@ -172,6 +197,14 @@ class TrainingOptions:
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def value_when_absent(name):
+    """The value of option `name` in a run saved before the option existed (its default, see `ADDED_LATER`); raises
+    KeyError for an option that every saved run names (a run_config.json without it says nothing of its run)."""
+    if name not in ADDED_LATER:
+        raise KeyError(name)
+    return TrainingOptions.__dataclass_fields__[name].default
 
 
 def build_parser():
@@ -275,7 +308,18 @@ def validate_options(options):
     if options.save_total_limit is not None and options.save_total_limit < 1:
         raise M2SAError(f"--save-total-limit must be at least 1, got {options.save_total_limit}; leave it out to "
                         f"keep every checkpoint.", code="bad_option")
-    for name in ("problem_type", "fusion", "lora_towers", "mixed_precision", "optim", "report_to"):
+    if not 0 < options.layerwise_lr_decay <= 1:
+        raise M2SAError(f"--layerwise-lr-decay is a factor in (0, 1] (1: no decay), got {options.layerwise_lr_decay}.",
+                        code="bad_option")
+    if not 0 <= options.label_smoothing < 1:
+        raise M2SAError(f"--label-smoothing is a share in [0, 1), got {options.label_smoothing}.", code="bad_option")
+    if options.label_smoothing and options.problem_type == REGRESSION:
+        raise M2SAError("--label-smoothing smooths class labels, but --problem-type regression learns numbers; drop "
+                        "--label-smoothing.", code="conflicting_options")
+    if options.freeze_word_embeddings and options.freeze_text_model:
+        raise M2SAError("--freeze-text-model already freezes the whole text tower, word embeddings included; drop "
+                        "--freeze-word-embeddings.", code="conflicting_options")
+    for name in ("problem_type", "fusion", "lora_towers", "mixed_precision", "optim", "report_to", "lr_scheduler"):
         choices = literal_choices(typing.get_type_hints(TrainingOptions)[name])
         if getattr(options, name) not in choices:  # YAML values do not pass through argparse's `choices`
             raise M2SAError(f"--{name.replace('_', '-')} must be one of {choices}, got {getattr(options, name)!r}.",

@@ -42,11 +42,13 @@ from .loop import (
 )
 from .lora import lora_settings
 from .model_setup import build_model_and_processor, check_tower_exists, tower_paths
-from .options import NO_VISION
+from .options import NO_VISION, value_when_absent
 
 logger = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
+MISSING = object()
+"""The saved value of an option that a run_config.json does not name and that every run names: equal to nothing."""
 MODALITY_NAMES = {"multimodal": "multimodal", "text": "text-only", "image": "image-only"}
 
 
@@ -58,8 +60,19 @@ def options_changed_since(config_path, options):
     """The sorted names of the options that define a run (`run_identity`) and differ from the run saved in
     `config_path` (a run_config.json)."""
     previous = json.loads(config_path.read_text())
-    # An option the saved run does not name counts as different: nothing says what that run did.
-    return sorted(key for key, value in options.run_identity().items() if key not in previous or previous[key] != value)
+    return sorted(key for key, value in options.run_identity().items() if saved_value(previous, key) != value)
+
+
+def saved_value(saved_options, name):
+    """The value of option `name` in a saved run_config.json: as saved, else the value of runs from before the option
+    existed (`value_when_absent`). An option missing for any other reason counts as different: nothing says what that
+    run did."""
+    if name in saved_options:
+        return saved_options[name]
+    try:
+        return value_when_absent(name)
+    except KeyError:
+        return MISSING
 
 
 def check_output_dir(options):

@@ -1,0 +1,50 @@
+"""The optimizer and learning-rate schedule of a run: AdamW over the trainable parameters, with layer-wise learning-rate
+decay on the text tower (`--layerwise-lr-decay`), warm-up and `--lr-scheduler`."""
+
+import math
+import re
+
+import torch
+from transformers import get_scheduler
+
+from .options import ADAMW_IMPLEMENTATIONS
+
+TEXT_TOWER_PREFIX = "m2sa.text_model."
+LAYER_NUMBER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+
+
+def text_tower_depth(name, num_layers):
+    """Where a parameter of the classifier sits for layer-wise decay: 0 for the text tower's embeddings, i + 1 for its
+    layer i, `num_layers` for the rest of the text tower (its pooler, a final norm) and for every parameter outside it
+    (head, fusion, image tower): those learn at the full rate."""
+    if not name.startswith(TEXT_TOWER_PREFIX):
+        return num_layers
+    layer = LAYER_NUMBER.search(name[len(TEXT_TOWER_PREFIX) - 1:])
+    if layer is not None:
+        return int(layer[1]) + 1
+    return 0 if ".embeddings." in name else num_layers
+
+
+def parameter_groups(model, learning_rate, layerwise_lr_decay):
+    """AdamW parameter groups of the trainable parameters, one per learning rate. With decay d, text-tower layer i of L
+    learns at learning_rate * d^(L - 1 - i), its embeddings at learning_rate * d^L, everything else at learning_rate."""
+    num_layers = model.config.text_config.num_hidden_layers
+    groups = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            scale = layerwise_lr_decay ** max(num_layers - text_tower_depth(name, num_layers), 0)
+            groups.setdefault(scale, []).append(parameter)
+    return [{"params": params, "lr": learning_rate * scale} for scale, params in sorted(groups.items(), reverse=True)]
+
+
+def optimizer_and_scheduler(model, options, num_train_rows):
+    """AdamW (`--optim`) over `parameter_groups` and the schedule over the run's optimizer steps (`--num-epochs` of
+    `num_train_rows`): `--warmup-ratio` of them warming up linearly, then `--lr-scheduler`."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, options.learning_rate, options.layerwise_lr_decay),
+                                  lr=options.learning_rate, weight_decay=options.weight_decay,
+                                  **ADAMW_IMPLEMENTATIONS[options.optim])
+    steps_per_epoch = math.ceil(num_train_rows / options.batch_size / options.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * options.num_epochs
+    scheduler = get_scheduler(options.lr_scheduler, optimizer, num_warmup_steps=int(options.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    return optimizer, scheduler
