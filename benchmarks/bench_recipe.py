@@ -36,6 +36,7 @@ BASELINE = "baseline"
 CANDIDATES = {
     BASELINE: {},
     "frozen word embeddings": {"freeze_word_embeddings": True},
+    "e5's query prefix": {"text_prefix": "query: "},
     "learning rate 1e-4": {"learning_rate": 1e-4},
     "layer-wise decay 0.8": {"layerwise_lr_decay": 0.8},
     "label smoothing 0.1": {"label_smoothing": 0.1},
