@@ -111,7 +111,7 @@ def screen(results, seeds):
                "spread": float(np.ptp(values)),
                "per_language": {code: float(np.mean([by_seed[seed][1][code] for seed in by_seed]))
                                 for code in next(iter(by_seed.values()))[1]},
-               "train_minutes_per_run": float(np.mean([by_seed[seed][2] for seed in by_seed]) / 60)}
+               "train_minutes": {seed: by_seed[seed][2] / 60 for seed in seeds if seed in by_seed}}
         if name != BASELINE and len(values) == len(seeds) and len(baseline) == len(seeds):
             row["difference"] = row["mean"] - float(np.mean(baseline))
             row["verdict"] = ("kept: every seed beats every baseline seed" if min(values) > max(baseline)
@@ -123,12 +123,13 @@ def screen(results, seeds):
 
 def markdown(table, seeds):
     lines = ["| candidate | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | − baseline | verdict | "
-             "train min/run |", "|---|" + "---|" * (len(seeds) + 4)]
+             "train minutes per seed |", "|---|" + "---|" * (len(seeds) + 4)]
     for name, row in table.items():
         cells = [f"{row['seeds'][seed]:.4f}" if seed in row["seeds"] else "–" for seed in seeds]
         difference = f"{row['difference']:+.4f}" if "difference" in row else "–"
+        minutes = " / ".join(f"{value:.1f}" for value in row["train_minutes"].values())
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['mean']:.4f} | {difference} | "
-                     f"{row.get('verdict', '–')} | {row['train_minutes_per_run']:.1f} |")
+                     f"{row.get('verdict', '–')} | {minutes} |")
     return "\n".join(lines)
 
 
