@@ -48,6 +48,19 @@ def test_layerwise_decay_gives_each_text_layer_its_rate_and_the_rest_the_full_ra
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3]
 
 
+def test_layerwise_decay_on_a_tower_without_numbered_layers_is_refused(tiny_towers):
+    from m2sa_training.training.optimization import parameter_groups
+
+    model, _ = build(tiny_towers)
+    for name, parameter in list(model.m2sa.text_model.encoder.named_parameters()):  # rename its numbered layers
+        model.m2sa.text_model.encoder.register_parameter(name.replace(".", "_"), parameter)
+    model.m2sa.text_model.encoder.layer = torch.nn.ModuleList()
+    with pytest.raises(M2SAError, match="--layerwise-lr-decay needs the text tower's numbered layers") as error:
+        parameter_groups(model, 1e-3, 0.8)
+    assert error.value.code == "conflicting_options"
+    assert len(parameter_groups(model, 1e-3, 1.0)) == 1  # without decay nothing is asked of the tower
+
+
 @pytest.mark.parametrize(("scheduler", "middle"), [("linear", 0.5), ("cosine", 0.5), ("constant_with_warmup", 1.0)])
 def test_the_schedule_warms_up_then_follows_lr_scheduler(tiny_towers, scheduler, middle):
     from m2sa_training.training.optimization import optimizer_and_scheduler

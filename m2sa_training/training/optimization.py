@@ -7,10 +7,12 @@ import re
 import torch
 from transformers import get_scheduler
 
+from modeling_m2sa.errors_m2sa import M2SAError
+
 from .options import ADAMW_IMPLEMENTATIONS
 
 TEXT_TOWER_PREFIX = "m2sa.text_model."
-LAYER_NUMBER = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+LAYER_NUMBER = re.compile(r"\.(?:layer|layers|block)\.(\d+)\.")
 
 
 def text_tower_depth(name, num_layers):
@@ -28,12 +30,22 @@ def text_tower_depth(name, num_layers):
 def parameter_groups(model, learning_rate, layerwise_lr_decay):
     """AdamW parameter groups of the trainable parameters, one per learning rate. With decay d, text-tower layer i of L
     learns at learning_rate * d^(L - 1 - i), its embeddings at learning_rate * d^L, everything else at learning_rate."""
-    num_layers = model.config.text_config.num_hidden_layers
+    trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    if layerwise_lr_decay == 1:
+        return [{"params": [parameter for _, parameter in trainable], "lr": learning_rate}]
+    num_layers = getattr(model.config.text_config, "num_hidden_layers", None)
+    if not num_layers or not any(name.startswith(TEXT_TOWER_PREFIX) and LAYER_NUMBER.search(name)
+                                 for name, _ in trainable):
+        raise M2SAError(
+            f"--layerwise-lr-decay needs the text tower's numbered layers, but this tower "
+            f"({model.config.text_config.model_type}) names none that M2SA recognises (`layer.N`, `layers.N`, "
+            f"`block.N`); train it without --layerwise-lr-decay.",
+            code="conflicting_options",
+        )
     groups = {}
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            scale = layerwise_lr_decay ** max(num_layers - text_tower_depth(name, num_layers), 0)
-            groups.setdefault(scale, []).append(parameter)
+    for name, parameter in trainable:
+        groups.setdefault(layerwise_lr_decay ** max(num_layers - text_tower_depth(name, num_layers), 0),
+                          []).append(parameter)
     return [{"params": params, "lr": learning_rate * scale} for scale, params in sorted(groups.items(), reverse=True)]
 
 
