@@ -22,12 +22,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from benchmarks.cpu_info import cpu_description
 from benchmarks.figures import draw
 from benchmarks.harness import benchmark_parser, write_results
-from benchmarks.recipes import umsab_dataset
+from benchmarks.recipes import umsab_dataset, umsab_text_grid
 from benchmarks.uncertainty import bootstrap_macro_f1_draws, percentile_interval
 from dataset_script.umsab import UMSAB_LANGUAGES
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion, mean_and_spread
@@ -43,14 +42,8 @@ DRAWS = 2000
 
 def grid_config(args, dataset):
     """The grid of this comparison, written where its runs go."""
-    config = {"title": "UMSAB, multilingual-e5-small: one model per language against one for all",
-              "output_dir": str(args.work_dir / "grid"), "text_towers": [str(args.text_model)],
-              "image_towers": ["none"],
-              "modes": list(MODES), "languages": [f"umsab_{code}" for code in UMSAB_LANGUAGES.values()],
-              "seeds": args.seeds, "keep": "results", "training": {"dataset": str(dataset), **args.recipe}}
-    path = args.work_dir / "grid.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return umsab_text_grid(args.work_dir, "UMSAB, multilingual-e5-small: one model per language against one for all",
+                           args.text_model, MODES, args.seeds, {"dataset": str(dataset), **args.recipe})
 
 
 def test_confusions(grid):

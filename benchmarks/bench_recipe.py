@@ -22,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import yaml
 
 from benchmarks.bench_multilingual import DEFAULT_RECIPE
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import benchmark_parser, write_results
-from benchmarks.recipes import umsab_dataset
-from dataset_script.umsab import UMSAB_LANGUAGES
+from benchmarks.recipes import umsab_dataset, umsab_text_grid
 from m2sa_training.grid.runner import grid_runs, load_grid_config, read_run_record
 from m2sa_training.grid.runner import main as grid_main
 
@@ -74,13 +72,8 @@ def candidate_grid(args, dataset, name, recipe):
     """The grid file of one candidate (multilingual, text only), written where its runs go."""
     folder = args.work_dir / "candidates" / recipe_folder_name(recipe)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"title": f"Recipe screen: {name}", "output_dir": str(folder / "grid"),
-              "text_towers": [str(args.text_model)], "image_towers": ["none"], "modes": ["multilingual"],
-              "languages": [f"umsab_{code}" for code in UMSAB_LANGUAGES.values()], "seeds": args.seeds,
-              "keep": "results", "training": {"dataset": str(dataset), **recipe}}
-    path = folder / "grid.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return umsab_text_grid(folder, f"Recipe screen: {name}", args.text_model, ["multilingual"], args.seeds,
+                           {"dataset": str(dataset), **recipe})
 
 
 def validation_scores(grid_path):

@@ -8,6 +8,7 @@ import statistics
 import sys
 
 import datasets
+import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline, make_union
@@ -16,7 +17,7 @@ from benchmarks.harness import require_data
 from dataset_script.builder import build_dataset
 from dataset_script.demo import ensure_demo_dataset
 from dataset_script.mvsa import mvsa_source
-from dataset_script.umsab import umsab_source
+from dataset_script.umsab import UMSAB_LANGUAGES, umsab_source
 from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics
 from m2sa_training.training.options import PAPER_HYPERPARAMETERS, parse_options
 from m2sa_training.training.run import run_training
@@ -55,6 +56,18 @@ def umsab_dataset(directory, data_root):
     """The UMSAB folders of the data root (8 languages, text only) as a dataset in `directory`."""
     require_data(data_root, "umsab")
     return built_dataset(directory, umsab_source(data_root / "umsab"), "UMSAB (text only)")
+
+
+def umsab_text_grid(folder, title, text_tower, modes, seeds, training):
+    """The grid file (`folder/grid.yaml`) of text-only runs of `text_tower` on UMSAB's eight languages (the configs
+    `umsab_<code>`), in `modes`, one run per seed, keeping results only; its runs go to `folder/grid`."""
+    config = {"title": title, "output_dir": str(folder / "grid"), "text_towers": [str(text_tower)],
+              "image_towers": ["none"], "modes": list(modes),
+              "languages": [f"umsab_{code}" for code in UMSAB_LANGUAGES.values()], "seeds": seeds,
+              "keep": "results", "training": training}
+    path = folder / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def umsab_english_flags(text_tower):

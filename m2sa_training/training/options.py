@@ -208,12 +208,15 @@ class TrainingOptions:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+NOT_RECORDED = object()
+"""What a run_config.json without an option says of its value, unless the option is one of `ADDED_LATER`: nothing
+(equal to no value)."""
+
+
 def value_when_absent(name):
-    """The value of option `name` in a run saved before the option existed (its default, see `ADDED_LATER`); raises
-    KeyError for an option that every saved run names (a run_config.json without it says nothing of its run)."""
-    if name not in ADDED_LATER:
-        raise KeyError(name)
-    return TrainingOptions.__dataclass_fields__[name].default
+    """The value of option `name` in a run_config.json that does not name it: the option's default for one of
+    `ADDED_LATER` (the run predates it), else `NOT_RECORDED`."""
+    return TrainingOptions.__dataclass_fields__[name].default if name in ADDED_LATER else NOT_RECORDED
 
 
 def build_parser():

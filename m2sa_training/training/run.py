@@ -47,8 +47,6 @@ from .options import NO_VISION, value_when_absent
 logger = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
-MISSING = object()
-"""The saved value of an option that a run_config.json does not name and that every run names: equal to nothing."""
 MODALITY_NAMES = {"multimodal": "multimodal", "text": "text-only", "image": "image-only"}
 
 
@@ -64,15 +62,9 @@ def options_changed_since(config_path, options):
 
 
 def saved_value(saved_options, name):
-    """The value of option `name` in a saved run_config.json: as saved, else the value of runs from before the option
-    existed (`value_when_absent`). An option missing for any other reason counts as different: nothing says what that
-    run did."""
-    if name in saved_options:
-        return saved_options[name]
-    try:
-        return value_when_absent(name)
-    except KeyError:
-        return MISSING
+    """The value of option `name` in a saved run_config.json: as saved, else `value_when_absent` (the default of an
+    option added later; for any other option nothing, which differs from every value)."""
+    return saved_options[name] if name in saved_options else value_when_absent(name)
 
 
 def check_output_dir(options):
