@@ -69,6 +69,21 @@ def pooled(matrices):
     return np.mean(np.asarray(matrices, dtype=float), axis=0)
 
 
+def language_scores(matrices, draw_seed):
+    """One setting's test macro-F1 on one language from its seeds' confusion matrices: mean and std over the seeds,
+    a 95 % bootstrap interval over the test tweets and n; with the bootstrap draws, for differences and means."""
+    draws = bootstrap_macro_f1_draws(pooled(matrices), DRAWS, seed=draw_seed)
+    row = {**mean_and_spread([macro_f1_from_confusion(np.asarray(matrix)) for matrix in matrices]),
+           "interval_95": list(percentile_interval(draws)), "n": int(np.sum(matrices[0]))}
+    return row, draws
+
+
+def mean_of_languages(rows, draws):
+    """The mean macro-F1 over languages (rows of `language_scores`) and its interval, from the mean of their draws."""
+    return {"mean": float(np.mean([row["mean"] for row in rows])),
+            "interval_95": list(percentile_interval(np.mean(draws, axis=0)))}
+
+
 def compare(confusions):
     """Per language and over the eight: each mode's macro-F1 (mean, std over seeds, bootstrap interval) and the
     difference multilingual - monolingual with its interval and verdict. The bootstrap resamples each mode's test
@@ -79,19 +94,15 @@ def compare(confusions):
     for code in languages:
         row = {}
         for offset, mode in enumerate(MODES):
-            matrices = confusions[mode][code]
-            scores = bootstrap_macro_f1_draws(pooled(matrices), DRAWS, seed=offset)
+            row[mode], scores = language_scores(confusions[mode][code], draw_seed=offset)
             draws[mode].append(scores)
-            row[mode] = {**mean_and_spread([macro_f1_from_confusion(np.asarray(m)) for m in matrices]),
-                         "interval_95": list(percentile_interval(scores)), "n": int(np.sum(matrices[0]))}
         difference = list(percentile_interval(draws["multilingual"][-1] - draws["monolingual"][-1]))
         row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
                              "interval_95": difference, "verdict": verdict(difference)}
         table[code] = row
     if len(languages) == len(UMSAB_LANGUAGES):  # the mean over the eight, when every language is finished
         means = {mode: np.mean(draws[mode], axis=0) for mode in MODES}
-        row = {mode: {"mean": float(np.mean([table[code][mode]["mean"] for code in languages])),
-                      "interval_95": list(percentile_interval(means[mode]))} for mode in MODES}
+        row = {mode: mean_of_languages([table[code][mode] for code in languages], draws[mode]) for mode in MODES}
         difference = list(percentile_interval(means["multilingual"] - means["monolingual"]))
         row["difference"] = {"mean": row["multilingual"]["mean"] - row["monolingual"]["mean"],
                              "interval_95": difference, "verdict": verdict(difference)}

@@ -4,16 +4,21 @@ eight languages, on a cheaper proxy of the full run, and by more than the seeds'
 Every candidate is the issue's recipe (`bench_multilingual.DEFAULT_RECIPE`: 2 epochs, learning rate 5e-5, batch 32,
 train.py's defaults otherwise) with one lever changed, or `--base` with one lever changed. Each is trained once for all
 eight languages (a grid of `m2sa_training.grid`, multilingual mode, text only) with every `--seeds` seed on the proxy:
-`--train-per-language` training tweets of each language (a fixed random sample; validation and test whole). Reported
-per candidate: validation macro-F1 over the eight languages per seed, its mean, the difference to the baseline, and
-the verdict. A lever is kept only when every seed of it beats every seed of the baseline (its lowest above the
-baseline's highest): the seeds' spread decides, never the test split, which this benchmark does not read.
+`--train-per-language` training tweets of each language (a fixed random sample; validation and test whole), or on
+the whole training split (`--train-per-language all`, full runs). Reported per candidate: validation macro-F1 over
+the eight languages per seed, its mean, the difference to the baseline and two verdicts. Unpaired (the proxy's rule):
+kept only when every seed of it beats every seed of the baseline (its lowest above the baseline's highest). Paired by
+seed (the rule of full runs, where seeds are few): higher than the baseline on every seed, two seeds or more. The
+seeds decide, never the test split: it is read only with `--test-of`, for recipes already chosen.
 
     python -m benchmarks.bench_recipe --text-model outputs/multilingual-e5-small --work-dir outputs/bench-recipe
+    python -m benchmarks.bench_recipe --text-model outputs/multilingual-e5-small --work-dir outputs/bench-recipe-full \\
+        --train-per-language all --base '{"freeze_word_embeddings": true}' --candidates "learning rate 1e-4"
 
 Resumable like the grid: the same command again skips finished runs and continues an interrupted one.
 """
 
+import argparse
 import json
 import re
 import shutil
@@ -23,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from benchmarks.bench_multilingual import DEFAULT_RECIPE
+from benchmarks.bench_multilingual import DEFAULT_RECIPE, language_scores, mean_of_languages
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import benchmark_parser, write_results
 from benchmarks.recipes import umsab_dataset, umsab_text_grid
@@ -60,6 +65,16 @@ def proxy_dataset(full, directory, train_per_language):
     return directory
 
 
+def training_rows(value):
+    """`--train-per-language`: a positive number of tweets, or 'all' (None: the whole training split)."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--train-per-language takes a positive number of tweets or 'all', not {value!r}")
+    return int(value)
+
+
 def recipe_folder_name(recipe):
     """A recipe's folder: named by how it differs from the issue's recipe, so a recipe reached twice (a candidate of
     one `--base` is the baseline of another) is trained once."""
@@ -91,6 +106,40 @@ def validation_scores(grid_path):
     return scores
 
 
+def test_scores(grid_path):
+    """The test split, read only for recipes already chosen on validation (`--test-of`): per language its macro-F1
+    over the finished seeds (mean, std) with a 95 % bootstrap interval over test tweets, and the mean of the
+    languages with its interval."""
+    grid = load_grid_config(grid_path)
+    confusions = {}
+    for run in grid_runs(grid):
+        record = read_run_record(grid, run)
+        if record is not None:
+            for code, result in record["results"]["test"]["per_language"].items():
+                confusions.setdefault(code, []).append(result["confusion_matrix"])
+    table, draws = {}, []
+    for offset, (code, matrices) in enumerate(confusions.items()):
+        table[code], language_draws = language_scores(matrices, draw_seed=offset)
+        draws.append(language_draws)
+    if table:
+        table[f"mean of the {len(draws)}"] = mean_of_languages(list(table.values()), draws)
+    return table
+
+
+def test_markdown(tables):
+    """One column per recipe read on test, one row per language."""
+    names = list(tables)
+    lines = ["| language | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for code in next(iter(tables.values())):
+        cells = []
+        for name in names:
+            row = tables[name][code]
+            cells.append(f"{row['mean']:.3f}" + (f" ± {row['std']:.3f}" if row.get("std") else "")
+                         + " [{:.3f}, {:.3f}]".format(*row["interval_95"]))
+        lines.append(f"| {code} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def screen(results, seeds):
     """Per candidate: its seeds' validation macro-F1, mean, the difference to the baseline and the verdict (kept only
     when its lowest seed beats the baseline's highest)."""
@@ -110,19 +159,35 @@ def screen(results, seeds):
             row["verdict"] = ("kept: every seed beats every baseline seed" if min(values) > max(baseline)
                               else "worse on every seed" if max(values) < min(baseline)
                               else "within the seeds' spread")
+            paired = {seed: by_seed[seed][0] - results[BASELINE][seed][0] for seed in seeds}
+            row["paired_differences"] = paired
+            row["paired_verdict"] = paired_verdict(list(paired.values()))
         table[name] = row
     return table
 
 
+def paired_verdict(differences):
+    """The rule of full runs, where seeds are few: the same seed gives candidate and base the same head initialisation
+    and batch order, so each seed's difference is a paired comparison. Kept when the candidate is higher on every
+    seed, on two seeds or more."""
+    if len(differences) < 2:
+        return "too few seeds to pair"
+    return ("higher on every seed" if min(differences) > 0 else "lower on every seed" if max(differences) < 0
+            else "mixed")
+
+
 def markdown(table, seeds):
     lines = ["| candidate | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | − baseline | verdict | "
-             "train minutes per seed |", "|---|" + "---|" * (len(seeds) + 4)]
+             "paired by seed | train minutes per seed |", "|---|" + "---|" * (len(seeds) + 5)]
     for name, row in table.items():
         cells = [f"{row['seeds'][seed]:.4f}" if seed in row["seeds"] else "–" for seed in seeds]
         difference = f"{row['difference']:+.4f}" if "difference" in row else "–"
         minutes = " / ".join(f"{value:.1f}" for value in row["train_minutes"].values())
+        paired = ("–" if "paired_differences" not in row else
+                  ", ".join(f"{value:+.4f}" for value in row["paired_differences"].values())
+                  + f": {row['paired_verdict']}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['mean']:.4f} | {difference} | "
-                     f"{row.get('verdict', '–')} | {minutes} |")
+                     f"{row.get('verdict', '–')} | {paired} | {minutes} |")
     return "\n".join(lines)
 
 
@@ -130,34 +195,45 @@ def main():
     parser = benchmark_parser(__doc__, out="recipe_screen.json", data_root=True, work_dir=True, seeds=True)
     parser.add_argument("--text-model", type=Path, required=True,
                         help="the multilingual-e5-small folder convert.py wrote (or another text tower)")
-    parser.add_argument("--train-per-language", type=int, default=300,
-                        help="training tweets per language in the proxy (default: 300 of 1,656)")
+    parser.add_argument("--train-per-language", type=training_rows, default=300,
+                        help="training tweets per language in the proxy (default: 300 of 1,656), or 'all' for full "
+                             "runs on the whole training split (give them their own --work-dir)")
     parser.add_argument("--base", type=json.loads, default={},
                         help="train.py options every candidate starts from, over the issue's recipe, as JSON "
                              "(default: {}, the issue's recipe)")
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES),
                         help="which candidates to train (default: all; the baseline is always trained)")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs; train nothing")
+    parser.add_argument("--test-of", nargs="+", choices=list(CANDIDATES), default=[],
+                        help="after choosing on validation: also report these candidates' test macro-F1 per language "
+                             "(default: none; the screen itself never reads test)")
     parser.set_defaults(seeds=[1, 2])
     args = parser.parse_args()
     if args.work_dir is None:
         sys.exit("Pass --work-dir: the runs take hours on a CPU and are kept there, so a rerun continues them.")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     full = umsab_dataset(args.work_dir / "umsab-dataset", args.data_root)
-    dataset = proxy_dataset(full, args.work_dir / f"umsab-proxy-{args.train_per_language}", args.train_per_language)
+    dataset = (full if args.train_per_language is None else
+               proxy_dataset(full, args.work_dir / f"umsab-proxy-{args.train_per_language}", args.train_per_language))
     base = {**DEFAULT_RECIPE, **args.base}
     names = [BASELINE, *(name for name in args.candidates if name != BASELINE)]
-    results = {}
+    results, tests = {}, {}
     for name in names:
         grid_path = candidate_grid(args, dataset, name, {**base, **CANDIDATES[name]})
         if not args.report_only:
             grid_main(["--config", str(grid_path)])
         results[name] = validation_scores(grid_path)
+        if name in args.test_of:
+            tests[name] = test_scores(grid_path)
     table = screen(results, args.seeds)
     print(markdown(table, args.seeds))
-    write_results(args.out, {"cpu": cpu_description(), "text_tower": args.text_model.name, "base": base,
-                             "train_per_language": args.train_per_language, "seeds": args.seeds,
-                             "table": table, "markdown": markdown(table, args.seeds)})
+    report = {"cpu": cpu_description(), "text_tower": args.text_model.name, "base": base,
+              "train_per_language": args.train_per_language or "all", "seeds": args.seeds,
+              "table": table, "markdown": markdown(table, args.seeds)}
+    if tests:
+        print(test_markdown(tests))
+        report.update(test=tests, test_markdown=test_markdown(tests))
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

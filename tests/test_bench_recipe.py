@@ -5,12 +5,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from test_bench_multilingual import umsab_like_root  # noqa: F401 (the data root fixture)
 
+from benchmarks.bench_recipe import paired_verdict, training_rows
 from conftest import REPO_ROOT
 from dataset_script.umsab import UMSAB_LANGUAGES
+from m2sa_training.evaluation.metrics import macro_f1_from_confusion
 
 TINY_RECIPE = {"num_epochs": 1, "batch_size": 16, "tiny_hidden_size": 32, "tiny_num_layers": 1,
                "tiny_vocab_size": 300}
@@ -28,7 +31,7 @@ def run_benchmark(root, work, out, *flags):
 def screen(umsab_like_root, tmp_path_factory):  # noqa: F811
     work = tmp_path_factory.mktemp("bench-recipe")
     result = run_benchmark(umsab_like_root, work, work / "screen.json", "--base", json.dumps(TINY_RECIPE),
-                           "--candidates", CANDIDATE)
+                           "--candidates", CANDIDATE, "--test-of", CANDIDATE)
     assert result.returncode == 0, result.stderr[-3000:]
     return umsab_like_root, work, json.loads((work / "screen.json").read_text())
 
@@ -69,6 +72,44 @@ def test_each_candidate_is_one_multilingual_run_per_seed_and_the_table_holds_the
     assert report["table"][CANDIDATE]["verdict"].startswith(expected)
     assert report["table"][CANDIDATE]["difference"] == pytest.approx(report["table"][CANDIDATE]["mean"]
                                                                      - report["table"]["baseline"]["mean"])
+    paired = report["table"][CANDIDATE]["paired_differences"]
+    assert paired == pytest.approx({seed: report["table"][CANDIDATE]["seeds"][seed]
+                                    - report["table"]["baseline"]["seeds"][seed] for seed in ("1", "2")})
+    assert report["table"][CANDIDATE]["paired_verdict"] == paired_verdict(list(paired.values()))
+
+
+def test_the_test_split_is_reported_only_for_the_recipes_named_and_from_their_runs(screen):
+    _, work, report = screen
+    assert list(report["test"]) == [CANDIDATE]
+    folder = next(path for path in (work / "candidates").iterdir() if "label_smoothing" in path.name)
+    runs = records(folder)
+    table = report["test"][CANDIDATE]
+    for code in UMSAB_LANGUAGES.values():
+        scores = [macro_f1_from_confusion(np.asarray(run["results"]["test"]["per_language"][code]["confusion_matrix"]))
+                  for run in runs.values()]
+        assert table[code]["mean"] == pytest.approx(np.mean(scores))
+        low, high = table[code]["interval_95"]
+        assert 0 <= low <= high <= 1 and table[code]["n"] == np.sum(
+            runs[1]["results"]["test"]["per_language"][code]["confusion_matrix"])
+    assert table["mean of the 8"]["mean"] == pytest.approx(np.mean([table[code]["mean"]
+                                                                    for code in UMSAB_LANGUAGES.values()]))
+    assert "| umsab_en" not in report["test_markdown"] and "| en | " in report["test_markdown"]
+
+
+def test_the_paired_rule_keeps_only_a_candidate_higher_on_every_one_of_two_seeds_or_more():
+    assert paired_verdict([0.01, 0.002]) == "higher on every seed"
+    assert paired_verdict([0.01, -0.002]) == "mixed"
+    assert paired_verdict([-0.01, -0.002, -0.1]) == "lower on every seed"
+    assert paired_verdict([0.05]) == "too few seeds to pair"
+
+
+def test_training_rows_are_a_positive_number_or_all_and_anything_else_is_refused_before_training(tmp_path):
+    assert training_rows("all") is None and training_rows("300") == 300
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_recipe", "--text-model", "tiny",
+                             "--work-dir", str(tmp_path), "--train-per-language", "0"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "a positive number of tweets or 'all', not '0'" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_recipe_reached_again_from_another_base_is_not_trained_again(screen, tmp_path):
@@ -82,3 +123,4 @@ def test_a_recipe_reached_again_from_another_base_is_not_trained_again(screen, t
     assert sorted(path.name for path in (work / "candidates").iterdir()) == before
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["table"]["baseline"]["seeds"] == report["table"][CANDIDATE]["seeds"]
+    assert "test" not in again
