@@ -44,6 +44,7 @@ CANDIDATES = {
     "layer-wise decay 0.8": {"layerwise_lr_decay": 0.8},
     "label smoothing 0.1": {"label_smoothing": 0.1},
     "warm-up 10 % + cosine": {"warmup_ratio": 0.1, "lr_scheduler": "cosine"},
+    "3 epochs": {"num_epochs": 3},
 }
 """One lever each, on top of the base recipe (what each is for: docs/experiments.md)."""
 SAMPLE_SEED = 0
@@ -159,7 +160,9 @@ def screen(results, seeds):
             row["verdict"] = ("kept: every seed beats every baseline seed" if min(values) > max(baseline)
                               else "worse on every seed" if max(values) < min(baseline)
                               else "within the seeds' spread")
-            paired = {seed: by_seed[seed][0] - results[BASELINE][seed][0] for seed in seeds}
+        paired = {seed: by_seed[seed][0] - results[BASELINE][seed][0] for seed in seeds
+                  if seed in by_seed and seed in results.get(BASELINE, {})}
+        if name != BASELINE and paired:  # over the seeds both have finished
             row["paired_differences"] = paired
             row["paired_verdict"] = paired_verdict(list(paired.values()))
         table[name] = row

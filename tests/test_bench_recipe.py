@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_bench_multilingual import umsab_like_root  # noqa: F401 (the data root fixture)
 
-from benchmarks.bench_recipe import paired_verdict, training_rows
+from benchmarks.bench_recipe import paired_verdict, screen as screen_table, training_rows
 from conftest import REPO_ROOT
 from dataset_script.umsab import UMSAB_LANGUAGES
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion
@@ -101,6 +101,17 @@ def test_the_paired_rule_keeps_only_a_candidate_higher_on_every_one_of_two_seeds
     assert paired_verdict([0.01, -0.002]) == "mixed"
     assert paired_verdict([-0.01, -0.002, -0.1]) == "lower on every seed"
     assert paired_verdict([0.05]) == "too few seeds to pair"
+
+
+def test_a_candidate_with_fewer_seeds_is_paired_on_the_seeds_both_finished_and_gets_no_unpaired_verdict():
+    results = {"baseline": {1: (0.60, {"en": 0.7}, 60.0), 2: (0.62, {"en": 0.8}, 60.0)},
+               "3 epochs": {1: (0.63, {"en": 0.9}, 90.0)}}
+    row = screen_table(results, [1, 2])["3 epochs"]
+    assert row["paired_differences"] == pytest.approx({1: 0.03})
+    assert row["paired_verdict"] == "too few seeds to pair"
+    assert "verdict" not in row and "difference" not in row  # the unpaired rule needs every seed
+    complete = screen_table({**results, "3 epochs": {**results["3 epochs"], 2: (0.61, {"en": 0.9}, 90.0)}}, [1, 2])
+    assert complete["3 epochs"]["paired_verdict"] == "mixed" and complete["3 epochs"]["verdict"].startswith("within")
 
 
 def test_training_rows_are_a_positive_number_or_all_and_anything_else_is_refused_before_training(tmp_path):
