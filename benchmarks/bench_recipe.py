@@ -107,7 +107,7 @@ def validation_scores(grid_path):
     return scores
 
 
-def test_scores(grid_path):
+def scores_on_test(grid_path):
     """The test split, read only for recipes already chosen on validation (`--test-of`): per language its macro-F1
     over the finished seeds (mean, std) with a 95 % bootstrap interval over test tweets, and the mean of the
     languages with its interval."""
@@ -127,7 +127,7 @@ def test_scores(grid_path):
     return table
 
 
-def test_markdown(tables):
+def markdown_on_test(tables):
     """One column per recipe read on test, one row per language."""
     names = list(tables)
     lines = ["| language | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -142,8 +142,9 @@ def test_markdown(tables):
 
 
 def screen(results, seeds):
-    """Per candidate: its seeds' validation macro-F1, mean, the difference to the baseline and the verdict (kept only
-    when its lowest seed beats the baseline's highest)."""
+    """Per candidate: its seeds' validation macro-F1, mean, the difference to the baseline and the unpaired verdict
+    (kept only when its lowest seed beats the baseline's highest) once every seed is finished, and the differences
+    paired by seed with their verdict (`paired_verdict`) over the seeds both have finished."""
     baseline = [results[BASELINE][seed][0] for seed in seeds if seed in results.get(BASELINE, {})]
     table = {}
     for name, by_seed in results.items():
@@ -212,6 +213,10 @@ def main():
                              "(default: none; the screen itself never reads test)")
     parser.set_defaults(seeds=[1, 2])
     args = parser.parse_args()
+    names = [BASELINE, *(name for name in args.candidates if name != BASELINE)]
+    if unscreened := [name for name in args.test_of if name not in names]:
+        parser.error(f"--test-of {unscreened} names candidates this command does not screen: add them to "
+                     "--candidates (their finished runs are read, not trained again)")
     if args.work_dir is None:
         sys.exit("Pass --work-dir: the runs take hours on a CPU and are kept there, so a rerun continues them.")
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +224,6 @@ def main():
     dataset = (full if args.train_per_language is None else
                proxy_dataset(full, args.work_dir / f"umsab-proxy-{args.train_per_language}", args.train_per_language))
     base = {**DEFAULT_RECIPE, **args.base}
-    names = [BASELINE, *(name for name in args.candidates if name != BASELINE)]
     results, tests = {}, {}
     for name in names:
         grid_path = candidate_grid(args, dataset, name, {**base, **CANDIDATES[name]})
@@ -227,15 +231,15 @@ def main():
             grid_main(["--config", str(grid_path)])
         results[name] = validation_scores(grid_path)
         if name in args.test_of:
-            tests[name] = test_scores(grid_path)
+            tests[name] = scores_on_test(grid_path)
     table = screen(results, args.seeds)
     print(markdown(table, args.seeds))
     report = {"cpu": cpu_description(), "text_tower": args.text_model.name, "base": base,
               "train_per_language": args.train_per_language or "all", "seeds": args.seeds,
               "table": table, "markdown": markdown(table, args.seeds)}
     if tests:
-        print(test_markdown(tests))
-        report.update(test=tests, test_markdown=test_markdown(tests))
+        print(markdown_on_test(tests))
+        report.update(test=tests, test_markdown=markdown_on_test(tests))
     write_results(args.out, report)
 
 

@@ -123,6 +123,14 @@ def test_training_rows_are_a_positive_number_or_all_and_anything_else_is_refused
     assert not any(tmp_path.iterdir())
 
 
+def test_reading_test_for_a_candidate_not_screened_is_refused_before_anything_is_built(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_recipe", "--text-model", "tiny",
+                             "--work-dir", str(tmp_path), "--candidates", CANDIDATE, "--test-of", "3 epochs"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "add them to --candidates" in result.stderr and "'3 epochs'" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_recipe_reached_again_from_another_base_is_not_trained_again(screen, tmp_path):
     root, work, report = screen
     before = sorted(path.name for path in (work / "candidates").iterdir())
