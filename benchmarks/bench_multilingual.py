@@ -30,7 +30,7 @@ from benchmarks.recipes import umsab_dataset, umsab_text_grid
 from benchmarks.uncertainty import bootstrap_macro_f1_draws, percentile_interval
 from dataset_script.umsab import UMSAB_LANGUAGES
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion, mean_and_spread
-from m2sa_training.grid.runner import grid_runs, load_grid_config, read_run_record
+from m2sa_training.grid.runner import finished_runs, grid_runs, load_grid_config
 from m2sa_training.grid.runner import main as grid_main
 
 DEFAULT_RECIPE = {"learning_rate": 5e-5, "batch_size": 32, "num_epochs": 2}
@@ -46,14 +46,12 @@ def grid_config(args, dataset):
                            args.text_model, MODES, args.seeds, {"dataset": str(dataset), **args.recipe})
 
 
-def test_confusions(grid):
-    """{mode: {language code: [test confusion matrix per finished seed]}}, and the train seconds of each mode."""
+def test_confusions(finished):
+    """{mode: {language code: [test confusion matrix per finished seed]}}, and the train seconds of each mode, from
+    the (run, record) pairs of `finished_runs`."""
     confusions = {mode: {code: [] for code in UMSAB_LANGUAGES.values()} for mode in MODES}
     seconds = {mode: 0.0 for mode in MODES}
-    for run in grid_runs(grid):
-        record = read_run_record(grid, run)
-        if record is None:
-            continue
+    for run, record in finished:
         test = record["results"]["test"]
         seconds[run.mode] += record["train_seconds"]
         if run.mode == "monolingual":
@@ -145,13 +143,12 @@ def main():
     if not args.report_only:
         grid_main(["--config", str(config_path)])
     grid = load_grid_config(config_path)
-    confusions, seconds = test_confusions(grid)
+    finished = finished_runs(grid)
+    confusions, seconds = test_confusions(finished)
     table = compare(confusions)
     print(markdown(table))
-    runs = grid_runs(grid)
-    finished = sum(read_run_record(grid, run) is not None for run in runs)
     write_results(args.out, {"cpu": cpu_description(), "text_tower": args.text_model.name, "recipe": args.recipe,
-                             "seeds": args.seeds, "runs_finished": finished, "runs": len(runs),
+                             "seeds": args.seeds, "runs_finished": len(finished), "runs": len(grid_runs(grid)),
                              "train_minutes": {mode: round(value / 60, 1) for mode, value in seconds.items()},
                              "table": table, "markdown": markdown(table)})
     draw(args.out)

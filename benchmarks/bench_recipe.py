@@ -32,7 +32,7 @@ from benchmarks.bench_multilingual import DEFAULT_RECIPE, language_scores, mean_
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import benchmark_parser, write_results
 from benchmarks.recipes import umsab_dataset, umsab_text_grid
-from m2sa_training.grid.runner import grid_runs, load_grid_config, read_run_record
+from m2sa_training.grid.runner import finished_runs, load_grid_config
 from m2sa_training.grid.runner import main as grid_main
 
 BASELINE = "baseline"
@@ -92,32 +92,26 @@ def candidate_grid(args, dataset, name, recipe):
                            {"dataset": str(dataset), **recipe})
 
 
-def validation_scores(grid_path):
+def validation_scores(finished):
     """{seed: (validation macro-F1 over all eight languages, {language: macro-F1}, train seconds)} of the finished
-    runs."""
-    grid = load_grid_config(grid_path)
+    runs ((run, record) pairs of `finished_runs`)."""
     scores = {}
-    for run in grid_runs(grid):
-        record = read_run_record(grid, run)
-        if record is not None:
-            validation = record["results"]["validation"]
-            scores[run.seed] = (validation["overall"]["macro_f1"],
-                                {code: result["macro_f1"] for code, result in validation["per_language"].items()},
-                                record["train_seconds"])
+    for run, record in finished:
+        validation = record["results"]["validation"]
+        scores[run.seed] = (validation["overall"]["macro_f1"],
+                            {code: result["macro_f1"] for code, result in validation["per_language"].items()},
+                            record["train_seconds"])
     return scores
 
 
-def scores_on_test(grid_path):
+def scores_on_test(finished):
     """The test split, read only for recipes already chosen on validation (`--test-of`): per language its macro-F1
     over the finished seeds (mean, std) with a 95 % bootstrap interval over test tweets, and the mean of the
     languages with its interval."""
-    grid = load_grid_config(grid_path)
     confusions = {}
-    for run in grid_runs(grid):
-        record = read_run_record(grid, run)
-        if record is not None:
-            for code, result in record["results"]["test"]["per_language"].items():
-                confusions.setdefault(code, []).append(result["confusion_matrix"])
+    for _, record in finished:
+        for code, result in record["results"]["test"]["per_language"].items():
+            confusions.setdefault(code, []).append(result["confusion_matrix"])
     table, draws = {}, []
     for offset, (code, matrices) in enumerate(confusions.items()):
         table[code], language_draws = language_scores(matrices, draw_seed=offset)
@@ -229,9 +223,10 @@ def main():
         grid_path = candidate_grid(args, dataset, name, {**base, **CANDIDATES[name]})
         if not args.report_only:
             grid_main(["--config", str(grid_path)])
-        results[name] = validation_scores(grid_path)
+        finished = finished_runs(load_grid_config(grid_path))
+        results[name] = validation_scores(finished)
         if name in args.test_of:
-            tests[name] = scores_on_test(grid_path)
+            tests[name] = scores_on_test(finished)
     table = screen(results, args.seeds)
     print(markdown(table, args.seeds))
     report = {"cpu": cpu_description(), "text_tower": args.text_model.name, "base": base,

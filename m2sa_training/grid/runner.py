@@ -215,6 +215,11 @@ def read_run_record(grid, run):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def finished_runs(grid):
+    """(run, record) of every finished run of `grid`, in `grid_runs` order."""
+    return [(run, record) for run in grid_runs(grid) if (record := read_run_record(grid, run)) is not None]
+
+
 def record_run(grid, run):
     """Write the finished run's record (its per-seed metrics) from the folder train.py wrote."""
     folder = run.folder(grid)
