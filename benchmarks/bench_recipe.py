@@ -45,6 +45,7 @@ CANDIDATES = {
     "label smoothing 0.1": {"label_smoothing": 0.1},
     "warm-up 10 % + cosine": {"warmup_ratio": 0.1, "lr_scheduler": "cosine"},
     "3 epochs": {"num_epochs": 3},
+    "average the last 2 checkpoints": {"average_last_checkpoints": 2},
 }
 """One lever each, on top of the base recipe (what each is for: docs/experiments.md)."""
 SAMPLE_SEED = 0
@@ -102,6 +103,12 @@ def validation_scores(finished):
                             {code: result["macro_f1"] for code, result in validation["per_language"].items()},
                             record["train_seconds"])
     return scores
+
+
+def checkpoint_averages(finished):
+    """{seed: what `--average-last-checkpoints` recorded (epochs averaged, validation macro-F1, kept or not)} of the
+    finished runs that averaged: the average against the best epoch of the same run."""
+    return {run.seed: record["checkpoint_average"] for run, record in finished if record.get("checkpoint_average")}
 
 
 def scores_on_test(finished):
@@ -218,13 +225,15 @@ def main():
     dataset = (full if args.train_per_language is None else
                proxy_dataset(full, args.work_dir / f"umsab-proxy-{args.train_per_language}", args.train_per_language))
     base = {**DEFAULT_RECIPE, **args.base}
-    results, tests = {}, {}
+    results, tests, averages = {}, {}, {}
     for name in names:
         grid_path = candidate_grid(args, dataset, name, {**base, **CANDIDATES[name]})
         if not args.report_only:
             grid_main(["--config", str(grid_path)])
         finished = finished_runs(load_grid_config(grid_path))
         results[name] = validation_scores(finished)
+        if averaged := checkpoint_averages(finished):
+            averages[name] = averaged
         if name in args.test_of:
             tests[name] = scores_on_test(finished)
     table = screen(results, args.seeds)
@@ -232,6 +241,8 @@ def main():
     report = {"cpu": cpu_description(), "text_tower": args.text_model.name, "base": base,
               "train_per_language": args.train_per_language or "all", "seeds": args.seeds,
               "table": table, "markdown": markdown(table, args.seeds)}
+    if averages:
+        report["checkpoint_averages"] = averages
     if tests:
         print(markdown_on_test(tests))
         report.update(test=tests, test_markdown=markdown_on_test(tests))

@@ -227,7 +227,8 @@ def record_run(grid, run):
     record = {
         "text_tower": run.text_tower, "image_tower": run.image_tower, "mode": run.mode, "scope": run.scope,
         "seed": run.seed, "modality": run.modality, "folder": str(folder.relative_to(grid.output_dir)),
-        "best_epoch": outcome["best_epoch"], "epochs": len(outcome["history"]),
+        "best_epoch": outcome["best_epoch"], "checkpoint_average": outcome.get("checkpoint_average"),
+        "epochs": len(outcome["history"]),
         "train_seconds": sum(epoch["train_seconds"] for epoch in outcome["history"]),
         "results": outcome["results"],
     }  # fmt: skip

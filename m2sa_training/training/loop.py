@@ -28,6 +28,7 @@ from modeling_m2sa.errors_m2sa import M2SAError
 from ..command_line import disk_full_error
 from ..evaluation.calibration import calibration_report, fit_temperature
 from ..evaluation.metrics import BEST_MODEL_METRICS, compute_metrics, compute_regression_metrics
+from .checkpoint_averaging import averaged_weights
 from .data import IndexedRows, TweetCollator, model_inputs_and_image_errors
 from .feature_cache import cached_features
 from .lora import save_exported_model
@@ -259,11 +260,7 @@ def end_epoch(options, run, spec, state, epoch, validation_metric):
     accelerator = run.accelerator
     if BEST_MODEL_METRICS[options.problem_type].is_better(validation_metric, state["best_metric"]):
         state.update(best_metric=validation_metric, best_epoch=epoch + 1, epochs_without_improvement=0)
-        best = spec.run_dir / "best"
-        with stopping_when_the_disk_is_full(accelerator, best, partial_path(best, unique=False)):
-            if accelerator.is_main_process:
-                with atomic_directory(best) as staging:
-                    save_exported_model(accelerator.unwrap_model(run.model), staging, options)
+        save_best_model(options, run, spec)
     else:
         state["epochs_without_improvement"] += 1
     state["epoch"] = epoch + 1
@@ -272,9 +269,43 @@ def end_epoch(options, run, spec, state, epoch, validation_metric):
         remove_old_checkpoints(spec.run_dir, options.save_total_limit, state["best_epoch"])
 
 
+def save_best_model(options, run, spec):
+    """Export the run's model as it is now to `run_dir/best` (LoRA adapters merged), replacing the one there."""
+    accelerator, best = run.accelerator, spec.run_dir / "best"
+    with stopping_when_the_disk_is_full(accelerator, best, partial_path(best, unique=False)):
+        if accelerator.is_main_process:
+            with atomic_directory(best) as staging:
+                save_exported_model(accelerator.unwrap_model(run.model), staging, options)
+
+
+def try_checkpoint_average(options, run, spec, state, splits):
+    """`--average-last-checkpoints N`: give the run's model the mean weights of its last N epoch checkpoints (fewer
+    when early stopping ended it sooner), evaluate it on validation, and save it as the best model when it beats the
+    best epoch. Returns {"epochs", "validation_<metric>", "kept"}, or None with fewer than two checkpoints to average.
+    A resumed run repeats it from the same checkpoints, to the same result."""
+    best_model_metric = BEST_MODEL_METRICS[options.problem_type]
+    last = numbered_checkpoints(spec.run_dir)[:options.average_last_checkpoints]
+    if len(last) < 2:
+        logger.info("%s: one epoch checkpoint, nothing to average; the best epoch stays the model.", spec.name)
+        return None
+    epochs = sorted(epoch for epoch, _ in last)
+    run.accelerator.unwrap_model(run.model).load_state_dict(averaged_weights([path for _, path in last]))
+    validation, _ = evaluate_split(run.accelerator, run.model, run.eval_loaders["validation"], splits["validation"],
+                                   options.problem_type)
+    metric = validation["overall"][best_model_metric.name]
+    kept = best_model_metric.is_better(metric, state["best_metric"])
+    if kept:
+        save_best_model(options, run, spec)
+    logger.info("%s: the average of epochs %s scores validation %s %.4f against the best epoch's (%d) %.4f: %s.",
+                spec.name, ", ".join(map(str, epochs)), best_model_metric.title, metric, state["best_epoch"],
+                state["best_metric"], "kept as the model" if kept else "the best epoch stays the model")
+    return {"epochs": epochs, f"validation_{best_model_metric.name}": metric, "kept": kept}
+
+
 def train_run(accelerator, options, spec, model, processor, splits):
     """Train `model` on `splits["train"]`, keep the epoch with the best validation metric (the highest macro-F1, or
-    for regression the lowest MSE: `BEST_MODEL_METRICS`) and return its metrics.
+    for regression the lowest MSE: `BEST_MODEL_METRICS`), or the average of the last epochs' weights when
+    `--average-last-checkpoints` makes one that beats it, and return its metrics.
 
     Every epoch ends with a checkpoint in `run_dir/checkpoints/epoch-N` (model, optimizer, scheduler, trainer state);
     `spec.resume_from` continues from one to the same result as an uninterrupted run, because shuffling, dropout and
@@ -318,6 +349,9 @@ def _train_run(accelerator, options, spec, model, processor, splits):
                     best_model_metric.title, metric)
         end_epoch(options, run, spec, state, epoch, metric)
 
+    checkpoint_average = None
+    if options.average_last_checkpoints:
+        checkpoint_average = try_checkpoint_average(options, run, spec, state, splits)
     accelerator.wait_for_everyone()
     best = accelerator.prepare_model(M2SAForSequenceClassification.from_pretrained(spec.run_dir / "best"),
                                      evaluation_mode=True)
@@ -330,7 +364,8 @@ def _train_run(accelerator, options, spec, model, processor, splits):
     if options.calibrate and options.problem_type != REGRESSION:
         calibration = calibrate_best_model(accelerator, spec.run_dir / "best", logits, splits)
     return {"results": results, "calibration": calibration, "history": state["history"],
-            "best_epoch": state["best_epoch"], "feature_cache_seconds": run.feature_cache_seconds,
+            "best_epoch": state["best_epoch"], "checkpoint_average": checkpoint_average,
+            "feature_cache_seconds": run.feature_cache_seconds,
             "image_errors": gather_image_errors(image_errors)}
 
 

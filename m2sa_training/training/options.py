@@ -63,7 +63,8 @@ LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 """`--lr-scheduler` choices: transformers' `get_scheduler` names (after the warm-up: linear decay to 0, cosine decay to
 0, or constant)."""
 
-ADDED_LATER = ("lr_scheduler", "layerwise_lr_decay", "freeze_word_embeddings", "label_smoothing", "text_prefix")
+ADDED_LATER = ("lr_scheduler", "layerwise_lr_decay", "freeze_word_embeddings", "label_smoothing", "text_prefix",
+               "average_last_checkpoints")
 """Options that came after runs were saved, whose defaults compute what runs did before they existed: a saved
 `run_config.json` without one of them holds a run with its default (`value_when_absent`). A new option joins them only
 when its default keeps the old behaviour."""
@@ -138,6 +139,10 @@ class TrainingOptions:
     label_smoothing: float = _option(
         0.0, "training loss only (classification): cross-entropy against labels smoothed by this share spread over "
              "all classes, as torch's CrossEntropyLoss(label_smoothing=...); validation and test are unchanged")
+    average_last_checkpoints: int = _option(
+        0, "after the last epoch, average the weights of the last N epoch checkpoints (checkpoint averaging, as "
+           "fairseq's average_checkpoints --num-epoch-checkpoints N) and keep the average as the model when its "
+           "validation metric beats the best epoch's; 0: off")
     max_grad_norm: float | None = _option(
         1.0, "clip the gradients to this total norm before each optimizer step, as the Trainer does; 0 (or None in a "
              "YAML file): no clipping")
@@ -329,6 +334,7 @@ def validate_options(options):
     if options.label_smoothing and options.problem_type == REGRESSION:
         raise M2SAError("--label-smoothing smooths class labels, but --problem-type regression learns numbers; drop "
                         "--label-smoothing.", code="conflicting_options")
+    validate_checkpoint_averaging(options)
     if options.freeze_word_embeddings and options.freeze_text_model:
         raise M2SAError("--freeze-text-model already freezes the whole text tower, word embeddings included; drop "
                         "--freeze-word-embeddings.", code="conflicting_options")
@@ -345,6 +351,26 @@ def validate_options(options):
             raise M2SAError(f"--{name.replace('_', '-')} is a probability in [0, 1), got {getattr(options, name)}.",
                             code="bad_option")
     validate_lora_options(options)
+
+
+def validate_checkpoint_averaging(options):
+    n = options.average_last_checkpoints
+    if n == 0:
+        return
+    if n < 2:
+        raise M2SAError(f"--average-last-checkpoints averages N >= 2 epoch checkpoints, got {n}; pass 0 to keep the "
+                        f"best epoch as it is.", code="bad_option")
+    if n > options.num_epochs:
+        raise M2SAError(f"--average-last-checkpoints {n} needs {n} epochs, but --num-epochs is {options.num_epochs}; "
+                        f"raise --num-epochs or average fewer checkpoints.", code="conflicting_options")
+    if options.save_total_limit is not None and options.save_total_limit < n:
+        raise M2SAError(f"--average-last-checkpoints {n} reads the last {n} epoch checkpoints, but --save-total-limit "
+                        f"{options.save_total_limit} keeps fewer; raise --save-total-limit to {n} or leave it out.",
+                        code="conflicting_options")
+    if options.lora_r:
+        raise M2SAError("--average-last-checkpoints with LoRA (--lora-r) would average each adapter's two factors "
+                        "apart, which is not the average of the weights they add; drop one of them.",
+                        code="conflicting_options")
 
 
 def validate_lora_options(options):
