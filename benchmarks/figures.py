@@ -135,16 +135,22 @@ def calibration_reliability(report):
 
 
 def multilingual_comparison(report):
-    """Test macro-F1 per language, one model per language against one for all, with 95 % bootstrap intervals."""
+    """Test macro-F1 per language, one model per language against one for all (and the TF-IDF anchor where the report
+    has it), with 95 % bootstrap intervals."""
     rows = list(report["table"])
     figure = new_figure(8, 3.8)
     axes = figure.add_subplot()
-    for offset, (mode, colour) in enumerate((("monolingual", "#b0b0b0"), ("multilingual", "#4c78a8"))):
-        positions = [index + (offset - 0.5) * 0.38 for index in range(len(rows))]
-        means = [report["table"][row][mode]["mean"] for row in rows]
-        low = [mean - report["table"][row][mode]["interval_95"][0] for row, mean in zip(rows, means)]
-        high = [report["table"][row][mode]["interval_95"][1] - mean for row, mean in zip(rows, means)]
-        axes.bar(positions, means, width=0.38, color=colour, yerr=[low, high], capsize=2, label=mode)
+    settings = [(key, name, colour) for key, name, colour in (("monolingual", "monolingual", "#b0b0b0"),
+                                                               ("multilingual", "multilingual", "#4c78a8"),
+                                                               ("tfidf_lr", "TF-IDF + LR", "#e0c080"))
+                if key in report["table"][rows[0]]]
+    width = 0.8 / len(settings)
+    for offset, (key, name, colour) in enumerate(settings):
+        positions = [index + (offset - (len(settings) - 1) / 2) * width for index in range(len(rows))]
+        means = [report["table"][row][key]["mean"] for row in rows]
+        low = [mean - report["table"][row][key]["interval_95"][0] for row, mean in zip(rows, means)]
+        high = [report["table"][row][key]["interval_95"][1] - mean for row, mean in zip(rows, means)]
+        axes.bar(positions, means, width=width, color=colour, yerr=[low, high], capsize=2, label=name)
     axes.set_xticks(range(len(rows)), rows, fontsize=8)
     axes.set_ylim(0, 1)
     axes.set_ylabel("test macro-F1 (95 % bootstrap interval)", fontsize=8)

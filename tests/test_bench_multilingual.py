@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.bench_multilingual import MODES
+from benchmarks.bench_multilingual import ANCHOR, MODES, compare, verdict
 from conftest import REPO_ROOT
 from dataset_script.umsab import UMSAB_LANGUAGES
 from m2sa_training.evaluation.metrics import macro_f1_from_confusion
@@ -78,13 +78,76 @@ def test_the_table_holds_each_runs_test_macro_f1_and_its_verdict(benchmark):
         for mode in MODES:
             low, high = row[mode]["interval_95"]
             assert 0 <= low <= high <= 1
+        seed_difference = (multilingual["macro_f1"]
+                           - macro_f1_from_confusion(np.asarray(monolingual["confusion_matrix"])))
+        assert row["difference"]["per_seed"] == {"1": pytest.approx(seed_difference)}
         low, high = row["difference"]["interval_95"]
         expected = "multilingual wins" if low > 0 else "monolingual wins" if high < 0 else "the split cannot tell"
-        assert row["difference"]["verdict"] == expected
+        assert row["difference"]["verdict"] == expected  # one seed: its difference has the mean's sign
+        anchor = row[ANCHOR]
+        assert anchor["n"] == row["monolingual"]["n"] and anchor["std"] == 0.0
+        assert anchor["interval_95"][0] <= anchor["mean"] <= anchor["interval_95"][1]
     mean = report["table"]["mean of the 8"]
-    for mode in MODES:
-        assert mean[mode]["mean"] == pytest.approx(np.mean([report["table"][code][mode]["mean"]
-                                                            for code in UMSAB_LANGUAGES.values()]))
+    for setting in (*MODES, ANCHOR):
+        assert mean[setting]["mean"] == pytest.approx(np.mean([report["table"][code][setting]["mean"]
+                                                               for code in UMSAB_LANGUAGES.values()]))
+    assert mean["difference"]["per_seed"]["1"] == pytest.approx(np.mean([report["table"][code]["difference"][
+        "per_seed"]["1"] for code in UMSAB_LANGUAGES.values()]))
+
+
+def test_the_anchor_is_tfidf_on_the_same_test_tweets(benchmark):
+    """The anchor's per-language scores are those of recipes.tfidf_baseline on the benchmark's own dataset."""
+    from benchmarks.recipes import tfidf_baseline
+
+    work, report = benchmark
+    per_language = tfidf_baseline(work / "umsab-dataset", "all")["test"]["per_language"]
+    for code in UMSAB_LANGUAGES.values():
+        assert report["table"][code][ANCHOR]["mean"] == pytest.approx(per_language[code]["macro_f1"]["mean"])
+
+
+def confusion(correct, size=300):
+    """A 3-class confusion matrix of `size` tweets (a third per class) with `correct` of each class right and the
+    rest predicted as the next class."""
+    per_class = size // 3
+    matrix = np.zeros((3, 3), dtype=int)
+    for label in range(3):
+        matrix[label, label] = correct
+        matrix[label, (label + 1) % 3] = per_class - correct
+    return matrix.tolist()
+
+
+def two_seed_confusions(monolingual, multilingual):
+    """Both modes' confusions in every language, from {seed: correct per class} of each mode."""
+    return {mode: {code: {seed: confusion(correct) for seed, correct in by_seed.items()}
+                   for code in UMSAB_LANGUAGES.values()}
+            for mode, by_seed in (("monolingual", monolingual), ("multilingual", multilingual))}
+
+
+def test_a_side_wins_only_when_every_seed_agrees_with_the_interval():
+    # multilingual is far better on seed 1 and a little worse on seed 2: the pooled interval excludes 0, the seeds
+    # do not agree, so no side wins
+    table = compare(two_seed_confusions({1: 50, 2: 95}, {1: 99, 2: 93}))
+    for code in (*UMSAB_LANGUAGES.values(), "mean of the 8"):
+        difference = table[code]["difference"]
+        assert difference["interval_95"][0] > 0
+        assert difference["per_seed"]["1"] > 0 > difference["per_seed"]["2"]
+        assert difference["verdict"] == "the seeds disagree"
+    # better on both seeds: multilingual wins; worse on both: monolingual wins
+    assert compare(two_seed_confusions({1: 50, 2: 60}, {1: 95, 2: 97}))["ar"]["difference"]["verdict"] == \
+        "multilingual wins"
+    assert compare(two_seed_confusions({1: 95, 2: 97}, {1: 50, 2: 60}))["ar"]["difference"]["verdict"] == \
+        "monolingual wins"
+    # level: the split cannot tell, whatever the seeds say
+    assert compare(two_seed_confusions({1: 80, 2: 80}, {1: 81, 2: 81}))["ar"]["difference"]["verdict"] == \
+        "the split cannot tell"
+
+
+def test_verdict_reads_the_interval_and_the_seeds():
+    assert verdict([0.01, 0.09], [0.02, 0.06]) == "multilingual wins"
+    assert verdict([-0.09, -0.01], [-0.02, -0.06]) == "monolingual wins"
+    assert verdict([0.01, 0.09], [0.08, -0.01]) == "the seeds disagree"
+    assert verdict([-0.09, -0.01], [-0.08, 0.01]) == "the seeds disagree"
+    assert verdict([-0.01, 0.09], [0.02, 0.06]) == "the split cannot tell"
 
 
 def test_a_rerun_trains_nothing_and_writes_the_same_results(benchmark, umsab_like_root, tmp_path):
