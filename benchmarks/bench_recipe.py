@@ -7,7 +7,8 @@ eight languages (a grid of `m2sa_training.grid`, multilingual mode, text only) w
 `--train-per-language` training tweets of each language (a fixed random sample; validation and test whole), or on
 the whole training split (`--train-per-language all`, full runs). Reported per candidate: validation macro-F1 over
 the eight languages per seed, its mean, the difference to the baseline and two verdicts. Unpaired (the proxy's rule):
-kept only when every seed of it beats every seed of the baseline (its lowest above the baseline's highest). Paired by
+kept only when every seed of it beats every seed of the baseline (its lowest above the baseline's highest), two
+seeds or more (one seed measures no spread). Paired by
 seed (the rule of full runs, where seeds are few): higher than the baseline on every seed, two seeds or more. The
 seeds decide, never the test split: it is read only with `--test-of`, for recipes already chosen.
 
@@ -159,7 +160,8 @@ def screen(results, seeds):
                "train_minutes": {seed: by_seed[seed][2] / 60 for seed in seeds if seed in by_seed}}
         if name != BASELINE and len(values) == len(seeds) and len(baseline) == len(seeds):
             row["difference"] = row["mean"] - float(np.mean(baseline))
-            row["verdict"] = ("kept: every seed beats every baseline seed" if min(values) > max(baseline)
+            row["verdict"] = ("too few seeds: the spread is not measured" if len(values) < 2
+                              else "kept: every seed beats every baseline seed" if min(values) > max(baseline)
                               else "worse on every seed" if max(values) < min(baseline)
                               else "within the seeds' spread")
         paired = {seed: by_seed[seed][0] - results[BASELINE][seed][0] for seed in seeds

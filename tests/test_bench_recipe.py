@@ -114,6 +114,16 @@ def test_a_candidate_with_fewer_seeds_is_paired_on_the_seeds_both_finished_and_g
     assert complete["3 epochs"]["paired_verdict"] == "mixed" and complete["3 epochs"]["verdict"].startswith("within")
 
 
+def test_one_seed_keeps_nothing_by_either_rule():
+    """With one seed each, "every seed above every baseline seed" would hold for any higher score: no spread is
+    measured, so neither rule keeps (or rejects) the candidate."""
+    results = {"baseline": {1: (0.60, {"en": 0.7}, 60.0)}, "label smoothing 0.1": {1: (0.65, {"en": 0.9}, 60.0)}}
+    row = screen_table(results, [1])["label smoothing 0.1"]
+    assert row["difference"] == pytest.approx(0.05)
+    assert row["verdict"] == "too few seeds: the spread is not measured"
+    assert row["paired_verdict"] == "too few seeds to pair"
+
+
 def test_training_rows_are_a_positive_number_or_all_and_anything_else_is_refused_before_training(tmp_path):
     assert training_rows("all") is None and training_rows("300") == 300
     result = subprocess.run([sys.executable, "-m", "benchmarks.bench_recipe", "--text-model", "tiny",
