@@ -50,6 +50,8 @@ CANDIDATES = {
 }
 """One lever each, on top of the base recipe (what each is for: docs/experiments.md)."""
 SAMPLE_SEED = 0
+FEWEST_SEEDS = 2
+"""Both verdicts need this many seeds a side: with one, no spread is measured and any higher score would pass."""
 
 
 def proxy_dataset(full, directory, train_per_language):
@@ -160,7 +162,7 @@ def screen(results, seeds):
                "train_minutes": {seed: by_seed[seed][2] / 60 for seed in seeds if seed in by_seed}}
         if name != BASELINE and len(values) == len(seeds) and len(baseline) == len(seeds):
             row["difference"] = row["mean"] - float(np.mean(baseline))
-            row["verdict"] = ("too few seeds: the spread is not measured" if len(values) < 2
+            row["verdict"] = ("too few seeds: the spread is not measured" if len(values) < FEWEST_SEEDS
                               else "kept: every seed beats every baseline seed" if min(values) > max(baseline)
                               else "worse on every seed" if max(values) < min(baseline)
                               else "within the seeds' spread")
@@ -177,7 +179,7 @@ def paired_verdict(differences):
     """The rule of full runs, where seeds are few: the same seed gives candidate and base the same head initialisation
     and batch order, so each seed's difference is a paired comparison. Kept when the candidate is higher on every
     seed, on two seeds or more."""
-    if len(differences) < 2:
+    if len(differences) < FEWEST_SEEDS:
         return "too few seeds to pair"
     return ("higher on every seed" if min(differences) > 0 else "lower on every seed" if max(differences) < 0
             else "mixed")
