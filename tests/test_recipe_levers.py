@@ -191,6 +191,7 @@ def test_the_umsab_multilingual_e5_preset_trains_one_text_model_for_all_language
                              "--dataset", str(tmp_path / "umsab")])
     assert (options.vision_model, options.modalities, options.languages) == ("none", ["text"], ["all"])
     assert (options.learning_rate, options.batch_size, options.num_epochs) == (5e-5, 32, 3)
+    assert options.label_smoothing == 0.1
     assert options.freeze_word_embeddings and options.text_normalization == "twitter"
     assert options.text_model == str(tmp_path / "e5")  # the flag over the preset's Hub id
     assert parse_options(["--preset", "umsab_multilingual_e5"]).text_model == "intfloat/multilingual-e5-small"
