@@ -28,6 +28,19 @@ TEXT_ONLY_FUSION = "concat"
 _DUAL_ENCODER_VISION_KEY = "vision_config"
 
 
+class TowerConfigs:
+    """`M2SAConfig.sub_configs`: on the class, both towers' config slots; on a config, the towers it has. transformers
+    4.x treats every entry of a config's `sub_configs` as a config (sets its dtype, diffs it as a dict), which a
+    text-only model's `vision_config=None` is not."""
+
+    TOWERS = {"text_config": AutoConfig, "vision_config": AutoConfig}
+
+    def __get__(self, config, owner=None):
+        if config is None:
+            return dict(self.TOWERS)
+        return {key: value for key, value in self.TOWERS.items() if getattr(config, key, None) is not None}
+
+
 def _tower_config(config, role):
     """Turn a tower config given as a `PretrainedConfig` or a dict (with `model_type`) into a config object."""
     if config is None or isinstance(config, PretrainedConfig):
@@ -117,7 +130,7 @@ class M2SAConfig(PretrainedConfig):
     model_type = "m2sa"
     # `Trainer.predict` / `evaluate` gather only the logits, not every batch's tower states.
     keys_to_ignore_at_inference = ["text_model_output", "vision_model_output"]
-    sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
+    sub_configs = TowerConfigs()
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,21 @@ from .errors_m2sa import M2SAError
 from .pipeline_m2sa import pipeline_config_entry
 from .saved_folder_m2sa import REEXPORT, auto_map_modules, check_code_files, damaged_safetensors_files, saved_folder
 
-ENDPOINT_HANDLER = Path(__file__).with_name("handler.py")
-"""Inference Endpoints' custom handler, copied into every saved classifier's folder (this package's copy; a model
-loaded from saved code has its handler in its folder already)."""
+# transformers 4.x (Inference Endpoints' pin) copies into its module cache only the files a remote-code module
+# imports directly, then reads every file they import: so each saved file this one needs is imported here by name.
+from .backends_m2sa import BACKENDS  # noqa: F401
+from .explanations_m2sa import DEFAULT_N_STEPS  # noqa: F401
+from .images_m2sa import load_image  # noqa: F401
+from .labels_m2sa import LABEL_NAMES  # noqa: F401
+from .language_m2sa import detect_languages  # noqa: F401
+from .normalization_m2sa import normalize_tweet  # noqa: F401
+from .processing_m2sa import M2SAProcessor  # noqa: F401
+
+ENDPOINT_FILES = {Path(__file__).with_name("handler.py"): "handler.py",
+                  Path(__file__).with_name("endpoint_requirements.txt"): "requirements.txt"}
+"""Inference Endpoints' custom handler and the requirements an endpoint installs at start, copied into every saved
+classifier's folder under these names (this package's copies; a model loaded from saved code has them in its folder
+already)."""
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
     "AutoModel": "modeling_m2sa.M2SAModel",
@@ -219,6 +232,19 @@ class M2SAPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     _supports_sdpa = True
 
+    def _fix_state_dict_key_on_load(self, key):
+        """transformers 4.x only (5 does not call it): a checkpoint key as this transformers names the weight.
+        transformers 4.x's CLIP and SigLIP vision models hold their encoder one level down, as `vision_model.`, a
+        level that transformers 5, which saves M2SA models, no longer has."""
+        key, renamed = PreTrainedModel._fix_state_dict_key_on_load(key)
+        vision_tower = getattr(self.base_model, "vision_model", None)
+        if isinstance(getattr(vision_tower, "vision_model", None), nn.Module):
+            # `m2sa.vision_model.embeddings...` is their `m2sa.vision_model.vision_model.embeddings...`
+            key, nested = re.subn(rf"^((?:{self.base_model_prefix}\.)?vision_model\.)(?!vision_model\.)",
+                                  r"\1vision_model.", key)
+            renamed = renamed or bool(nested)
+        return key, renamed
+
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
@@ -282,9 +308,12 @@ class M2SAPreTrainedModel(PreTrainedModel):
             pipeline_config_entry() if isinstance(self, M2SAForSequenceClassification) else {}
         )
         super().save_pretrained(save_directory, *args, **kwargs)
-        # A saved classifier deploys as an Inference Endpoint: its handler (imported by nothing here) goes along.
-        if isinstance(self, M2SAForSequenceClassification) and ENDPOINT_HANDLER.is_file():
-            shutil.copyfile(ENDPOINT_HANDLER, Path(save_directory) / ENDPOINT_HANDLER.name)
+        # A saved classifier deploys as an Inference Endpoint: its handler (imported by nothing here) and the
+        # requirements the endpoint installs go along.
+        if isinstance(self, M2SAForSequenceClassification):
+            for source, name in ENDPOINT_FILES.items():
+                if source.is_file():
+                    shutil.copyfile(source, Path(save_directory) / name)
 
 
 class M2SAModel(M2SAPreTrainedModel):

@@ -31,7 +31,15 @@ from .backends_m2sa import (
 from .errors_m2sa import M2SAError
 from .explanations_m2sa import DEFAULT_N_STEPS, explain_tweet
 from .language_m2sa import detect_languages, language_detector, language_in_training
-from .processing_m2sa import check_invalid_image_policy, check_tweets
+from .processing_m2sa import M2SAProcessor, check_invalid_image_policy, check_tweets
+
+# transformers 4.x (Inference Endpoints' pin) copies into its module cache only the files a remote-code module
+# imports directly, then reads every file they import: so each saved file this one needs is imported here by name.
+from .configuration_m2sa import M2SAConfig  # noqa: F401
+from .images_m2sa import load_image  # noqa: F401
+from .labels_m2sa import LABEL_NAMES  # noqa: F401
+from .normalization_m2sa import normalize_tweet  # noqa: F401
+from .saved_folder_m2sa import saved_folder  # noqa: F401
 
 PIPELINE_TASK = "m2sa-sentiment"
 DEFAULT_BATCH_SIZE = 32
@@ -132,6 +140,10 @@ class M2SASentimentPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.processor is None and self.model.name_or_path:
+            # transformers 4.x's `pipeline()` loads processors only for its own model types: load the one saved
+            # beside the model, as transformers 5 does
+            self.processor = M2SAProcessor.from_pretrained(self.model.name_or_path)
         if self.processor is None:
             raise M2SAError("M2SASentimentPipeline needs the model's M2SAProcessor: pass processor=... .",
                             code="no_processor")

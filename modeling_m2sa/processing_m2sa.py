@@ -6,14 +6,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from transformers import AutoImageProcessor, AutoTokenizer, CLIPImageProcessorPil
+from transformers import AutoImageProcessor, AutoTokenizer
+
+try:  # transformers 5 names its PIL/numpy image processors *Pil
+    from transformers import CLIPImageProcessorPil
+except ImportError:  # transformers 4.x, where CLIPImageProcessor is the PIL/numpy one
+    from transformers import CLIPImageProcessor as CLIPImageProcessorPil
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, ProcessorMixin, TextKwargs
 
 from .errors_m2sa import M2SAError
 from .images_m2sa import InvalidImageError, load_image
 from .normalization_m2sa import check_text_normalization, normalize_tweet
-from .saved_folder_m2sa import PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
+from .saved_folder_m2sa import IMAGE_PROCESSOR_CONFIG, PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
 
@@ -125,6 +130,12 @@ class M2SAProcessingKwargs(ProcessingKwargs, total=False):
 
     text_kwargs: TextKwargs
     images_kwargs: M2SAImagesKwargs
+    # the lowest-priority defaults (the processor's `max_length` is added to them per instance): transformers 4.x
+    # reads them from here, transformers 5 from the processor's `text_kwargs` / `images_kwargs`
+    _defaults = {
+        "text_kwargs": {"padding": True, "truncation": True, "return_tensors": "pt"},
+        "images_kwargs": {"return_tensors": "pt", "on_invalid_image": "raise"},
+    }
 
 
 def _looks_like_text(value):
@@ -171,6 +182,10 @@ class M2SAProcessor(ProcessorMixin):
     """
 
     valid_processor_kwargs = M2SAProcessingKwargs
+    # transformers 5 reads the components from `__init__`'s signature; transformers 4.x from these
+    attributes = ["image_processor", "tokenizer"]
+    image_processor_class = "AutoImageProcessor"
+    tokenizer_class = "AutoTokenizer"
 
     def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", text_prefix="",
                  **kwargs):
@@ -192,11 +207,11 @@ class M2SAProcessor(ProcessorMixin):
     def text_kwargs(self):
         """The tokenizer's defaults (lowest priority in `_merge_kwargs`): truncate to `max_length`, pad to the
         longest, PyTorch tensors."""
-        return {"padding": True, "truncation": True, "max_length": self.max_length, "return_tensors": "pt"}
+        return {**M2SAProcessingKwargs._defaults["text_kwargs"], "max_length": self.max_length}
 
     @property
     def images_kwargs(self):
-        return {"return_tensors": "pt", "on_invalid_image": "raise"}
+        return dict(M2SAProcessingKwargs._defaults["images_kwargs"])
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -206,6 +221,20 @@ class M2SAProcessor(ProcessorMixin):
             check_tokenizer_files(folder)
             check_code_files(folder, auto_map_modules(folder / PROCESSOR_CONFIG))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_args_and_dict(cls, args, processor_dict, **kwargs):
+        # transformers 4.x passes the components it loaded and, from a processor_config.json that transformers 5
+        # wrote, the same components as dicts: the loaded ones are kept
+        processor_dict = {key: value for key, value in processor_dict.items() if key not in cls.attributes}
+        return super().from_args_and_dict(args, processor_dict, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers 5 keeps the image processor inside processor_config.json; transformers 4.x reads it from its
+        # own file, written first so that a push (`push_to_hub=True`) uploads it too
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        self.image_processor.to_json_file(Path(save_directory) / IMAGE_PROCESSOR_CONFIG)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128,

@@ -10,6 +10,7 @@ from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 PROCESSOR_CONFIG = "processor_config.json"
+IMAGE_PROCESSOR_CONFIG = "preprocessor_config.json"
 REEXPORT = "Re-export it with train.py (or save_pretrained), or download it again."
 
 
@@ -58,8 +59,9 @@ def check_tokenizer_files(folder):
     config_file = folder / TOKENIZER_CONFIG
     if not config_file.is_file():
         raise OSError(f"{folder} has no tokenizer: {TOKENIZER_CONFIG} is missing. {REEXPORT}")
-    tokenizer_class = tokenizer_class_from_name(
-        json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class") or "")
+    name = (json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class") or "").removesuffix("Fast")
+    # the fast class where there is one (transformers 4.x's slow XLM-R class is a placeholder without sentencepiece)
+    tokenizer_class = tokenizer_class_from_name(f"{name}Fast") or tokenizer_class_from_name(name)
     vocabulary_files = sorted(set(getattr(tokenizer_class, "vocab_files_names", {}).values()))
     if vocabulary_files and not any((folder / name).is_file() for name in vocabulary_files):
         raise OSError(
