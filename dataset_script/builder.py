@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dataset_script.card import render_card, with_all_config
+from dataset_script.card import LICENSE_FILE, render_card, render_license, with_all_config
 from dataset_script.report import REPORT_FILE, BuildReport
 from dataset_script.schema import SPLITS, Source
 from dataset_script.screening import screen
@@ -42,7 +42,8 @@ def build_dataset(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     show_progress: bool = True,
 ) -> BuildReport:
-    """Build `out_dir` (Parquet shards under `data/<config>/`, `README.md`, `build_report.json`) from `sources`.
+    """Build `out_dir` (Parquet shards under `data/<config>/`, `README.md`, `LICENSE.md`, `build_report.json`) from
+    `sources`.
 
     `summary` is a paragraph for the card; `build_parameters` are recorded in the report (e.g. to detect a
     stale demo set). Returns the report, which accounts for every input row.
@@ -85,6 +86,7 @@ def build_dataset(
             summary=summary,
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
+        (staging / LICENSE_FILE).write_text(render_license([source.info for source in sources]), encoding="utf-8")
         report.write(staging)
         replace_directory(staging, out_dir)
     except BaseException:

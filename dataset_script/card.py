@@ -39,15 +39,34 @@ def with_all_config(shards: ShardIndex) -> ShardIndex:
     return {ALL_CONFIG: ordered, **{config: shards[config] for config in sorted(shards)}}
 
 
-def card_data(shards: ShardIndex, languages: Sequence[str], pretty_name: str) -> DatasetCardData:
-    """The card's YAML metadata: Hub tags, one `configs:` entry per config (`all` the default) and the features
-    of each config under `dataset_info:`, which `load_dataset` reads instead of inferring them from the shards."""
+LICENSE_FILE = "LICENSE.md"
+"""Written beside the card: each source's licence or terms. The rows keep their sources' terms, so the card's licence
+is `other`, named and linked to this file as the Hub asks."""
+LICENSE_NAME = "m2sa-source-terms"
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"))
+"""The Hub's `size_categories` buckets: (rows below, name); larger sets are "10M<n<100M"."""
+
+
+def size_category(rows: int) -> str:
+    """The Hub's `size_categories` value for a dataset of `rows` rows."""
+    return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "10M<n<100M")
+
+
+def card_data(shards: ShardIndex, languages: Sequence[str], pretty_name: str, rows: int) -> DatasetCardData:
+    """The card's YAML metadata: licence, size and Hub tags, one `configs:` entry per config (`all` the default) and
+    the features of each config under `dataset_info:`, which `load_dataset` reads instead of inferring them from the
+    shards. The task is sentiment classification of a tweet (its text and, when it has one, its image)."""
     metadata = DatasetCardData(
         pretty_name=pretty_name,
         license="other",
+        license_name=LICENSE_NAME,
+        license_link=LICENSE_FILE,
         language=sorted(languages),
-        task_categories=["text-classification", "image-classification"],
-        tags=["sentiment-analysis", "multimodal", "multilingual", "twitter"],
+        size_categories=[size_category(rows)],
+        task_categories=["text-classification"],
+        task_ids=["sentiment-classification"],
+        tags=["sentiment-analysis", "multimodal", "multilingual", "twitter", "image"],
     )
     MetadataConfigs(
         {
@@ -92,6 +111,13 @@ def _report_summary(report: BuildReport) -> str:
     return "\n".join(lines)
 
 
+def render_license(sources: Sequence[SourceInfo]) -> str:
+    """`LICENSE.md`: the terms each source's rows are under (what the card's `license_link` points to)."""
+    terms = "\n\n".join(f"## {info.name}\n\n{info.license}" for info in sources)
+    return (f"# Terms of use\n\nThe rows of this dataset keep the licence or terms of the source they come from "
+            f"(its `source` column):\n\n{terms}\n")
+
+
 def render_card(
     shards: ShardIndex,
     report: BuildReport,
@@ -108,7 +134,7 @@ def render_card(
         for info in sources
     )
     return f"""---
-{card_data(shards, languages, pretty_name).to_yaml()}
+{card_data(shards, languages, pretty_name, report.rows_out).to_yaml()}
 ---
 
 # {pretty_name}
@@ -156,6 +182,8 @@ share its split. A split with no rows is left out of a config.
 {_report_summary(report)}
 
 ## Sources and licences
+
+Each row keeps the terms of its source ({LICENSE_FILE} lists them).
 
 {source_sections}
 

@@ -73,8 +73,8 @@ def test_push_creates_a_dataset_repo_and_uploads_the_built_folder(dataset_small_
     assert create_kwargs == {"repo_type": "dataset", "private": True, "exist_ok": True}
     assert upload_kwargs["repo_type"] == "dataset" and Path(upload_kwargs["folder_path"]) == dataset_small_demo
     uploaded = sorted(p.relative_to(dataset_small_demo).as_posix() for p in dataset_small_demo.rglob("*") if p.is_file())
-    assert uploaded[:2] == ["README.md", "build_report.json"]
-    assert all(name.startswith("data/") and name.endswith("-of-00001.parquet") for name in uploaded[2:])
+    assert uploaded[:3] == ["LICENSE.md", "README.md", "build_report.json"]
+    assert all(name.startswith("data/") and name.endswith("-of-00001.parquet") for name in uploaded[3:])
 
 
 def test_push_flag_of_the_command_line_uploads_an_existing_build(dataset_small_demo, monkeypatch, capsys):

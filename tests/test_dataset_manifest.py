@@ -212,6 +212,27 @@ def test_card_yaml_declares_every_config_with_its_shards_and_features(dataset_re
     ]
 
 
+def test_card_has_the_hubs_licence_size_and_task_fields_and_the_licence_file_it_links(dataset_release):
+    out, _ = dataset_release
+    metadata = DatasetCard.load(out / "README.md").data.to_dict()
+    # the rows keep their sources' terms: an `other` licence, named, linked to the file that lists them
+    assert (metadata["license"], metadata["license_name"]) == ("other", "m2sa-source-terms")
+    assert (out / metadata["license_link"]).is_file()
+    terms = (out / metadata["license_link"]).read_text(encoding="utf-8")
+    assert "## M2SA release\n\nTweet ids and labels as released with the M2SA paper" in terms
+    assert metadata["size_categories"] == ["n<1K"]  # 120 tweets and 11 translations
+    assert metadata["task_categories"] == ["text-classification"]
+    assert metadata["task_ids"] == ["sentiment-classification"]
+
+
+@pytest.mark.parametrize(("rows", "category"), [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"),
+                                                (264_600, "100K<n<1M"), (20_000_000, "10M<n<100M")])
+def test_size_categories_follow_the_hubs_buckets(rows, category):
+    from dataset_script.card import size_category
+
+    assert size_category(rows) == category
+
+
 @pytest.mark.parametrize(
     ("member", "content", "message"),
     [

@@ -32,7 +32,6 @@ def _card(**overrides):
         "languages": ["de", "en", "es"],
         "results": {"validation": validation, "test": test},
         "training_args": {"learning_rate": 2e-5, "num_epochs": 3, "seeds": "1|2"},
-        "base_model": "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
     }
     arguments.update(overrides)
     return render_model_card(**arguments)
@@ -54,7 +53,11 @@ def test_front_matter_has_the_hub_metadata():
     assert metadata["tags"] == ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
     assert metadata["language"] == ["de", "en", "es"]
     assert metadata["datasets"] == ["someone/m2sa-tweets"]
-    assert metadata["base_model"] == "cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual"
+    # both towers, as the Hub links a fine-tune to what it was fine-tuned from
+    assert metadata["base_model"] == ["cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
+                                      "openai/clip-vit-base-patch32"]
+    assert metadata["base_model_relation"] == "finetune"
+    assert metadata["metrics"] == ["f1", "accuracy"]
 
 
 def test_model_index_lists_macro_f1_per_language_and_accuracy_per_split():
@@ -85,6 +88,10 @@ def test_model_index_lists_macro_f1_per_language_and_accuracy_per_split():
 def test_huggingface_hub_parses_the_card_and_its_eval_results():
     data = ModelCard(_card()).data
     assert data.to_dict()["library_name"] == "transformers"
+    assert data.base_model == ["cardiffnlp/twitter-xlm-roberta-base-sentiment-multilingual",
+                               "openai/clip-vit-base-patch32"]
+    assert data.to_dict()["base_model_relation"] == "finetune" and data.metrics == ["f1", "accuracy"]
+    assert data.datasets == ["someone/m2sa-tweets"]
     assert data.model_name == "someone/m2sa-xlmr-clip"
     assert len(data.eval_results) == 2 * 5
     test_en = next(
@@ -130,6 +137,10 @@ def test_body_has_usage_data_hyperparameters_results_and_citation():
     for auto_class in ("AutoModelForSequenceClassification", "AutoProcessor"):
         assert f'{auto_class}.from_pretrained("someone/m2sa-xlmr-clip", trust_remote_code=True)' in body
     assert "modeling_m2sa" not in body  # the usage needs only transformers
+    # one answer per tweet: the card offers the model's own pipeline only, and says why
+    assert 'pipeline(model="someone/m2sa-xlmr-clip", trust_remote_code=True)' in body
+    assert 'pipeline("text-classification"' not in body.replace('`pipeline("text-classification", ...)`', "")
+    assert "the same tweet could get another label or score" in " ".join(body.split())
     assert body.index("from transformers import pipeline") < body.index("AutoModelForSequenceClassification")
     assert "concatenated" in body and '"no image" embedding' in body
     assert "| learning_rate | 2e-05 |" in body and "| seeds | 1\\|2 |" in body
@@ -142,9 +153,12 @@ def test_body_has_usage_data_hyperparameters_results_and_citation():
 def test_local_dataset_path_and_text_only_model(tmp_path):
     local_dataset = tmp_path / "data"
     local_dataset.mkdir()
-    card = _card(dataset=str(local_dataset), vision_tower=None, base_model=None)
+    local_tower = tmp_path / "text-tower"
+    local_tower.mkdir()
+    card = _card(dataset=str(local_dataset), text_tower=str(local_tower), vision_tower=None)
     metadata, body = _front_matter(card)
-    assert "datasets" not in metadata and "base_model" not in metadata
+    # a local path is no Hub id: neither is listed
+    assert "datasets" not in metadata and "base_model" not in metadata and "base_model_relation" not in metadata
     result = metadata["model-index"][0]["results"][0]
     assert result["dataset"]["type"] == "data" and result["dataset"]["name"] == "data"  # never the local path
     assert str(tmp_path) not in card

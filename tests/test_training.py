@@ -204,10 +204,10 @@ def test_paper_config_file_sets_the_paper_recipe(tmp_path):
         parse_options(["--config", str(bad)])
 
 
-def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
+def test_push_to_hub_uploads_the_output_dir_with_a_card_that_names_the_hub_id(demo_dataset, tmp_path, monkeypatch):
+    """train.py --push-to-hub, with the Hub's API recording its calls (the Hub cannot be reached here)."""
     import huggingface_hub
 
-    options, outcome = trained
     calls = []
 
     class RecordingApi:
@@ -218,13 +218,18 @@ def test_push_to_hub_uploads_the_output_dir(trained, monkeypatch):
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
-    from m2sa_training.training.run import push_output_dir
-
-    push_output_dir(outcome["output_dir"], "me/m2sa-test")
+    outcome = run_training(options_for(demo_dataset, tmp_path, "--num-epochs", "1", "--push-to-hub", "me/m2sa-test"))
     assert [call[:2] for call in calls] == [("create_repo", "me/m2sa-test"), ("upload_folder", "me/m2sa-test")]
     upload = calls[1][2]
-    assert upload["folder_path"] == str(outcome["output_dir"])
+    output_dir = outcome["output_dir"]
+    assert upload["folder_path"] == str(output_dir)
     assert {"runs/*", "towers/*"} <= set(upload["ignore_patterns"])
+    # what the endpoint needs is uploaded: its handler and the requirements it installs at start
+    assert (output_dir / "handler.py").is_file() and (output_dir / "requirements.txt").is_file()
+    card = (output_dir / "README.md").read_text()
+    assert 'pipeline(model="me/m2sa-test", trust_remote_code=True)' in card  # the Hub id, not the folder's name
+    assert f'"{output_dir.name}"' not in card
+    assert ModelCard(card).data.model_name == "me/m2sa-test"
 
 
 RECORDING_TRAINING_LOSSES = (

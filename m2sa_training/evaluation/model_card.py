@@ -25,13 +25,14 @@ MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card_template.md")
 """The card's prose and layout; `render_model_card` fills it with the metadata, tables and model details."""
 
 
-def _is_hub_dataset_id(dataset):
-    return "/" in dataset and not Path(dataset).exists()
+def is_hub_id(name):
+    """Whether a model or dataset is named by its Hub id ("org/name") rather than by a local path."""
+    return "/" in name and not Path(name).exists()
 
 
-def dataset_identifier(dataset):
-    """How the card names the training data: its Hub id, else the directory's name (never a local path)."""
-    return dataset if _is_hub_dataset_id(dataset) else Path(dataset).name
+def hub_name(name):
+    """How the card names a model or dataset: its Hub id, else the directory's name (never a local path)."""
+    return name if is_hub_id(name) else Path(name).name
 
 
 def _regression_eval_results(results, common):
@@ -54,7 +55,7 @@ def _regression_eval_results(results, common):
 def _eval_results(dataset, results, multimodal, problem_type=CLASSIFICATION):
     """One `EvalResult` per split and metric: macro-F1 overall and per language, then overall accuracy (means); for
     a regression model, `_regression_eval_results`."""
-    dataset_id = dataset_identifier(dataset)
+    dataset_id = hub_name(dataset)
     task_names = REGRESSION_TASK_NAMES if problem_type == REGRESSION else TASK_NAMES
     common = dict(task_type=TASK_TYPE, task_name=task_names[multimodal], dataset_type=dataset_id,
                   dataset_name=dataset_id)
@@ -72,19 +73,26 @@ def _eval_results(dataset, results, multimodal, problem_type=CLASSIFICATION):
     return eval_results
 
 
-def card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo=False,
+def card_data(model_name, dataset, languages, results, towers, multimodal, synthetic_demo=False,
               problem_type=CLASSIFICATION):
-    """The card's YAML metadata as `huggingface_hub.ModelCardData` (its `model-index` built from eval results)."""
+    """The card's YAML metadata as `huggingface_hub.ModelCardData` (its `model-index` built from eval results).
+
+    `base_model` lists the `towers` named by Hub id (the checkpoints the model was fine-tuned from: the Hub links the
+    model to them as a fine-tune); `metrics` the Hub ids of the metrics in the model-index."""
+    base_model = [tower for tower in towers if tower and is_hub_id(tower)]
+    eval_results = _eval_results(dataset, results, multimodal, problem_type)
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=TASK_TYPE,
         license="apache-2.0",
         language=sorted({spoken_language(code) for code in languages}),  # the Hub's field takes ISO codes only
         tags=[*TAGS, SYNTHETIC_DEMO_TAG] if synthetic_demo else list(TAGS),
-        datasets=[dataset] if _is_hub_dataset_id(dataset) else None,
-        base_model=base_model,
+        datasets=[dataset] if is_hub_id(dataset) else None,
+        base_model=base_model or None,
+        base_model_relation="finetune" if base_model else None,
+        metrics=list(dict.fromkeys(result.metric_type for result in eval_results)) or None,
         model_name=model_name if results else None,
-        eval_results=_eval_results(dataset, results, multimodal, problem_type) or None,
+        eval_results=eval_results or None,
     )
 
 
@@ -111,22 +119,22 @@ def _regression_results(results):
 
 
 def render_model_card(
-    *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, base_model=None,
-    label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None, problem_type=CLASSIFICATION,
+    *, model_name, text_tower, vision_tower, dataset, languages, results, training_args, label_names=LABEL_NAMES, synthetic_demo=False, fusion_type="concat", lora=None, problem_type=CLASSIFICATION,
     calibration=None
 ):
     """The README.md of a trained M2SA model, for `push_to_hub` or a local checkpoint folder.
 
     Args:
-        model_name: the model's Hub id (or name); used in the usage example and the model-index.
-        text_tower: Hub id or path of the text encoder the model was built from.
+        model_name: the model's Hub id (or, for a model not pushed, its folder's name); used in the usage example
+            and the model-index.
+        text_tower: Hub id or path of the text encoder the model was built from (a Hub id is listed as
+            `base_model:`).
         vision_tower: Hub id or path of the image encoder, or `None` for a text-only model.
         dataset: Hub id (listed under `datasets:`) or local path of the training data.
         languages: the model's `training_languages` (ISO codes, `<code>_mt` for machine-translated rows).
         results: split name -> `aggregate_runs` result; goes to the model-index (means) and to the per-language
             tables (mean ± std over several runs).
         training_args: hyper-parameter name -> value, shown as a table.
-        base_model: Hub id of the checkpoint fine-tuned, listed as `base_model:` when given.
         label_names: the classes in id order (the training data's labels); for a regression model, the name of its
             one output.
         synthetic_demo: the model was trained on the embedded synthetic demo set: the card (and a Space serving the
@@ -143,14 +151,14 @@ def render_model_card(
         raise ValueError(f"fusion_type must be one of {FUSION_CHOICES}, got {fusion_type!r}.")
     multimodal = bool(vision_tower)
     regression = problem_type == REGRESSION
-    metadata = card_data(model_name, dataset, languages, results, base_model, multimodal, synthetic_demo,
-                         problem_type)
+    metadata = card_data(model_name, dataset, languages, results, (text_tower, vision_tower), multimodal,
+                         synthetic_demo, problem_type)
     card = ModelCard.from_template(
         metadata,
         template_path=MODEL_CARD_TEMPLATE,
         model_name=model_name,
-        text_tower=text_tower,
-        vision_tower=vision_tower,
+        text_tower=hub_name(text_tower),
+        vision_tower=vision_tower and hub_name(vision_tower),
         multimodal=multimodal,
         fusion_type=fusion_type,
         lora=lora,
@@ -158,8 +166,8 @@ def render_model_card(
         regression=regression,
         head_output="the value" if regression else "the three logits",
         synthetic_demo=synthetic_demo,
-        dataset=dataset_identifier(dataset),
-        dataset_on_hub=_is_hub_dataset_id(dataset),
+        dataset=hub_name(dataset),
+        dataset_on_hub=is_hub_id(dataset),
         languages=list(languages),
         hyperparameters=[(_table_cell(name), _table_cell(value)) for name, value in training_args.items()],
         several_runs=any(result[OVERALL]["num_runs"] > 1 for result in results.values()),

@@ -278,7 +278,7 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
             shutil.copy2(path, directory / path.name)
     processor.save_pretrained(directory)
     card = render_model_card(
-        model_name=outcome["output_dir"].name,
+        model_name=options.push_to_hub or outcome["output_dir"].name,  # its Hub id once pushed
         text_tower=text_tower,
         vision_tower=vision_tower,
         dataset=dataset if options.dataset else "M2SA embedded demo set (synthetic)",
