@@ -243,6 +243,32 @@ def test_model_resolution_order(tmp_path):
     assert linked == space_app.SpaceCard.load(REPO_ROOT / "space" / "README.md").data.models[0]
 
 
+def test_write_space_gives_a_folder_that_serves_the_given_model_as_tested(tmp_path):
+    import gradio
+    from huggingface_hub import SpaceCard
+    from importlib.metadata import version
+    from packaging.requirements import Requirement
+
+    import write_space
+
+    out = write_space.write_space("someone/m2sa-xlmr-clip", tmp_path / "space")
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "app.py", "batch_files.py",
+                                                          "requirements.txt"]
+    card = SpaceCard.load(out / "README.md")
+    assert card.data.models == ["someone/m2sa-xlmr-clip"]  # the model served on the Space, and linked by the Hub
+    assert card.data.python_version == f"{sys.version_info.major}.{sys.version_info.minor}"  # what the tests ran
+    assert card.data.sdk_version == gradio.__version__
+    assert card.text == SpaceCard.load(REPO_ROOT / "space" / "README.md").text
+    # each requirement admits the version the tests ran with
+    for line in (out / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            requirement = Requirement(line.split("#")[0].strip())
+            assert requirement.specifier.contains(version(requirement.name)), line
+    for not_a_hub_id in ("m2sa-demo", str(tmp_path)):
+        with pytest.raises(SystemExit, match="is not a Hub model id"):
+            write_space.write_space(not_a_hub_id, tmp_path / "refused")
+
+
 def test_missing_default_model_exits_with_the_command_to_create_it(tmp_path, monkeypatch):
     monkeypatch.delenv("M2SA_MODEL", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
