@@ -14,9 +14,10 @@ Three parts, each timed in turns (every path once per round, `--rounds` rounds, 
   (`backends_m2sa.INT8_KERNELS`), bf16, and torchao's int8 recipes where torchao is installed.
 - `layers`: the model's own linear-layer shapes over `PROBE_ROWS` tokens, each kernel against fp32: what `auto`'s
   probe measures.
-- `arithmetic` (not timed): the agreement of the int8 rounding itself, in 8-bit (`torch._int_mm`'s) and 7-bit
-  (fbgemm's on CPUs without VNNI) activations, computed in fp32; and fbgemm's error against exact integer
-  arithmetic with 8-bit and 7-bit activations (8 bits overflow 16-bit sums on CPUs without VNNI).
+- `arithmetic` (not timed): the agreement with fp32 of each arithmetic of the agreement record (bf16, int8 with
+  `torch._int_mm`'s 8-bit and fbgemm's 7-bit activations), computed without their kernels, on every tweet, beside
+  the record the model carries; and fbgemm's error against exact integer arithmetic with 8-bit and 7-bit activations
+  (8 bits overflow 16-bit sums on CPUs without VNNI).
 A path more than four times slower than fp32 in a warm-up batch (a kernel without a fast path on this CPU) is timed
 and compared on `--slow-num-tweets` tweets only; the results give every path's n.
 
@@ -46,6 +47,7 @@ from benchmarks.harness import REPO_ROOT, benchmark_parser, in_turns, require_da
 from benchmarks.models import UMSAB_ENGLISH_MODEL, umsab_english_model_dir
 from benchmarks.tweets import read_mvsa_text, umsab_english_validation
 from modeling_m2sa import backends_m2sa
+from modeling_m2sa.backend_agreement import arithmetic_models
 from modeling_m2sa.export import export
 
 KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
@@ -170,32 +172,6 @@ def forward_part(model, processor, tweets, agreement_tweets, args):
     return report
 
 
-class RoundedLinear(torch.nn.Module):
-    """`nn.Linear` computed in fp32 on int8-rounded operands: weights per output feature, activations per token, to
-    `activation_bits` (symmetric). With 8 bits this is the arithmetic of `Int8Linear` (`torch._int_mm`), at fp32's
-    speed, so its agreement can be measured on every tweet where `torch._int_mm` itself crawls."""
-
-    def __init__(self, linear, activation_bits):
-        super().__init__()
-        weight = linear.weight.detach()
-        step = weight.abs().amax(dim=1, keepdim=True) / 127
-        self.weight, self.bias = (weight / step).round() * step, linear.bias
-        self.levels = 2 ** (activation_bits - 1) - 1
-
-    def forward(self, hidden_states):
-        step = hidden_states.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / self.levels
-        return torch.nn.functional.linear((hidden_states / step).round() * step, self.weight, self.bias)
-
-
-def with_rounded_linears(model, activation_bits):
-    rounded = copy.deepcopy(model)
-    for module in list(rounded.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Linear):
-                setattr(module, name, RoundedLinear(child, activation_bits))
-    return rounded.eval()
-
-
 def fbgemm_overflow(model, processor, tweets):
     """Largest difference between fbgemm's dynamic int8 linear and exact integer arithmetic on the same quantized
     operands, with 8-bit (`reduce_range=False`) and 7-bit activations, on the real activations that reach the model's
@@ -222,12 +198,15 @@ def fbgemm_overflow(model, processor, tweets):
 
 
 def arithmetic_part(model, processor, agreement_tweets, args):
-    """Why fbgemm's int8 agrees less than `torch._int_mm`'s: agreement with fp32 of the int8 rounding in 8 and 7 bits
-    computed in fp32 (no kernel involved), and fbgemm's error against exact integer arithmetic in 8 and 7 bits."""
+    """Each arithmetic of the agreement record (`backend_agreement.arithmetic_models`: bf16, int8 with 8-bit and with
+    fbgemm's 7-bit activations, computed without their kernels) against fp32 on every tweet, beside the record the
+    model carries (its validation split); and fbgemm's error against exact integer arithmetic in 8 and 7 bits."""
     encoded = encode_sorted(processor, agreement_tweets, args.batch_size)
     exact = forward_logits(model, encoded).softmax(-1)
-    report = {f"rounded_{bits}_bit_activations": agreement(
-        forward_logits(with_rounded_linears(model, bits), encoded).softmax(-1), exact) for bits in (8, 7)}
+    report = {"model_record": model.config.backend_agreement}
+    for arithmetic, derived, autocast in arithmetic_models(model):
+        with autocast():
+            report[f"arithmetic_{arithmetic}"] = agreement(forward_logits(derived, encoded).softmax(-1), exact)
     if backends_m2sa.fbgemm_available():
         report["fbgemm_overflow"] = fbgemm_overflow(model, processor, agreement_tweets)
     return report
@@ -253,7 +232,7 @@ def kind_label(cpu):
 def measure(args):
     with tempfile.TemporaryDirectory() as current:
         # saved again by this package, so the pipeline runs this version's code, not the one saved with the model
-        return measure_model(export(umsab_english_model_dir(args.model, args.data_root), current, backend="auto"), args)
+        return measure_model(export(umsab_english_model_dir(args.model, args.data_root), current), args)
 
 
 def measure_model(model_dir, args):
@@ -261,13 +240,13 @@ def measure_model(model_dir, args):
     timed_tweets = tweets[: args.num_tweets]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    rule_backend, rule_kernel, cpu_kind = backends_m2sa.cpu_rule(backends_m2sa.cpu_instruction_sets())
+    isa = backends_m2sa.cpu_instruction_sets()
     report = {
         "cpu": cpu_description(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "rule": {"backend": rule_backend, "kernel": rule_kernel, "cpu": cpu_kind},
+        "rule": {"cpu": backends_m2sa.cpu_description(isa), "candidates": backends_m2sa.cpu_kernels(isa)},
         "model": str(args.model or UMSAB_ENGLISH_MODEL),
         "num_tweets": len(timed_tweets), "agreement_tweets": len(tweets), "slow_num_tweets": args.slow_num_tweets,
         "batch_size": args.batch_size, "rounds": args.rounds,
@@ -341,7 +320,7 @@ def measure_as_cpu(args):
 def print_report(label, report):
     rule = report["rule"]
     print(f"{label}{' (emulated)' if report['cpu']['emulated_as'] else ''}, {report['threads']} threads, torch "
-          f"{report['torch']}: the rule picks {rule['backend']} on {rule['cpu']}" + (
+          f"{report['torch']}: {rule['cpu']}, candidates {', '.join(rule['candidates']) or 'none'}" + (
               f"; auto serves {report['pipeline']['auto']['served']} ({report['pipeline']['auto']['reason']})"
               if "pipeline" in report else "") + "\n")
     print("| path | served | tweets/s (best round) | rounds | vs fp32 | argmax agreement vs fp32 (n) | max abs dp |")
@@ -354,8 +333,12 @@ def print_report(label, report):
                   f"{entry['argmax_agreement_vs_fp32']:.1%} ({entry['agreement_n']}) | "
                   f"{entry['max_probability_difference']:.3f} |")
     arithmetic = report.get("arithmetic", {})
+    if arithmetic.get("model_record"):
+        record = arithmetic["model_record"]
+        print(f"the model's record ({record['tweets']} {record['split']} tweets): " + ", ".join(
+            f"{name} {share:.1%}" for name, share in record["agreement"].items()))
     for name, entry in arithmetic.items():
-        if name.startswith("rounded"):
+        if name.startswith("arithmetic_"):
             print(f"{name} (fp32 arithmetic): {entry['argmax_agreement_vs_fp32']:.1%} of labels as fp32 "
                   f"(n {entry['agreement_n']}), largest probability change {entry['max_probability_difference']:.3f}")
     if "fbgemm_overflow" in arithmetic:

@@ -8,9 +8,13 @@
 - "int8": the linear layers in int8 with per-output-feature weight scales and per-token activation scales, on the
   CPU, through the int8 kernel that is fast on this CPU (`int8_kernel`): `torch._int_mm` where the CPU has
   AVX512-VNNI, fbgemm's dynamic quantized linear on other x86 CPUs with AVX2 (7-bit activations there).
-- "auto": the fastest of these that agrees with fp32 on the CPU it runs on: chosen by `cpu_rule` from the CPU's
-  instruction sets, then checked once per process by a probe that times the chosen kernel against fp32 on the model's
-  own linear-layer shapes and keeps fp32 where the kernel loses (see `auto_backend`); fp32 on GPUs.
+- "auto": the fastest of these that the model's own agreement record allows, on the machine it runs on
+  (`auto_backend`). The record (`config.backend_agreement`, written where the model is made: `train.py`, the grid,
+  `python -m modeling_m2sa.export --dataset ...`) says on how many validation tweets each arithmetic gave fp32's
+  label; an arithmetic below `AGREEMENT_FLOOR` is never served by "auto". Among the kernels with a fast path on this
+  CPU that the record allows, each is timed once per process against fp32 on the model's own linear-layer shapes,
+  and the fastest that beats fp32 is served; otherwise fp32. A model saved without a record may be served bf16 only
+  (`UNRECORDED_ARITHMETIC`). On a GPU: bf16 where the record allows it, else fp32.
 
 A non-fp32 backend runs a *derived* model: a second module tree that shares every parameter and buffer with the
 model (embeddings, norms, convolutions, biases: no second copy) and holds only its own low-precision linear weights.
@@ -35,7 +39,17 @@ from .configuration_m2sa import INFERENCE_BACKENDS as BACKENDS
 from .errors_m2sa import M2SAError
 
 CONFIG_BACKEND_KEY = "inference_backend"  # written by `python -m modeling_m2sa.export --backend ...`
+CONFIG_AGREEMENT_KEY = "backend_agreement"  # the agreement record: see `auto_backend`
 CPU_ONLY_BACKENDS = ("int8",)
+AGREEMENT_FLOOR = 0.99
+"""The share of tweets on which an arithmetic must give fp32's label for "auto" to serve it."""
+KERNEL_ARITHMETIC = {"bf16": "bf16", "int_mm": "int8", "fbgemm": "int8_7bit"}
+"""The arithmetic each kernel does, as the agreement record names it: bf16 operands with fp32 accumulation; int8
+weights and 8-bit per-token activations (`torch._int_mm`); int8 weights and 7-bit activations (fbgemm)."""
+UNRECORDED_ARITHMETIC = ("bf16",)
+"""What "auto" may serve for a model saved without an agreement record. bf16 gave fp32's label on 99.7-99.8 % of real
+held-out tweets for a MiniLM fine-tuned by train.py on a Zen 4 CPU and 99.9 % on an AMX Xeon; int8 changed 1.2-1.8 %
+of that model's labels on the Zen 4 (docs, Performance), so int8 is served only where a model's record allows it."""
 
 
 def check_backend(backend):
@@ -78,27 +92,33 @@ def fbgemm_available():
             and hasattr(torch.ops.quantized, "linear_dynamic") and hasattr(torch.ops.quantized, "linear_prepack"))
 
 
-def cpu_rule(isa):
-    """What `backend="auto"` runs on a CPU with the features `isa` (see `cpu_instruction_sets`), before the probe, as
-    (backend, kernel, the CPU in words). Each line is a measurement of `benchmarks/bench_backends.py` or
-    `benchmarks/bench_inference.py` (docs, Performance):
-
-    - AMX (Xeon 4th generation and later): bf16, 1.95-2.6x fp32 with 99.9 % agreement, ahead of int8's 1.8x.
-    - AVX512-VNNI without AMX (AMD EPYC Zen 4, Xeons 2nd-3rd generation): int8 through `torch._int_mm`, 2.8x fp32
-      with 99.1 % agreement.
-    - AVX2 without AVX512-VNNI: fp32. `torch._int_mm` has no fast path there (40x *slower* than fp32 on an AVX2-only
-      EPYC) and fbgemm's int8 kernel, 1.1-1.4x faster, quantizes activations to 7 bits on such CPUs (its 8-bit mode
-      overflows 16-bit sums there), which changed 1.7-2.9 % of a trained MiniLM model's labels on real tweets: below
-      the 99 % agreement a default must keep. `backend="int8"` runs that kernel there for those who accept it.
-    - anything else: fp32.
-    """
+def cpu_description(isa):
+    """The CPU kind in words, from its features `isa` (see `cpu_instruction_sets`)."""
     if isa["amx"]:
-        return "bf16", "bf16", "a CPU with AMX"
+        return "a CPU with AMX"
+    if isa["avx512_bf16"]:
+        return "a CPU with AVX512-BF16 and AVX512-VNNI, no AMX"
     if isa["avx512_vnni"]:
-        return "int8", "int_mm", "a CPU with AVX512-VNNI and no AMX"
+        return "a CPU with AVX512-VNNI, no AMX or AVX512-BF16"
     if isa["avx2"]:
-        return "fp32", None, f"a CPU with {'AVX512 without VNNI' if isa['avx512'] else 'AVX2 and no AVX512'}"
-    return "fp32", None, "a CPU without AVX2"
+        return f"a CPU with {'AVX512 without VNNI' if isa['avx512'] else 'AVX2 and no AVX512'}"
+    return "a CPU without AVX2"
+
+
+def cpu_kernels(isa):
+    """The low-precision kernels with a fast path on a CPU with the features `isa`, the candidates of "auto":
+
+    - bf16 where the CPU computes bfloat16 natively (AMX or AVX512-BF16; elsewhere a bf16 product is ~50x slower);
+    - `torch._int_mm` where it has AVX512-VNNI (on an AVX2-only CPU it ran 40x *slower* than fp32);
+    - fbgemm's int8 kernel on other x86 CPUs with AVX2 (7-bit activations there: its 8-bit mode overflows the 16-bit
+      pair sums of its AVX2 kernel).
+    """
+    kernels = ["bf16"] if isa["amx"] or isa["avx512_bf16"] else []
+    if isa["avx512_vnni"]:
+        kernels.append("int_mm")
+    elif isa["avx2"] and fbgemm_available():
+        kernels.append("fbgemm")
+    return kernels
 
 
 def int8_kernel():
@@ -190,6 +210,7 @@ class BFloat16Linear(nn.Module):
 
 LINEAR_KERNELS = {"bf16": BFloat16Linear, "int_mm": Int8Linear, "fbgemm": FbgemmInt8Linear}
 """kernel -> the layer that replaces `nn.Linear` in a derived model."""
+KERNEL_BACKEND = {"bf16": "bf16", "int_mm": "int8", "fbgemm": "int8"}
 INT8_KERNELS = ("int_mm", "fbgemm")
 
 
@@ -200,13 +221,14 @@ def kernel_for_backend(backend):
 
 def derived_model(model, kernel):
     """A module tree like `model` (in eval mode) sharing every parameter and buffer with it, its `nn.Linear` layers
-    replaced by `kernel`'s layer (see LINEAR_KERNELS)."""
+    replaced by `kernel`'s layer (a key of LINEAR_KERNELS, or a layer class taking the `nn.Linear`)."""
+    layer = LINEAR_KERNELS[kernel] if isinstance(kernel, str) else kernel
     shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
     derived = copy.deepcopy(model, memo=shared).eval()
     for module in list(derived.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(module, name, LINEAR_KERNELS[kernel](child))
+                setattr(module, name, layer(child))
     return derived
 
 
@@ -269,25 +291,91 @@ def probe(kernel, shapes):
         return _cached_probe(kernel, shapes, torch.get_num_threads())
 
 
-def auto_backend(device, model=None):
-    """What `backend="auto"` runs on `device` for `model`, and why, as (backend, reason).
+def agreement_of(record, arithmetic):
+    """(share of tweets that kept fp32's label, in words) for `arithmetic` in an agreement `record`; (None, why) when
+    the record does not have it."""
+    if not record:
+        return None, "no agreement record"
+    share = (record.get("agreement") or {}).get(arithmetic)
+    if share is None:
+        return None, f"no {arithmetic} in its agreement record"
+    return share, f"{share:.1%} of {record['tweets']:,} {record['split']} tweets keep fp32's label"
 
-    On a GPU: fp32 (pass backend="bf16" there). On a CPU: `cpu_rule` picks a backend from the instruction sets; when it
-    is not fp32 and a model is given, its kernel is timed against fp32 on the model's own linear-layer shapes (`probe`,
-    once per process) and fp32 is served instead if the kernel is not faster. The reason gives both times."""
-    if torch.device(device).type != "cpu":
-        return "fp32", f"auto on {torch.device(device).type}: fp32"
-    backend, kernel, cpu = cpu_rule(cpu_instruction_sets())
-    if backend == "fp32":
-        return "fp32", f"auto on {cpu}: fp32"
-    served = f"{backend} ({kernel} kernel)" if backend == "int8" else backend
+
+def record_allows(record, arithmetic):
+    """(whether "auto" may serve `arithmetic` by the model's agreement `record`, why)."""
+    share, words = agreement_of(record, arithmetic)
+    if share is None:
+        allowed = arithmetic in UNRECORDED_ARITHMETIC
+        return allowed, (f"{words}; {arithmetic} is served without one" if allowed
+                         else f"{words}; {arithmetic} is served only where a record allows it")
+    return share >= AGREEMENT_FLOOR, f"{words} (its record{'' if share >= AGREEMENT_FLOOR else ', below 99 %'})"
+
+
+def auto_backend(device, model=None):
+    """What `backend="auto"` runs on `device` for `model`, and why, as (backend, reason): the one rule.
+
+    On a GPU: bf16 where the model's agreement record allows it, else fp32. On a CPU: the kernels with a fast path
+    here (`cpu_kernels`) that the record allows (`record_allows`) are each timed against fp32 on the model's own
+    linear-layer shapes (`probe`, once per process), and the fastest that beats fp32 is served; fp32 when none is
+    left. Without a model (no record, no shapes) the first allowed kernel is named. The reason gives the record and
+    the probe's times."""
+    record = getattr(getattr(model, "config", None), CONFIG_AGREEMENT_KEY, None)
+    device_type = torch.device(device).type
+    if device_type != "cpu":
+        allowed, why = record_allows(record, "bf16") if record else (False, "no agreement record")
+        return ("bf16", f"auto on {device_type}: bf16, {why}") if allowed else (
+            "fp32", f"auto on {device_type}: fp32 ({why})")
+    cpu = cpu_description(cpu_instruction_sets())
+    verdicts = {kernel: record_allows(record, KERNEL_ARITHMETIC[kernel]) for kernel in cpu_kernels(
+        cpu_instruction_sets())}
+    refused = "; ".join(f"{kernel_name(kernel)} refused: {why}" for kernel, (allowed, why) in verdicts.items()
+                        if not allowed)
+    allowed = [kernel for kernel, (ok, _) in verdicts.items() if ok]
+    if not allowed:
+        return "fp32", f"auto on {cpu}: fp32 ({refused or 'no low-precision kernel is fast here'})"
     if model is None:
-        return backend, f"auto on {cpu}: {served}"
-    kernel_seconds, fp32_seconds = probe(kernel, linear_shapes(model))
-    timing = f"{kernel_seconds * 1e3:.1f} ms against fp32's {fp32_seconds * 1e3:.1f} ms on this model's linear layers"
+        return KERNEL_BACKEND[allowed[0]], f"auto on {cpu}: {kernel_name(allowed[0])}"
+    timings = {kernel: probe(kernel, linear_shapes(model)) for kernel in allowed}
+    fastest = max(allowed, key=lambda kernel: timings[kernel][1] / timings[kernel][0])
+    kernel_seconds, fp32_seconds = timings[fastest]
+    timing = (f"{kernel_seconds * 1e3:.1f} ms against fp32's {fp32_seconds * 1e3:.1f} ms on this model's linear "
+              f"layers")
+    others = "".join(f"; {kernel_name(kernel)} {timings[kernel][1] / timings[kernel][0]:.2f}x" for kernel in allowed
+                     if kernel != fastest)
+    refused = f"; {refused}" if refused else ""
     if kernel_seconds >= fp32_seconds:
-        return "fp32", f"auto on {cpu}: fp32, because {served} lost its probe ({timing})"
-    return backend, f"auto on {cpu}: {served}, {fp32_seconds / kernel_seconds:.2f}x fp32 in its probe ({timing})"
+        return "fp32", f"auto on {cpu}: fp32, because {kernel_name(fastest)} lost its probe ({timing}{others}){refused}"
+    return KERNEL_BACKEND[fastest], (f"auto on {cpu}: {kernel_name(fastest)}, {fp32_seconds / kernel_seconds:.2f}x "
+                                     f"fp32 in its probe ({timing}{others}); {verdicts[fastest][1]}{refused}")
+
+
+def kernel_name(kernel):
+    """How a reason names a kernel: "bf16", "int8 (int_mm kernel)", "int8 (fbgemm kernel, 7-bit activations)"."""
+    return {"bf16": "bf16", "int_mm": "int8 (int_mm kernel)",
+            "fbgemm": "int8 (fbgemm kernel, 7-bit activations)"}[kernel]
+
+
+def choose_backend(model, device, requested=None, autocast=False):
+    """The backend ("fp32", "bf16" or "int8") a forward pass of `model` on `device` runs, and why, as (backend,
+    reason): the one place that decides. `requested` is what the call or the pipeline asked for (None: the model
+    config's `inference_backend`, "auto" unless exported with another); `autocast` whether the call asked for bf16
+    autocast instead. A backend asked for is served as asked, and its reason says where the model's agreement record
+    puts it below `AGREEMENT_FLOOR`."""
+    if requested is None and autocast:
+        return "fp32", "fp32 under bf16 autocast"
+    source = "as asked"
+    if requested is None:
+        requested, source = configured_backend(model.config), "as the model's config sets it"
+        if requested in CPU_ONLY_BACKENDS and torch.device(device).type != "cpu":
+            return "fp32", f"fp32: the model's configured {requested} runs on CPUs only"
+    if check_backend(requested) == "auto":
+        return auto_backend(device, model)
+    if requested == "fp32":
+        return "fp32", f"fp32 ({source})"
+    kernel = kernel_for_backend(requested)
+    _, why = record_allows(getattr(model.config, CONFIG_AGREEMENT_KEY, None), KERNEL_ARITHMETIC[kernel])
+    return requested, f"{requested} ({source}; {kernel} kernel; {why})"
 
 
 def resolve_backend(backend, device, model=None):

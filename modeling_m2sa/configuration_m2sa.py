@@ -121,6 +121,13 @@ class M2SAConfig(PretrainedConfig):
             multi-label). Fitted on the validation split by `train.py` (`--calibrate`, the default) so that the
             probabilities match how often the labels are right; it never changes a label. `None`: the logits' own
             softmax. The model's `logits` are never divided.
+        backend_agreement (`dict`, *optional*):
+            The agreement record: on how many tweets of a held-out split each low-precision arithmetic the pipeline
+            can serve gave the fp32 model's label, as `{"split", "tweets", "agreement": {"bf16", "int8",
+            "int8_7bit": share}}`. Measured where the model is made (`train.py`, the grid, `python -m
+            modeling_m2sa.export --dataset ...`), in the arithmetic itself whatever kernels that machine has; the
+            pipeline's `backend="auto"` serves an arithmetic only where the record says at least 99 % (see
+            `backends_m2sa`). `None`: not measured.
         training_languages (`list[str]`, *optional*):
             The languages of the rows the model was trained on, as `train.py` records them: ISO 639-1 codes, and
             `<code>_mt` for machine-translated rows (`de_mt`). `None`: not recorded. The pipeline's `detect_language`
@@ -147,6 +154,7 @@ class M2SAConfig(PretrainedConfig):
         inference_backend="auto",
         calibration_temperature=None,
         training_languages=None,
+        backend_agreement=None,
         **kwargs,
     ):
         for name, value, choices in (
@@ -187,6 +195,7 @@ class M2SAConfig(PretrainedConfig):
                             f"{calibration_temperature}.")
         self.calibration_temperature = calibration_temperature
         self.training_languages = None if training_languages is None else list(training_languages)
+        self.backend_agreement = backend_agreement
         training_only = [key for key in TRAINING_ONLY_KEYS if kwargs.pop(key, None) is not None]
         if training_only:
             logger.warning_once(

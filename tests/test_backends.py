@@ -123,45 +123,75 @@ def test_auto_is_the_default_and_runs_what_it_resolves_to(tiny_model_and_process
                                    backend="fp32"))
 
 
-def test_auto_follows_the_documented_rule_on_this_machine(tiny_model_and_processor):
+def with_record(model, **agreement):
+    """A copy of `model` whose config holds an agreement record with these shares (of 500 validation tweets)."""
+    model = copy.deepcopy(model)
+    model.config.backend_agreement = {"split": "validation", "tweets": 500, "agreement": agreement}
+    return model
+
+
+ALL_AGREE = {"bf16": 0.998, "int8": 0.995, "int8_7bit": 0.992}
+INT8_FLIPS = {"bf16": 0.998, "int8": 0.982, "int8_7bit": 0.975}  # the record of the MiniLM model on Zen 4
+
+
+def test_auto_follows_the_rule_on_this_machine(tiny_model_and_processor):
     model, _ = tiny_model_and_processor
-    isa = backends_m2sa.cpu_instruction_sets()
+    # no agreement record: bf16 where this CPU computes it natively, else fp32
     backend, reason = auto_backend("cpu")
-    expected = "bf16" if isa["amx"] else "int8" if isa["avx512_vnni"] else "fp32"
-    assert backend == expected and backend in reason
-    if backend == "bf16":
-        assert cpu_has_native_bf16()  # auto never picks bf16 where it would crawl
+    assert backend == ("bf16" if cpu_has_native_bf16() else "fp32")
     served, reason = auto_backend("cpu", model)
-    assert served in (expected, "fp32") and ("probe" in reason or expected == "fp32")  # the probe decides
-    assert auto_backend("cuda", model) == ("fp32", "auto on cuda: fp32")
+    assert served in (backend, "fp32") and ("probe" in reason or served == backend == "fp32")
+    assert auto_backend("cuda", model) == ("fp32", "auto on cuda: fp32 (no agreement record)")
+    # on a GPU the record decides bf16
+    assert auto_backend("cuda", with_record(model, **ALL_AGREE))[0] == "bf16"
+    assert auto_backend("cuda", with_record(model, bf16=0.985, int8=0.99, int8_7bit=0.99)) == (
+        "fp32", "auto on cuda: fp32 (98.5% of 500 validation tweets keep fp32's label (its record, below 99 %))")
 
 
 def isa_of(amx=False, avx512_bf16=False, avx512_vnni=False, avx512=False, avx2=False):
     return {"amx": amx, "avx512_bf16": avx512_bf16, "avx512_vnni": avx512_vnni, "avx512": avx512, "avx2": avx2}
 
 
-CPU_KINDS = {  # what benchmarks/bench_backends.py and bench_inference.py measured per kind (docs, Performance)
-    "Xeon with AMX": (isa_of(True, True, True, True, True), "bf16", "int_mm"),
-    "AMD EPYC Zen 4 (AVX512-BF16, VNNI)": (isa_of(False, True, True, True, True), "int8", "int_mm"),
-    "Xeon with AVX512-VNNI": (isa_of(False, False, True, True, True), "int8", "int_mm"),
-    # on AVX2 fbgemm's int8 ran 1.1-1.4x fp32 but changed 2-3 % of the labels: auto keeps fp32 there and on the
-    # unmeasured AVX512 without VNNI, where fbgemm runs 7-bit too; backend="int8" runs fbgemm
-    "AVX512 without VNNI": (isa_of(False, False, False, True, True), "fp32", "fbgemm"),
-    "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), "fp32", "fbgemm"),
-    "no AVX2": (isa_of(), "fp32", "int_mm"),
+CPU_KINDS = {  # the kinds benchmarks/bench_backends.py measured (docs, Performance), and the unmeasured ones
+    "Xeon with AMX": (isa_of(True, True, True, True, True), ["bf16", "int_mm"], "int_mm"),
+    "AMD EPYC Zen 4 (AVX512-BF16, VNNI)": (isa_of(False, True, True, True, True), ["bf16", "int_mm"], "int_mm"),
+    "Xeon with AVX512-VNNI": (isa_of(False, False, True, True, True), ["int_mm"], "int_mm"),
+    "AVX512 without VNNI": (isa_of(False, False, False, True, True), ["fbgemm"], "fbgemm"),
+    "AVX2 only (AMD EPYC Zen 3)": (isa_of(avx2=True), ["fbgemm"], "fbgemm"),
+    "no AVX2": (isa_of(), [], "int_mm"),
 }
-"""kind -> (its features, what auto serves when the probe is won, the kernel backend="int8" runs)"""
+"""kind -> (its features, the kernels "auto" may serve there, the kernel backend="int8" runs)"""
+PROBE_SPEEDUPS = {"bf16": 2.0, "int_mm": 2.5, "fbgemm": 1.3}
+"""A faked probe: each kernel's speed-up over fp32."""
+
+
+def fake_probe(monkeypatch, speedups):
+    monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32",
+                        lambda kernel, shapes: (0.002 / speedups[kernel], 0.002))
+    backends_m2sa._cached_probe.cache_clear()
 
 
 @pytest.mark.parametrize("kind", list(CPU_KINDS))
-def test_auto_rule_per_cpu_kind(monkeypatch, tiny_model_and_processor, kind):
-    isa, expected_backend, int8_kernel = CPU_KINDS[kind]
+def test_auto_serves_the_fastest_kernel_the_record_allows_per_cpu_kind(monkeypatch, tiny_model_and_processor, kind):
+    isa, kernels, int8_kernel = CPU_KINDS[kind]
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa)
     monkeypatch.setattr(backends_m2sa, "fbgemm_available", lambda: True)
-    monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.001, 0.002))  # wins
-    backends_m2sa._cached_probe.cache_clear()
-    assert backends_m2sa.cpu_rule(isa)[0] == expected_backend
-    assert resolve_backend("auto", "cpu", tiny_model_and_processor[0]) == expected_backend
+    fake_probe(monkeypatch, PROBE_SPEEDUPS)
+    model = tiny_model_and_processor[0]
+    assert backends_m2sa.cpu_kernels(isa) == kernels
+    fastest = max(kernels, key=PROBE_SPEEDUPS.get, default=None)
+    # every arithmetic agrees: the fastest kernel in the probe
+    backend, reason = auto_backend("cpu", with_record(model, **ALL_AGREE))
+    assert backend == (backends_m2sa.KERNEL_BACKEND[fastest] if fastest else "fp32")
+    if fastest:
+        assert f"{PROBE_SPEEDUPS[fastest]:.2f}x fp32 in its probe" in reason
+    # int8 changes 1.8 % of the labels: bf16 where this kind has it, else fp32, however fast int8 is
+    backend, reason = auto_backend("cpu", with_record(model, **INT8_FLIPS))
+    assert backend == ("bf16" if "bf16" in kernels else "fp32")
+    if kernels and kernels != ["bf16"]:
+        assert "refused: " in reason and "below 99 %" in reason
+    # no record: the documented fallback, bf16 only
+    assert auto_backend("cpu", model)[0] == ("bf16" if "bf16" in kernels else "fp32")
     # backend="int8" asked outright runs the int8 kernel that is fast on this kind
     assert backends_m2sa.int8_kernel() == int8_kernel
     backends_m2sa._cached_probe.cache_clear()
@@ -171,14 +201,14 @@ def test_int8_without_fbgemm_runs_int_mm(monkeypatch):
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
     monkeypatch.setattr(backends_m2sa, "fbgemm_available", lambda: False)
     assert backends_m2sa.int8_kernel() == "int_mm"
+    assert backends_m2sa.cpu_kernels(isa_of(avx2=True)) == []  # and auto serves fp32 there
 
 
 def test_a_kernel_that_loses_its_probe_is_never_served(monkeypatch, tiny_model_and_processor, image_files):
-    model, processor = copy.deepcopy(tiny_model_and_processor[0]), tiny_model_and_processor[1]
+    model, processor = with_record(tiny_model_and_processor[0], **ALL_AGREE), tiny_model_and_processor[1]
     for kind in ("Xeon with AMX", "Xeon with AVX512-VNNI", "AMD EPYC Zen 4 (AVX512-BF16, VNNI)"):
         monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS[kind][0])
-        monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", lambda kernel, shapes: (0.003, 0.002))
-        backends_m2sa._cached_probe.cache_clear()
+        fake_probe(monkeypatch, {"bf16": 2 / 3, "int_mm": 2 / 3})
         backend, reason = auto_backend("cpu", model)
         assert backend == "fp32" and "lost its probe (3.0 ms against fp32's 2.0 ms" in reason
         assert model_for_backend(model, "auto") is model
@@ -188,7 +218,7 @@ def test_a_kernel_that_loses_its_probe_is_never_served(monkeypatch, tiny_model_a
     backends_m2sa._cached_probe.cache_clear()
 
 
-def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny_model_and_processor):
+def test_the_probe_runs_once_per_process(monkeypatch, tiny_model_and_processor, tmp_path):
     measured = []
 
     def counting_probe(kernel, shapes):
@@ -198,8 +228,10 @@ def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: CPU_KINDS["Xeon with AVX512-VNNI"][0])
     monkeypatch.setattr(backends_m2sa, "time_kernel_against_fp32", counting_probe)
     backends_m2sa._cached_probe.cache_clear()
-    model, processor = tiny_model_and_processor
-    pipe = pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+    model, processor = with_record(tiny_model_and_processor[0], **ALL_AGREE), tiny_model_and_processor[1]
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    pipe = pipeline(model=str(tmp_path), trust_remote_code=True)
     saved_backends = saved_backends_of(pipe)  # the saved code is a module of its own: give it the same fakes
     monkeypatch.setattr(saved_backends, "cpu_instruction_sets", backends_m2sa.cpu_instruction_sets)
     monkeypatch.setattr(saved_backends, "time_kernel_against_fp32", counting_probe)
@@ -207,7 +239,9 @@ def test_the_probe_runs_once_per_process(monkeypatch, saved_tiny_model_dir, tiny
     for _ in range(3):
         predict(model, processor, TEXTS, batch_size=2)
         pipe(TEXTS, batch_size=2)
-        assert pipe.served_backend()[0] == "int8" and "2.00x fp32 in its probe" in pipe.served_backend()[1]
+        backend, reason = pipe.served_backend()
+        assert backend == "int8" and "2.00x fp32 in its probe" in reason
+        assert "99.5% of 500 validation tweets keep fp32's label (its record)" in reason  # the record that decided
     # once for the package's backends and once for the saved copy of them, both on the same layer shapes
     assert measured == [("int_mm", backends_m2sa.linear_shapes(model))] * 2
     backends_m2sa._cached_probe.cache_clear()
@@ -335,7 +369,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_model_and_processor, monke
     monkeypatch.setattr(backends_m2sa, "cpu_instruction_sets", lambda: isa_of(avx2=True))
     with pytest.warns(UserWarning, match="backend='bf16' is much slower than fp32 here"):
         predict(model, processor, ["hello"], backend="bf16")
-    assert resolve_backend("auto", "cpu") == "fp32"  # auto never picks it there
+    assert resolve_backend("auto", "cpu", with_record(model, **ALL_AGREE)) == "fp32"  # auto never picks it there
 
 
 def test_pipeline_backend_at_construction_and_per_call(saved_tiny_model_dir, image_files):
@@ -347,7 +381,10 @@ def test_pipeline_backend_at_construction_and_per_call(saved_tiny_model_dir, ima
     assert int8_pipe(tweets, top_k=None) == per_call
     assert fp32_pipe(tweets, top_k=None) != per_call
     assert fp32_pipe.served_backend() == ("fp32", "fp32 (as asked)")
-    assert int8_pipe.served_backend() == ("int8", f"int8 (as asked; {backends_m2sa.int8_kernel()} kernel)")
+    kernel = backends_m2sa.int8_kernel()
+    assert int8_pipe.served_backend() == ("int8", f"int8 (as asked; {kernel} kernel; no agreement record; "
+                                                  f"{backends_m2sa.KERNEL_ARITHMETIC[kernel]} is served only where "
+                                                  f"a record allows it)")
     # the pipeline runs the saved copy of the code, whose probe is its own
     assert fp32_pipe.served_backend(backend="auto") == saved_backends_of(fp32_pipe).auto_backend("cpu", fp32_pipe.model)
     assert fp32_pipe.served_backend(autocast_dtype="bf16")[0] == "fp32"

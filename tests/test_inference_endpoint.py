@@ -113,9 +113,9 @@ def endpoint(model_dir, legacy_environment, tmp_path_factory):
     """The toolkit's server for the model, started as its entrypoint.sh starts it: the model's requirements.txt
     installed, then `uvicorn webservice_starlette:app` with HF_MODEL_DIR set; yields its URL."""
     work = tmp_path_factory.mktemp("endpoint")
-    install = subprocess.run([LEGACY_PYTHON, "-m", "pip", "install", "--quiet", "-r", str(model_dir / "requirements.txt"),
-                              "--no-cache-dir"], cwd=work, env=legacy_environment, capture_output=True, text=True,
-                             timeout=600)
+    requirements = str(model_dir / "requirements.txt")
+    install = subprocess.run([LEGACY_PYTHON, "-m", "pip", "install", "--quiet", "-r", requirements, "--no-cache-dir"],
+                             cwd=work, env=legacy_environment, capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
     port = free_port()
     log = open(work / "server.log", "w")

@@ -53,6 +53,21 @@ def test_output_dir_holds_model_processor_card_and_reports(trained):
     assert "majority" in outcome["comparison"]
 
 
+def test_the_exported_model_carries_its_agreement_record_on_validation(trained, demo_dataset):
+    import datasets
+
+    _, outcome = trained
+    output_dir = outcome["output_dir"]
+    record = json.loads((output_dir / "config.json").read_text())["backend_agreement"]
+    validation = datasets.load_dataset(demo_dataset, "all", split="validation")
+    assert record["split"] == "validation" and record["tweets"] == len(validation)
+    assert set(record["agreement"]) == {"bf16", "int8", "int8_7bit"}
+    assert all(0 <= share <= 1 for share in record["agreement"].values())
+    card = " ".join((output_dir / "README.md").read_text().split())
+    assert f"This model's record: on {len(validation)} validation tweets, the share that kept the fp32 model's " \
+           f"label: bf16 {record['agreement']['bf16']:.1%}" in card
+
+
 def test_the_exported_model_is_calibrated_on_validation_and_reports_it(trained):
     _, outcome = trained
     output_dir = outcome["output_dir"]
@@ -230,6 +245,7 @@ def test_push_to_hub_uploads_the_output_dir_with_a_card_that_names_the_hub_id(de
     assert 'pipeline(model="me/m2sa-test", trust_remote_code=True)' in card  # the Hub id, not the folder's name
     assert f'"{output_dir.name}"' not in card
     assert ModelCard(card).data.model_name == "me/m2sa-test"
+    assert json.loads((output_dir / "config.json").read_text())["backend_agreement"]["tweets"] == 60  # pushed too
 
 
 RECORDING_TRAINING_LOSSES = (

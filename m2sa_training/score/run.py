@@ -119,8 +119,9 @@ def load_scoring_pipeline(options, device):
                         f"again with train.py or save_pretrained.", code="not_an_m2sa_model")
     if options.detect_language and "detect_language" not in inspect.signature(pipe._sanitize_parameters).parameters:
         raise M2SAError(f"{options.model!r} was saved with code that cannot detect languages. Export it again with "
-                        f"this version (python -m modeling_m2sa.export --model {options.model} --out DIR --backend "
-                        f"auto) to use --detect-language, or leave the option out.", code="not_supported_by_model")
+                        f"this version (python -m modeling_m2sa.export --model {options.model} --out DIR, which "
+                        f"keeps its backend) to use --detect-language, or leave the option out.",
+                        code="not_supported_by_model")
     if pipe.model.config.problem_type == "regression":
         raise M2SAError(f"{options.model!r} is a regression model; this command writes class labels and "
                         f"probabilities. Call its pipeline directly for scores.", code="regression_model")

@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 from m2sa_files.atomic import atomic_directory, partial_path, replace_directory, write_text_atomically
 from m2sa_files.disk_full import describe, full_disk_failure
 from modeling_m2sa import M2SAForSequenceClassification
+from modeling_m2sa.backend_agreement import agreement_record, arithmetic_models
+from modeling_m2sa.backends_m2sa import CONFIG_AGREEMENT_KEY
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 
@@ -154,6 +156,14 @@ def read_checkpoint_state(checkpoint):
     return state
 
 
+def split_loader(options, processor, split, use_images, cached=None, shuffle=False):
+    """The batches of `split` the model reads: from its tweets, or from `cached` tower features."""
+    return torch.utils.data.DataLoader(
+        IndexedRows(split), batch_size=options.batch_size, shuffle=shuffle,
+        collate_fn=TweetCollator(processor, use_images, cached), num_workers=options.dataloader_num_workers,
+    )
+
+
 def setup_run(accelerator, options, spec, model, processor, splits):
     """Feature cache, data loaders, optimizer and scheduler, prepared by the job's `accelerator`."""
     use_images = model.config.vision_config is not None
@@ -168,11 +178,7 @@ def setup_run(accelerator, options, spec, model, processor, splits):
     feature_seconds = time.perf_counter() - feature_seconds
 
     def loader(split_name, shuffle):
-        return torch.utils.data.DataLoader(
-            IndexedRows(splits[split_name]), batch_size=options.batch_size, shuffle=shuffle,
-            collate_fn=TweetCollator(processor, use_images, cached.get(split_name)),
-            num_workers=options.dataloader_num_workers,
-        )
+        return split_loader(options, processor, splits[split_name], use_images, cached.get(split_name), shuffle)
 
     optimizer, scheduler = optimizer_and_scheduler(model, options, len(splits["train"]))
     set_seed(spec.seed)  # the seedable sampler of the training loader takes torch's seed now: the run's
@@ -360,10 +366,14 @@ def _train_run(accelerator, options, spec, model, processor, splits):
         logits[name], split_image_errors = split_logits(accelerator, best, run.eval_loaders[name])
         results[name] = split_metrics(logits[name], splits[name], options.problem_type)
         record_image_errors(image_errors, name, split_image_errors)
-    calibration = None
+    calibration = agreement = None
     if options.calibrate and options.problem_type != REGRESSION:
         calibration = calibrate_best_model(accelerator, spec.run_dir / "best", logits, splits)
-    return {"results": results, "calibration": calibration, "history": state["history"],
+    if options.problem_type != REGRESSION:
+        agreement = record_backend_agreement(accelerator, options, best, processor, splits["validation"],
+                                             spec.run_dir / "best")
+    return {"results": results, "calibration": calibration, "backend_agreement": agreement,
+            "history": state["history"],
             "best_epoch": state["best_epoch"], "checkpoint_average": checkpoint_average,
             "feature_cache_seconds": run.feature_cache_seconds,
             "image_errors": gather_image_errors(image_errors)}
@@ -375,12 +385,34 @@ def calibrate_best_model(accelerator, best_dir, logits, splits):
     label_names = splits["validation"].features["label"].names
     labels = {name: torch.tensor(splits[name]["label"]) for name in EVAL_SPLITS}
     temperature = fit_temperature(logits["validation"], labels["validation"])
-    if accelerator.is_main_process:  # the saved config gains one key; everything else stays as saved
-        config = json.loads((best_dir / "config.json").read_text())
-        write_text_atomically(best_dir / "config.json",
-                              json.dumps({**config, "calibration_temperature": temperature}, indent=2, sort_keys=True))
-    accelerator.wait_for_everyone()
+    add_to_saved_config(accelerator, best_dir, "calibration_temperature", temperature)
     return {name: calibration_report(logits[name], labels[name], temperature, label_names) for name in EVAL_SPLITS}
+
+
+def record_backend_agreement(accelerator, options, best, processor, validation, best_dir):
+    """The best model's agreement record on the validation split (how often each low-precision arithmetic the
+    pipeline can serve gives fp32's label: `backend_agreement`), saved in its config and returned. Read from the
+    tweets themselves, since cached tower features would leave the towers' layers out of the comparison."""
+    model = accelerator.unwrap_model(best)
+    loader = accelerator.prepare_data_loader(
+        split_loader(options, processor, validation, model.config.vision_config is not None))
+    fp32_labels = split_logits(accelerator, best, loader)[0].argmax(dim=-1)
+    labels = {}
+    for arithmetic, derived, autocast in arithmetic_models(model):
+        with autocast():
+            labels[arithmetic] = split_logits(accelerator, derived, loader)[0].argmax(dim=-1)
+    record = agreement_record(fp32_labels, labels, "validation")
+    add_to_saved_config(accelerator, best_dir, CONFIG_AGREEMENT_KEY, record)
+    return record
+
+
+def add_to_saved_config(accelerator, model_dir, key, value):
+    """Set `key` in the config.json saved in `model_dir`, everything else as saved (by the main process, which the
+    others wait for)."""
+    if accelerator.is_main_process:
+        config = json.loads((model_dir / "config.json").read_text())
+        write_text_atomically(model_dir / "config.json", json.dumps({**config, key: value}, indent=2, sort_keys=True))
+    accelerator.wait_for_everyone()
 
 
 def gather_image_errors(image_errors):

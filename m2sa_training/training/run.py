@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dataset_script.demo import DEMO_SOURCE
 from m2sa_files.atomic import is_partial, staged_into, write_text_atomically
+from modeling_m2sa.backends_m2sa import CONFIG_AGREEMENT_KEY
 from modeling_m2sa.configuration_m2sa import REGRESSION
 from modeling_m2sa.errors_m2sa import M2SAError
 from modeling_m2sa.normalization_m2sa import normalize_tweet
@@ -291,6 +292,7 @@ def write_reports_and_model(options, dataset, splits, outcome, exported, directo
         fusion_type=options.fusion if vision_tower else "concat",
         lora=lora_settings(options, has_vision_tower=vision_tower is not None),
         calibration=calibration,
+        backend_agreement=json.loads((directory / "config.json").read_text()).get(CONFIG_AGREEMENT_KEY),
     )
     (directory / "README.md").write_text(card)
 
