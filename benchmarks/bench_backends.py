@@ -45,7 +45,7 @@ from transformers import AutoModelForSequenceClassification, AutoProcessor, pipe
 from benchmarks.cpu_info import CPU_CAPS, cpu_description, rerun_as_cpu
 from benchmarks.harness import REPO_ROOT, benchmark_parser, in_turns, require_data, write_results
 from benchmarks.models import UMSAB_ENGLISH_MODEL, umsab_english_model_dir
-from benchmarks.tweets import read_mvsa_text, umsab_english_validation
+from benchmarks.tweets import english_agreement_tweets
 from modeling_m2sa import backends_m2sa
 from modeling_m2sa.backend_agreement import arithmetic_models
 from modeling_m2sa.export import export
@@ -54,12 +54,6 @@ KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
 PARTS = ("layers", "arithmetic", "forward", "pipeline")
 SLOW = 4.0
 """A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
-def real_tweets(data_root):
-    """The English UMSAB validation tweets and the MVSA texts."""
-    mvsa_texts = sorted((data_root / "mvsa_sample" / "data").glob("*.txt"))
-    return umsab_english_validation(data_root) + [read_mvsa_text(path) or "." for path in mvsa_texts]
-
-
 def agreement(probabilities, exact):
     """Share of tweets whose label is fp32's, and the largest probability difference, of (tweets, labels)
     probabilities against fp32's (its first rows where fewer tweets were compared)."""
@@ -236,7 +230,7 @@ def measure(args):
 
 
 def measure_model(model_dir, args):
-    tweets = real_tweets(args.data_root)
+    tweets = english_agreement_tweets(args.data_root)
     timed_tweets = tweets[: args.num_tweets]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)

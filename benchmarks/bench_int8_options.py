@@ -12,8 +12,12 @@ Options, each made from the same fp32 model:
   `ExportableM2SA`, then `onnxruntime.quantization.quantize_dynamic` (int8 weights), run by an `InferenceSession` with
   as many threads as torch uses.
 
-Model: paper scale, XLM-R base (real 250,002-token vocabulary) + CLIP ViT-B/32, random weights, concat fusion.
-Tweets: real UMSAB texts, half of them with a real MVSA image (from the data root). They are encoded once, sorted by
+Models (`--model`): `paper` (the default), paper scale, XLM-R base (real 250,002-token vocabulary) + CLIP ViT-B/32,
+random weights, concat fusion, on real UMSAB texts, half of them with a real MVSA image (from the data root); or
+`umsab-minilm`, the text model `bench_backends` measures (all-MiniLM-L6-v2 fine-tuned by train.py on UMSAB English,
+trained on first use), timed and compared on the same real English tweets as there (the 324 UMSAB validation tweets
+and the 400 MVSA texts; the first `--num-tweets` timed, all of them for agreement), with `project_bf16` (the bf16
+backend) among the options. They are encoded once, sorted by
 token count and cut into batches; only the forward pass is timed (`model(**batch).logits` under
 `torch.inference_mode`, `session.run` for ONNX Runtime): one warm-up pass over all batches, then `--repeats` passes,
 taken in turns (each repeat times every option once) so that the machine's background load weighs on all options
@@ -28,7 +32,8 @@ once as text only, compared by argmax with that model in fp32. An option that fa
 goes on.
 
     pip install -e ".[bench_int8]"     # torchao, onnxruntime, onnx, onnxscript
-    python -m benchmarks.bench_int8_options [--num-tweets 64] [--batch-size 32] [--repeats 3] [--agreement-model DIR]
+    python -m benchmarks.bench_int8_options [--model paper|umsab-minilm] [--num-tweets 64] [--batch-size 32]
+                                            [--repeats 3] [--agreement-model DIR]
 """
 
 import contextlib
@@ -61,12 +66,16 @@ from transformers.utils import logging as transformers_logging
 
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import REPO_ROOT, benchmark_parser, model_name, require_data, resident_bytes, write_results
-from benchmarks.models import mvsa_model_dir, paper_scale_model_and_processor
-from benchmarks.tweets import load_tweets, mvsa_tweets
-from modeling_m2sa.pipeline_m2sa import model_for_backend
+from benchmarks.models import UMSAB_ENGLISH_MODEL, mvsa_model_dir, paper_scale_model_and_processor, umsab_english_model_dir
+from benchmarks.tweets import english_agreement_tweets, load_tweets, mvsa_tweets
+from modeling_m2sa.backends_m2sa import model_for_backend
+from modeling_m2sa.export import export
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "has_image")
+TEXT_MODEL_INPUTS = ("input_ids", "attention_mask")
+MODELS = ("paper", "umsab-minilm")
 LIBC = ctypes.CDLL("libc.so.6")
+PAPER_SCALE = "paper scale: XLM-R base (250,002-token vocabulary) + CLIP ViT-B/32, random weights, concat fusion"
 NOTES = {
     "tweets_per_second": "forward passes only, over the same pre-encoded length-sorted batches: the sum of each batch's "
                          "best time over `repeats` passes after a warm-up pass, the options timed in turns",
@@ -108,6 +117,26 @@ class ExportableM2SA(torch.nn.Module):
         return self.model.head(torch.cat([text_embeds, image_embeds], dim=-1))
 
 
+class ExportableTextM2SA(torch.nn.Module):
+    """A text-only classifier's forward on token ids and attention mask alone, for `torch.export`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def exportable(model):
+    """The model's forward in a form `torch.export` traces, and the dynamic axes of its inputs."""
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    text_axes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
+    if model.config.vision_config is None:
+        return ExportableTextM2SA(model).eval(), text_axes
+    return ExportableM2SA(model).eval(), {**text_axes, "pixel_values": {0: batch}, "has_image": {0: batch}}
+
+
 class Artifacts:
     """Files the options derive from one fp32 model, each made once (in `folder`) and shared by the options that need
     it. Each is (path, seconds it took from the fp32 model in memory)."""
@@ -128,11 +157,9 @@ class Artifacts:
     def onnx_fp32(self):
         start = time.perf_counter()
         path = self.folder / "model.onnx"
-        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        dynamic_shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
-                          "pixel_values": {0: batch}, "has_image": {0: batch}}
-        program = torch.onnx.export(ExportableM2SA(self.model).eval(), (), kwargs=self.export_batch, dynamo=True,
-                                    dynamic_shapes=dynamic_shapes, output_names=["logits"], verbose=False)
+        module, dynamic_shapes = exportable(self.model)
+        program = torch.onnx.export(module, (), kwargs=self.export_batch, dynamo=True, dynamic_shapes=dynamic_shapes,
+                                    output_names=["logits"], verbose=False)
         program.save(path)
         return path, time.perf_counter() - start
 
@@ -161,6 +188,16 @@ def quiet_root_logger():
 
 def torch_forward(model):
     return lambda batch: model(**batch).logits
+
+
+def bf16_forward(model):
+    """The bf16 backend as the pipeline runs it: bf16 linear weights, the forward under bf16 autocast."""
+    derived = model_for_backend(model, "bf16")
+
+    def forward(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return derived(**batch).logits.float()
+    return forward
 
 
 def torchao_quantized(model):
@@ -196,6 +233,8 @@ OPTIONS = {
     "fp32_eager": Option("the fp32 model as it is", lambda model, _: torch_forward(model)),
     "project_int8": Option('model_for_backend(model, "int8")',
                            lambda model, _: torch_forward(model_for_backend(model, "int8"))),
+    "project_bf16": Option('model_for_backend(model, "bf16") under bf16 autocast (the bf16 backend)',
+                           lambda model, _: bf16_forward(model)),
     "torchao_int8_eager": Option("quantize_(copy, Int8DynamicActivationInt8WeightConfig())",
                                  lambda model, _: torch_forward(torchao_quantized(model))),
     "torchao_int8_compiled": Option("quantize_(copy, Int8DynamicActivationInt8WeightConfig()), torch.compile",
@@ -217,8 +256,9 @@ OPTIONS = {
 
 def encoded_batches(processor, texts, images, batch_size, image_size, **processor_kwargs):
     """`texts` (with `images`, a path or None each) encoded once, sorted by token count (longest first) and cut into
-    batches. Every batch carries `pixel_values` (zeros for a batch without images, rows the model ignores), so each
-    option, ONNX Runtime's fixed inputs included, gets the same tensors."""
+    batches. Every batch of a model with an image tower (`image_size`) carries `pixel_values` (zeros for a batch without
+    images, rows the model ignores), so each option, ONNX Runtime's fixed inputs included, gets the same tensors; a
+    text-only model's (`image_size` None) carry token ids and attention mask only."""
     counts = [len(ids) for ids in processor.tokenize(texts, padding=False, return_tensors=None)["input_ids"]]
     order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
     batches = []
@@ -228,6 +268,9 @@ def encoded_batches(processor, texts, images, batch_size, image_size, **processo
         inputs = processor(text=[texts[row] for row in rows],
                            images=batch_images if any(image is not None for image in batch_images) else None,
                            **processor_kwargs)
+        if image_size is None:  # a text-only model
+            batches.append({name: inputs[name] for name in TEXT_MODEL_INPUTS})
+            continue
         if "pixel_values" not in inputs:
             inputs["pixel_values"] = torch.zeros(len(rows), 3, image_size, image_size)
         batches.append({name: inputs[name] for name in MODEL_INPUTS})
@@ -279,7 +322,7 @@ def release():
 def benchmark(model, processor, batches, num_tweets, repeats, folder):
     """Each option made and run once (its warm-up, where torch.compile compiles), then timed in turns: every repeat
     passes once through each option, so a change in the machine's background load hits all of them alike."""
-    artifacts = Artifacts(model, processor, next(batch for batch in batches if batch["has_image"].any()), folder)
+    artifacts = Artifacts(model, processor, export_batch(batches), folder)
     results, forwards = {}, {}
     for name, option in OPTIONS.items():
         print(f"benchmark: {name}", flush=True)
@@ -313,17 +356,28 @@ def benchmark(model, processor, batches, num_tweets, repeats, folder):
     return results
 
 
-def agreement(model_dir, option_names, batch_size, folder, data_root):
+def export_batch(batches):
+    """The batch the ONNX export traces: one with an image where the model reads images."""
+    return next((batch for batch in batches if "has_image" not in batch or batch["has_image"].any()), batches[0])
+
+
+def image_size(model):
+    return None if model.config.vision_config is None else model.config.vision_config.image_size
+
+
+def agreement(model_dir, option_names, batch_size, folder, data_root, texts=None):
     """Argmax agreement and largest logit difference of each option against fp32 on a trained model, over the MVSA
-    tweets each once with its image and once as text only."""
+    tweets each once with its image and once as text only (or over `texts`, for a text model)."""
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    mvsa_texts, image_paths = mvsa_tweets(data_root)
-    texts = mvsa_texts * 2
-    images = image_paths + [None] * len(image_paths)
-    batches = encoded_batches(processor, texts, images, batch_size, model.config.vision_config.image_size,
-                              on_invalid_image="text_only")
-    artifacts = Artifacts(model, processor, next(batch for batch in batches if batch["has_image"].any()), folder)
+    if texts is None:
+        mvsa_texts, image_paths = mvsa_tweets(data_root)
+        texts = mvsa_texts * 2
+        images = image_paths + [None] * len(image_paths)
+    else:
+        images = [None] * len(texts)
+    batches = encoded_batches(processor, texts, images, batch_size, image_size(model), on_invalid_image="text_only")
+    artifacts = Artifacts(model, processor, export_batch(batches), folder)
     report = {"model": model_name(model_dir), "num_predictions": len(texts), "options": {}}
     with torch.inference_mode():
         reference = torch.cat([model(**batch).logits for batch in batches])
@@ -351,15 +405,24 @@ def versions():
 def main():
     args = arguments()
     require_data(args.data_root, "umsab", "mvsa_sample")
-    agreement_dir = mvsa_model_dir(args.agreement_model, args.data_root)
     transformers_logging.disable_progress_bar()
     run_start = time.perf_counter()
     torch.manual_seed(0)
 
-    texts, images = load_tweets(args.data_root, args.num_tweets)
-    model, processor = paper_scale_model_and_processor(texts * 4)
-    batches = encoded_batches(processor, texts, images, args.batch_size, model.config.vision_config.image_size)
     with tempfile.TemporaryDirectory() as work:
+        if args.model == "paper":
+            texts, images = load_tweets(args.data_root, args.num_tweets)
+            model, processor = paper_scale_model_and_processor(texts * 4)
+            agreement_texts, model_description = None, PAPER_SCALE
+            agreement_dir = mvsa_model_dir(args.agreement_model, args.data_root)
+        else:  # saved again by this package, so its code and agreement record are this version's
+            agreement_dir = export(umsab_english_model_dir(None, args.data_root), Path(work) / "umsab-minilm")
+            model = AutoModelForSequenceClassification.from_pretrained(agreement_dir, trust_remote_code=True).eval()
+            processor = AutoProcessor.from_pretrained(agreement_dir, trust_remote_code=True)
+            agreement_texts = english_agreement_tweets(args.data_root)
+            texts, images = agreement_texts[: args.num_tweets], [None] * args.num_tweets
+            model_description = f"{model_name(UMSAB_ENGLISH_MODEL)}: all-MiniLM-L6-v2 fine-tuned on UMSAB English"
+        batches = encoded_batches(processor, texts, images, args.batch_size, image_size(model))
         # an empty inductor cache: torch.compile's setup is what a first run costs, not a replay of an earlier run's
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(work) / "inductor")
         results = benchmark(model, processor, batches, args.num_tweets, args.repeats, Path(work) / "paper_scale")
@@ -367,13 +430,14 @@ def main():
         del model
         gc.collect()
         worked = [name for name, result in results.items() if "error" not in result]
-        agreed = agreement(agreement_dir, worked, args.batch_size, Path(work) / "trained", args.data_root)
+        agreed = agreement(agreement_dir, worked, args.batch_size, Path(work) / "trained", args.data_root,
+                           agreement_texts)
 
     report = {
         "cpu": cpu_description(),
         "threads": torch.get_num_threads(),
         "versions": versions(),
-        "model": "paper scale: XLM-R base (250,002-token vocabulary) + CLIP ViT-B/32, random weights, concat fusion",
+        "model": model_description,
         "fp32_parameters_mb": fp32_mb,
         "num_tweets": args.num_tweets,
         "tweets_with_image": sum(image is not None for image in images),
@@ -390,6 +454,9 @@ def main():
 
 def arguments():
     parser = benchmark_parser(__doc__, out="int8_options.json", data_root=True)
+    parser.add_argument("--model", choices=MODELS, default="paper",
+                        help="paper: paper-scale towers with random weights, agreement on --agreement-model; "
+                             "umsab-minilm: the trained MiniLM text model, timed and compared on real tweets")
     parser.add_argument("--num-tweets", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3,

@@ -42,3 +42,10 @@ def load_tweets(data_root, num_tweets, seed=0, image_every=2):
         texts.append(rng.choice(per_language[languages[index % len(languages)]]))
         images.append(image_paths[index % len(image_paths)] if index % image_every == 0 else None)
     return texts, images
+
+
+def english_agreement_tweets(data_root):
+    """The real English tweets the backends' agreement is measured on: the UMSAB English validation tweets, then the
+    MVSA texts (724)."""
+    mvsa_texts = sorted((data_root / "mvsa_sample" / "data").glob("*.txt"))
+    return umsab_english_validation(data_root) + [read_mvsa_text(path) or "." for path in mvsa_texts]

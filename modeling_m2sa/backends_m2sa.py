@@ -309,7 +309,8 @@ def record_allows(record, arithmetic):
         allowed = arithmetic in UNRECORDED_ARITHMETIC
         return allowed, (f"{words}; {arithmetic} is served without one" if allowed
                          else f"{words}; {arithmetic} is served only where a record allows it")
-    return share >= AGREEMENT_FLOOR, f"{words} (its record{'' if share >= AGREEMENT_FLOOR else ', below 99 %'})"
+    allowed = share >= AGREEMENT_FLOOR
+    return allowed, f"{words} (its record{'' if allowed else f', below {AGREEMENT_FLOOR * 100:g} %'})"
 
 
 def auto_backend(device, model=None):
