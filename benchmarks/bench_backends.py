@@ -7,11 +7,14 @@ Model: a text-only M2SA classifier whose all-MiniLM-L6-v2 tower `train.py` fine-
 (`--model DIR`; by default `outputs/m2sa-umsab-en-minilm`, trained on first use, about 6 minutes on 2 cores).
 Tweets: real English tweets from the data root, the 324 UMSAB validation tweets and the 400 MVSA texts (724).
 
-Three parts, each timed in turns (every path once per round, `--rounds` rounds, the best round counts):
+The parts, timed in turns where they are timed (every path once per round, `--rounds` rounds, the best round counts):
 - `pipeline`: what a user gets, `pipeline(model=DIR, trust_remote_code=True, backend=...)` over `--num-tweets`
   tweets in batches of `--batch-size`, for fp32, int8, bf16 and auto (the default).
 - `forward`: the model's forward over the same tweets encoded once, for fp32, every int8 kernel the package has
   (`backends_m2sa.INT8_KERNELS`), bf16, and torchao's int8 recipes where torchao is installed.
+- `profile` (under `torch.profiler`, so slower than the timed parts): where a pipeline call's time goes per backend,
+  in the forward and outside it, and the forward's operators by group (linear layers, attention, norms and
+  activations, dtype conversions, int8's activation quantization, other).
 - `layers`: the model's own linear-layer shapes over `PROBE_ROWS` tokens, each kernel against fp32: what `auto`'s
   probe measures.
 - `arithmetic` (not timed): the agreement with fp32 of each arithmetic of the agreement record (bf16, int8 with
@@ -51,9 +54,19 @@ from modeling_m2sa.backend_agreement import arithmetic_models
 from modeling_m2sa.export import export
 
 KERNELS = (*backends_m2sa.INT8_KERNELS, "bf16")
-PARTS = ("layers", "arithmetic", "forward", "pipeline")
+PARTS = ("layers", "arithmetic", "forward", "pipeline", "profile")
 SLOW = 4.0
 """A path this many times slower than fp32 in its warm-up batch is measured on --slow-num-tweets tweets only."""
+OP_GROUPS = {
+    "linear layers": ("aten::addmm", "aten::mm", "aten::_int_mm", "quantized::linear_dynamic"),
+    "attention": ("aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product", "aten::_softmax", "aten::softmax"),
+    "norms and activations": ("aten::native_layer_norm", "aten::gelu", "aten::tanh"),
+    "dtype conversions": ("aten::to", "aten::_to_copy", "aten::copy_"),
+    "activation quantization (int8)": ("aten::round", "aten::amax", "aten::abs", "aten::clamp", "aten::div"),
+}
+"""Where the profile part counts each operator's own time, by the start of its name; the rest is "other"."""
+
+
 def agreement(probabilities, exact):
     """Share of tweets whose label is fp32's, and the largest probability difference, of (tweets, labels)
     probabilities against fp32's (its first rows where fewer tweets were compared)."""
@@ -93,6 +106,46 @@ def pipeline_part(model_dir, tweets, agreement_tweets, args):
     fp32_rate = report["fp32"]["tweets_per_second"]
     for entry in report.values():
         entry["speedup_vs_fp32"] = entry["tweets_per_second"] / fp32_rate
+    return report
+
+
+def profile_part(model_dir, tweets, args):
+    """Where a pipeline call's time goes, per backend (those not slow here): its whole call, the model's forward
+    passes within it (the rest is tokenising, batching and post-processing), and the forward's operators grouped by
+    `OP_GROUPS` (their own time under `torch.profiler`, whose overhead the shares include)."""
+    report, warm = {}, {}
+    for backend in ("fp32", "bf16", "int8"):
+        pipe = pipeline(model=str(model_dir), trust_remote_code=True, device="cpu", backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipe(tweets[: args.batch_size], batch_size=args.batch_size)  # warm-up: derived model, probe
+            start = time.perf_counter()
+            pipe(tweets[: args.batch_size], batch_size=args.batch_size)
+            warm[backend] = time.perf_counter() - start
+        if warm[backend] > SLOW * warm["fp32"]:
+            report[backend] = {"skipped": f"more than {SLOW:g}x slower than fp32 in a warm batch"}
+            continue
+        forward_seconds, forward = [], pipe._forward
+
+        def timed_forward(*arguments, **options):
+            begin = time.perf_counter()
+            outputs = forward(*arguments, **options)
+            forward_seconds.append(time.perf_counter() - begin)
+            return outputs
+
+        pipe._forward = timed_forward
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            start = time.perf_counter()
+            pipe(tweets, batch_size=args.batch_size)
+            total = time.perf_counter() - start
+        operators = {group: 0.0 for group in [*OP_GROUPS, "other"]}
+        for event in profile.key_averages():
+            group = next((name for name, prefixes in OP_GROUPS.items() if event.key.startswith(prefixes)), "other")
+            operators[group] += event.self_cpu_time_total / 1e6
+        operator_total = sum(operators.values())
+        report[backend] = {"pipeline_seconds": total, "forward_seconds": sum(forward_seconds),
+                           "outside_forward_share": 1 - sum(forward_seconds) / total,
+                           "operator_shares": {group: seconds / operator_total for group, seconds in operators.items()}}
     return report
 
 
@@ -249,7 +302,8 @@ def measure_model(model_dir, args):
     parts = {"layers": lambda: layers_part(model),
              "arithmetic": lambda: arithmetic_part(model, processor, tweets, args),
              "forward": lambda: forward_part(model, processor, timed_tweets, tweets, args),
-             "pipeline": lambda: pipeline_part(model_dir, timed_tweets, tweets, args)}
+             "pipeline": lambda: pipeline_part(model_dir, timed_tweets, tweets, args),
+             "profile": lambda: profile_part(model_dir, timed_tweets, args)}
     for name in args.parts:
         report[name] = parts[name]()
     return report
@@ -338,6 +392,13 @@ def print_report(label, report):
     if "fbgemm_overflow" in arithmetic:
         print("fbgemm against exact integer arithmetic: " + ", ".join(
             f"{key} {value:.4f}" for key, value in arithmetic["fbgemm_overflow"].items()))
+    for backend, entry in report.get("profile", {}).items():
+        if "skipped" in entry:
+            print(f"profile {backend}: skipped ({entry['skipped']})")
+            continue
+        print(f"profile {backend}: pipeline {entry['pipeline_seconds']:.2f} s, forward {entry['forward_seconds']:.2f} s "
+              f"({entry['outside_forward_share']:.0%} outside the forward); forward operators: " + ", ".join(
+                  f"{group} {share:.0%}" for group, share in entry["operator_shares"].items()))
     if "layers" in report:
         print(f"\nLinear layers ({report['layers']['rows']} tokens each): " + ", ".join(
             f"{kernel} {entry['kernel_ms']:.1f} ms vs fp32 {entry['fp32_ms']:.1f} ms ({entry['speedup_vs_fp32']:.2f}x)"
