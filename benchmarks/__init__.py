@@ -7,3 +7,7 @@ their memory), `cpu_info` (the CPU a run measured, and emulating a lesser one), 
 `recipes` (datasets and training setups), `tweets` (real tweets for inference), `models` (the models measured).
 `uncertainty` and `space_figure` are runnable like the benchmarks.
 """
+
+from m2sa_training.quiet_start import drop_known_library_noise
+
+drop_known_library_noise()  # before a benchmark imports transformers' quantizers (and so torchao)
