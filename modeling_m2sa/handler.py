@@ -36,7 +36,6 @@ from PIL import Image
 from transformers import pipeline
 
 DATA_URI_PREFIX = "data:"
-TWEET_KEYS = ("text", "image")
 EVERY_LABEL = ("all", "none", "null")
 """What `top_k` may be in a query string, where it cannot be None: every label, sorted by score."""
 
@@ -48,6 +47,7 @@ class EndpointHandler:
         self.pipe = pipeline(model=path or ".", trust_remote_code=True)
         code_package = type(self.pipe.processor).__module__.rpartition(".")[0]
         self.images = importlib.import_module(f"{code_package}.images_m2sa")
+        self.tweet_keys = importlib.import_module(type(self.pipe).__module__).TWEET_KEYS  # what a tweet object holds
         self.limits = self.images.ImageLimits()
 
     def __call__(self, data):
@@ -75,7 +75,7 @@ class EndpointHandler:
             return {"text": item, "image": None}, None
         if isinstance(item, Image.Image):  # the body of a request sent as an image
             return self.image_only_tweet(item, raise_on_image)
-        if not isinstance(item, dict) or set(item) - set(TWEET_KEYS):
+        if not isinstance(item, dict) or set(item) - set(self.tweet_keys):
             raise ValueError(f'Input {index} is not a tweet: pass a text, or an object with "text" and/or "image" '
                              f"(an http(s) URL or the base64 of the image file), got {str(item)[:80]!r}.")
         text = item.get("text") or ""

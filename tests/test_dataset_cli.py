@@ -9,8 +9,8 @@ import pytest
 
 from dataset_script import build, push
 from dataset_script.demo import DEMO_LANGUAGES, build_demo_dataset
+from conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class RecordingHfApi:

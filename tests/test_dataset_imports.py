@@ -5,9 +5,8 @@ the dependency-free label names."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT
 
 HEAVY_PACKAGES = ("modeling_m2sa", "m2sa_training", "torch", "transformers")
 LABEL_MODULES = ["modeling_m2sa", "modeling_m2sa.labels_m2sa"]  # the lazy package and its dependency-free labels

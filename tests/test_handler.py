@@ -65,19 +65,28 @@ def requests(image_server):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def answers(saved_tiny_model_dir, image_server, tmp_path_factory):  # noqa: F811
-    assert (saved_tiny_model_dir / "handler.py").is_file()  # save_pretrained put it there
+def model_dir(saved_tiny_model_dir, tmp_path_factory):
+    """The tiny model set to serve fp32: the endpoint's process and this one then compute alike, where "auto" could
+    pick another arithmetic in each (its probe times kernels, and a busy machine can swing it)."""
+    from modeling_m2sa.export import export
+
+    return export(saved_tiny_model_dir, tmp_path_factory.mktemp("fp32-model"), backend="fp32")
+
+
+@pytest.fixture(scope="module")
+def answers(model_dir, image_server, tmp_path_factory):  # noqa: F811
+    assert (model_dir / "handler.py").is_file()  # save_pretrained put it there
     work = tmp_path_factory.mktemp("endpoint")
     (work / "requests.json").write_text(json.dumps(requests(image_server)))
-    result = run_without_package(ENDPOINT, saved_tiny_model_dir, work / "requests.json", work / "answers.json",
+    result = run_without_package(ENDPOINT, model_dir, work / "requests.json", work / "answers.json",
                                  cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((work / "answers.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def pipe(saved_tiny_model_dir):
-    return pipeline(model=str(saved_tiny_model_dir), trust_remote_code=True)
+def pipe(model_dir):
+    return pipeline(model=str(model_dir), trust_remote_code=True)
 
 
 def same_answer(answer, expected):

@@ -3,19 +3,17 @@
 import configparser
 import inspect
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from conftest import run_without_package
+from conftest import REPO_ROOT, run_without_package
 from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics
 from m2sa_training.evaluation import model_card
 from m2sa_training.evaluation.model_card import MODEL_CARD_TEMPLATE, SYNTHETIC_DEMO_TAG, render_model_card
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = [0, 1, 2, 2, 1, 0]
 LANGUAGES = ["en", "en", "de", "de", "es", "es"]

@@ -4,11 +4,10 @@ that do not load on this install, torch's deprecation notes to torchao) is dropp
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT
 
 
 def run(*arguments):
