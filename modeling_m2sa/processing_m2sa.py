@@ -21,6 +21,8 @@ from .normalization_m2sa import check_text_normalization, normalize_tweet
 from .saved_folder_m2sa import IMAGE_PROCESSOR_CONFIG, PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
+COMPONENTS = ("image_processor", "tokenizer")
+"""The processor's components, as `__init__` names them."""
 
 
 def check_invalid_image_policy(on_invalid_image):
@@ -182,10 +184,12 @@ class M2SAProcessor(ProcessorMixin):
     """
 
     valid_processor_kwargs = M2SAProcessingKwargs
-    # transformers 5 reads the components from `__init__`'s signature; transformers 4.x from these
-    attributes = ["image_processor", "tokenizer"]
-    image_processor_class = "AutoImageProcessor"
-    tokenizer_class = "AutoTokenizer"
+    if not hasattr(ProcessorMixin, "get_attributes"):
+        # transformers 4.x reads the components from these (transformers 5 from `__init__`'s signature, and warns
+        # that these are deprecated)
+        attributes = list(COMPONENTS)
+        image_processor_class = "AutoImageProcessor"
+        tokenizer_class = "AutoTokenizer"
 
     def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", text_prefix="",
                  **kwargs):
@@ -226,7 +230,7 @@ class M2SAProcessor(ProcessorMixin):
     def from_args_and_dict(cls, args, processor_dict, **kwargs):
         # transformers 4.x passes the components it loaded and, from a processor_config.json that transformers 5
         # wrote, the same components as dicts: the loaded ones are kept
-        processor_dict = {key: value for key, value in processor_dict.items() if key not in cls.attributes}
+        processor_dict = {key: value for key, value in processor_dict.items() if key not in COMPONENTS}
         return super().from_args_and_dict(args, processor_dict, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
