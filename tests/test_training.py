@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import datasets
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -54,8 +55,6 @@ def test_output_dir_holds_model_processor_card_and_reports(trained):
 
 
 def test_the_exported_model_carries_its_agreement_record_on_validation(trained, demo_dataset):
-    import datasets
-
     _, outcome = trained
     output_dir = outcome["output_dir"]
     record = json.loads((output_dir / "config.json").read_text())["backend_agreement"]
@@ -245,7 +244,9 @@ def test_push_to_hub_uploads_the_output_dir_with_a_card_that_names_the_hub_id(de
     assert 'pipeline(model="me/m2sa-test", trust_remote_code=True)' in card  # the Hub id, not the folder's name
     assert f'"{output_dir.name}"' not in card
     assert ModelCard(card).data.model_name == "me/m2sa-test"
-    assert json.loads((output_dir / "config.json").read_text())["backend_agreement"]["tweets"] == 60  # pushed too
+    validation = datasets.load_dataset(demo_dataset, "all", split="validation")
+    record = json.loads((output_dir / "config.json").read_text())["backend_agreement"]  # pushed with the model
+    assert (record["split"], record["tweets"]) == ("validation", len(validation))
 
 
 RECORDING_TRAINING_LOSSES = (
