@@ -202,6 +202,10 @@ def test_query_string_parameters_reach_the_pipeline(endpoint, pipe):
 
 def test_the_default_backend_answers_and_a_bad_request_says_what_to_do(endpoint, pipe):
     status, answer = post(endpoint, {"inputs": TEXTS[0]})
-    assert status == 200 and answer[0]["label"] == pipe(TEXTS[0])[0]["label"]
+    # the server's `auto` may pick another arithmetic than this process's (each times its kernels): its label is
+    # fp32's unless fp32's two best labels are within a few hundredths of each other
+    first, second = pipe(TEXTS[0], top_k=2, **FP32)
+    assert status == 200 and answer[0]["label"] in (
+        [first["label"]] if first["score"] - second["score"] > 0.05 else [first["label"], second["label"]])
     status, answer = post(endpoint, {"inputs": [TEXTS[0], 42]})
     assert status == 400 and "Input 1 is not a tweet" in answer["error"]
