@@ -337,7 +337,8 @@ def auto_backend(device, model=None):
         return "fp32", f"auto on {cpu}: fp32 ({refused or 'no low-precision kernel is fast here'})"
     if model is None:
         return KERNEL_BACKEND[allowed[0]], f"auto on {cpu}: {kernel_name(allowed[0])}"
-    timings = {kernel: probe(kernel, linear_shapes(model)) for kernel in allowed}
+    shapes = linear_shapes(model)
+    timings = {kernel: probe(kernel, shapes) for kernel in allowed}
     fastest = max(allowed, key=lambda kernel: timings[kernel][1] / timings[kernel][0])
     kernel_seconds, fp32_seconds = timings[fastest]
     timing = (f"{kernel_seconds * 1e3:.1f} ms against fp32's {fp32_seconds * 1e3:.1f} ms on this model's linear "

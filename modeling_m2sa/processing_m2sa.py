@@ -18,7 +18,14 @@ from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, Proces
 from .errors_m2sa import M2SAError
 from .images_m2sa import InvalidImageError, load_image
 from .normalization_m2sa import check_text_normalization, normalize_tweet
-from .saved_folder_m2sa import IMAGE_PROCESSOR_CONFIG, PROCESSOR_CONFIG, auto_map_modules, check_code_files, check_tokenizer_files, saved_folder
+from .saved_folder_m2sa import (
+    IMAGE_PROCESSOR_CONFIG,
+    PROCESSOR_CONFIG,
+    auto_map_modules,
+    check_code_files,
+    check_tokenizer_files,
+    saved_folder,
+)
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
 COMPONENTS = ("image_processor", "tokenizer")

@@ -371,7 +371,7 @@ def _train_run(accelerator, options, spec, model, processor, splits):
         calibration = calibrate_best_model(accelerator, spec.run_dir / "best", logits, splits)
     if options.problem_type != REGRESSION:
         agreement = record_backend_agreement(accelerator, options, best, processor, splits["validation"],
-                                             spec.run_dir / "best")
+                                             logits["validation"].argmax(dim=-1), spec.run_dir / "best")
     return {"results": results, "calibration": calibration, "backend_agreement": agreement,
             "history": state["history"],
             "best_epoch": state["best_epoch"], "checkpoint_average": checkpoint_average,
@@ -389,14 +389,14 @@ def calibrate_best_model(accelerator, best_dir, logits, splits):
     return {name: calibration_report(logits[name], labels[name], temperature, label_names) for name in EVAL_SPLITS}
 
 
-def record_backend_agreement(accelerator, options, best, processor, validation, best_dir):
+def record_backend_agreement(accelerator, options, best, processor, validation, fp32_labels, best_dir):
     """The best model's agreement record on the validation split (how often each low-precision arithmetic the
-    pipeline can serve gives fp32's label: `backend_agreement`), saved in its config and returned. Read from the
-    tweets themselves, since cached tower features would leave the towers' layers out of the comparison."""
+    pipeline can serve gives `fp32_labels`, the labels it was evaluated with: `backend_agreement`), saved in its
+    config and returned. Each arithmetic reads the tweets themselves, since cached tower features would leave the
+    towers' layers out of the comparison."""
     model = accelerator.unwrap_model(best)
     loader = accelerator.prepare_data_loader(
         split_loader(options, processor, validation, model.config.vision_config is not None))
-    fp32_labels = split_logits(accelerator, best, loader)[0].argmax(dim=-1)
     labels = {}
     for arithmetic, derived, autocast in arithmetic_models(model):
         with autocast():
