@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.harness import benchmark_parser, write_results
 from benchmarks.recipes import tfidf_baseline, umsab_dataset
-from m2sa_training.evaluation.metrics import metrics_table
+from m2sa_training.evaluation.reports import metrics_table
 from m2sa_training.training.options import parse_options
 from m2sa_training.training.run import run_training
 

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2sa_training.evaluation.metrics import (
-    aggregate_runs,
-    compute_metrics,
-    confusion_matrix_figure,
-    majority_baseline_predictions,
-    metrics_table,
-    write_evaluation_report,
-)
+from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics, majority_baseline_predictions
+from m2sa_training.evaluation.reports import confusion_matrix_figure, metrics_table, write_evaluation_report
 
 
 def test_perfect_predictions_score_one():

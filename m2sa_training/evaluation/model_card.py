@@ -11,7 +11,8 @@ from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REG
 from modeling_m2sa.language_m2sa import spoken_language
 
 from .calibration import calibration_markdown
-from .metrics import METRIC_TITLES, OVERALL, REGRESSION_METRICS, format_metric, metrics_table
+from .metrics import METRIC_TITLES, OVERALL, REGRESSION_METRICS
+from .reports import format_metric, metrics_table
 
 TAGS = ["m2sa", "sentiment-analysis", "multimodal", "twitter", "custom_code"]
 TASK_TYPE = "text-classification"  # the closest Hub task: the output is one of three labels (or one number)

@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..evaluation.metrics import format_metric, macro_f1_from_confusion, mean_and_spread
+from ..evaluation.metrics import macro_f1_from_confusion, mean_and_spread
+from ..evaluation.reports import format_metric
 from ..training.options import NO_VISION
 
 SPLITS = ("test", "validation")

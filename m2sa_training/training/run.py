@@ -14,16 +14,14 @@ from modeling_m2sa.normalization_m2sa import normalize_tweet
 
 from ..evaluation.calibration import calibration_markdown, reliability_figure
 from ..evaluation.metrics import (
-    MEAN_BASELINE,
     aggregate_runs,
-    comparison_markdown,
     compute_metrics,
     compute_regression_metrics,
     majority_baseline_predictions,
     mean_baseline_predictions,
-    write_evaluation_report,
 )
 from ..evaluation.model_card import render_model_card
+from ..evaluation.reports import MEAN_BASELINE, comparison_markdown, write_evaluation_report
 from ..processes import process_state
 from .data import blank_texts, check_label_names, has_images
 from .dataset_sources import (
