@@ -12,7 +12,7 @@ from transformers import pipeline
 
 from benchmarks.harness import space_app
 from conftest import run_without_package
-from m2sa_training.training.dataset_sources import training_languages
+from m2sa_training.dataset_sources import training_languages
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 from modeling_m2sa.language_m2sa import detect_languages, language_in_training, text_for_language_id
 

@@ -14,7 +14,7 @@ import datasets
 
 from modeling_m2sa.errors_m2sa import M2SAError
 
-from ..training.dataset_sources import (
+from ..dataset_sources import (
     ID_COLUMNS,
     config_description,
     data_root,

@@ -1,4 +1,4 @@
-"""Training data in the M2SA schema (read by `dataset_sources`): checks against the model, and batching."""
+"""Training data in the M2SA schema (read by `m2sa_training.dataset_sources`): checks against the model, and batching."""
 
 import torch
 

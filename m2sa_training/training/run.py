@@ -24,7 +24,7 @@ from ..evaluation.model_card import render_model_card
 from ..evaluation.reports import MEAN_BASELINE, comparison_markdown, write_evaluation_report
 from ..processes import process_state
 from .data import blank_texts, check_label_names, has_images
-from .dataset_sources import (
+from ..dataset_sources import (
     dataset_configs,
     demo_dataset_path,
     load_training_splits,
