@@ -1,5 +1,6 @@
-"""The documentation: the MkDocs site builds strictly, the README stays short, and every code block of the README and
-of Getting started runs as written, in order, in a working directory where the README's main job has run."""
+"""The documentation: the MkDocs site builds strictly, the README stays short, every code block of the README and of
+Getting started runs as written, in order, in a working directory where the README's main job has run, the table of
+`train.py`'s flags is the parser's, and every results file the pages cite exists."""
 
 import configparser
 import os
@@ -17,6 +18,7 @@ from conftest import MAIN_JOB, REPO_ROOT, copy_of_the_checkout, free_port, run_w
 README = REPO_ROOT / "README.md"
 GETTING_STARTED = REPO_ROOT / "docs" / "getting-started.md"
 TEST_COMMAND = "python -m pytest -n 2"
+CHECKOUT = "m2sa"  # the folder `git clone REPOSITORY_URL m2sa` makes; the copy of the checkout the blocks run in
 SPACE_COMMAND = "python space/app.py"
 LABEL = "(negative|neutral|positive)"
 
@@ -61,16 +63,27 @@ def requirement_names(section_text):
 
 
 def check_pip_install(command):
-    """`pip install m2sa[extras]`: the package and every extra exist, and the bare package is inference only."""
+    """`pip install -e ".[extras]"` in the checkout (the package is not on PyPI): every extra exists in setup.cfg, and
+    the bare package is inference only."""
     config = setup_cfg()
-    (target,) = shlex.split(command)[2:]
-    name, _, extras = target.partition("[")
-    assert name == config["metadata"]["name"], command
+    arguments = shlex.split(command)[2:]
+    assert arguments[:1] == ["-e"] and len(arguments) == 2, f"{command}: install the checkout, pip install -e \".[...]\""
+    path, _, extras = arguments[1].partition("[")
+    assert path == ".", f"{command}: install the checkout it runs in, '.'"
     for extra in filter(None, extras.rstrip("]").split(",")):
         assert extra in config["options.extras_require"], f"{command}: no extra {extra!r} in setup.cfg"
     if not extras:
         assert requirement_names(config["options"]["install_requires"]) == {
             "torch", "transformers", "tokenizers", "pillow", "numpy"}
+
+
+def check_checkout_command(command):
+    """`git clone REPOSITORY_URL m2sa` and `cd m2sa`: the copy of the checkout the blocks run in stands for the clone."""
+    words = shlex.split(command)
+    if words[0] == "git":
+        assert words[:2] == ["git", "clone"] and len(words) == 4 and words[3] == CHECKOUT, command
+    else:
+        assert words == ["cd", CHECKOUT], f"{command}: the blocks run in the checkout, {CHECKOUT!r}"
 
 
 def serve_space(workdir):
@@ -110,6 +123,8 @@ def run_block(language, code, workdir, expected_prints):
     for command in shell_commands(code):
         if command.startswith("pip install"):
             check_pip_install(command)
+        elif command.startswith(("git ", "cd ")):
+            check_checkout_command(command)
         elif command == MAIN_JOB:
             assert (workdir / "outputs" / "m2sa-demo" / "model.safetensors").is_file()  # main_job_workdir ran it
         elif command == TEST_COMMAND:
@@ -146,14 +161,45 @@ def test_the_site_builds_with_no_warning(tmp_path):
     assert (tmp_path / "site" / "figures" / "space_explained.png").is_file()
 
 
-def test_the_readme_fits_in_200_lines():
-    assert len(README.read_text().splitlines()) <= 200
+def test_the_readme_fits_in_150_lines():
+    """150 lines, wrapped at 120 characters (tables, images and code excepted): short, not packed."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE).splitlines()
+    packed = [line for line in prose if len(line) > 120 and not line.startswith(("|", "!["))]
+    assert not packed, packed
+
+
+def test_the_flag_table_is_the_parsers():
+    """docs/training.md's flag table is what `python -m m2sa_training.training.flag_table` generates from the parser."""
+    from m2sa_training.training.flag_table import BEGIN, END, flag_table
+
+    page = (REPO_ROOT / "docs" / "training.md").read_text()
+    assert page.count(BEGIN) == 1 and page.count(END) == 1, "docs/training.md lost its flag-table markers"
+    table = page.split(BEGIN)[1].split(END)[0].strip()
+    assert table == flag_table(), "the flag table is stale: python -m m2sa_training.training.flag_table docs/training.md"
+    assert page.index(BEGIN) < page.index("\n## ", page.index("\n## ") + 1), "the flag table opens Training"
+
+
+def test_every_cited_results_file_exists():
+    """A number in the docs is traced to the results file its page names; a page cannot name one that is not there."""
+    cited = {(page.name, name) for page in documentation_pages()
+             for name in re.findall(r"benchmarks/results/([\w.-]+\.json)", page.read_text())}
+    missing = sorted((page, name) for page, name in cited if not (REPO_ROOT / "benchmarks" / "results" / name).is_file())
+    assert cited and not missing, missing
+    for study in sorted((REPO_ROOT / "docs" / "experiments").glob("*.md")):
+        if study.name != "index.md":
+            assert "benchmarks/results/" in study.read_text(), f"{study.name} names no results file"
+
+
+def documentation_pages():
+    return [README, REPO_ROOT / "CONTRIBUTING.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 
 
 @pytest.mark.parametrize("pattern", [r"\.\./shared", r"/tmp/", r"\bno Hub here\b", r"\bthis session\b",
                                      r"\bdevelopment machine\b"])
 def test_no_page_names_the_machines_it_was_written_on(pattern):
-    pages = [README, REPO_ROOT / "CONTRIBUTING.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    pages = documentation_pages()
     offending = [page.name for page in pages if re.search(pattern, page.read_text(), flags=re.IGNORECASE)]
     allowed = {"CONTRIBUTING.md"} if pattern == r"\.\./shared" else set()  # where contributors' test data is looked for
     assert set(offending) <= allowed, offending
