@@ -3,7 +3,7 @@ temperature `train.py` fits on the validation split, over seeds.
 
 Two settings, both with the pretrained all-MiniLM-L6-v2 text tower (`pip install -e ".[bench]"`) and the recipe of
 `bench_pretrained` / `bench_fusion` (`recipes.PRETRAINED_RECIPE`):
-- `umsab`: UMSAB English, text only (1,839 train and 324 validation tweets; test carved from train by the builder);
+- `umsab`: UMSAB English, text only (1,839 train and 324 validation tweets; test: UMSAB's own test file);
 - `mvsa`: the 400 real MVSA-Single tweets with their images (tiny image tower, concat).
 
 Every seed's run reports its own temperature and its test split's ECE (15 bins), Brier score and NLL before and

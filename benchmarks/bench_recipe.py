@@ -48,7 +48,7 @@ CANDIDATES = {
     "3 epochs": {"num_epochs": 3},
     "average the last 2 checkpoints": {"average_last_checkpoints": 2},
 }
-"""One lever each, on top of the base recipe (what each is for: docs/experiments.md)."""
+"""One lever each, on top of the base recipe (what each is for: docs/experiments/recipe-screen.md)."""
 SAMPLE_SEED = 0
 FEWEST_SEEDS = 2
 """Both verdicts need this many seeds a side: with one, no spread is measured and any higher score would pass."""

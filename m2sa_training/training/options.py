@@ -36,8 +36,8 @@ UMSAB_MULTILINGUAL_E5 = dict(text_model=MULTILINGUAL_E5_SMALL, vision_model=NO_V
 `benchmarks/bench_multilingual.py` (learning rate 5e-5, batch 32) with the word embeddings frozen (the same validation
 macro-F1, 1.35-1.5x faster to train), 3 epochs instead of 2 (validation macro-F1 higher on both seeds of full runs,
 +0.0035, at 1.4x the training time) and label smoothing 0.1 (higher on both seeds again, +0.0072, at no cost). Chosen
-on validation by `benchmarks/bench_recipe.py` (docs/experiments.md); test macro-F1 over UMSAB's eight languages 0.641
-(2 seeds): neither validation gain shows on test (2 epochs without smoothing: 0.644)."""
+on validation by `benchmarks/bench_recipe.py` (docs/experiments/recipe-full-runs.md); test macro-F1 over UMSAB's
+eight languages 0.641 (2 seeds): neither validation gain shows on test (2 epochs without smoothing: 0.644)."""
 PAPER_HYPERPARAMETERS = dict(learning_rate=5e-5, batch_size=8, weight_decay=0.1, num_epochs=10,
                              early_stopping_patience=3, max_length=128)  # fmt: skip
 
