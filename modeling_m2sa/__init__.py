@@ -19,7 +19,7 @@ _EXPORTS = {
     "M2SAModelOutput": "modeling_m2sa",
     "M2SAPreTrainedModel": "modeling_m2sa",
     "M2SASequenceClassifierOutput": "modeling_m2sa",
-    "PIPELINE_TASK": "pipeline_m2sa",
+    "PIPELINE_TASK": "configuration_m2sa",
     "M2SASentimentPipeline": "pipeline_m2sa",
     "EncodedTweets": "processing_m2sa",
     "M2SAProcessor": "processing_m2sa",
@@ -37,9 +37,9 @@ def register_auto_classes():
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoProcessor
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from .configuration_m2sa import M2SAConfig
+    from .configuration_m2sa import PIPELINE_TASK, M2SAConfig
     from .modeling_m2sa import M2SAForSequenceClassification, M2SAModel
-    from .pipeline_m2sa import PIPELINE_TASK, M2SASentimentPipeline
+    from .pipeline_m2sa import M2SASentimentPipeline
     from .processing_m2sa import M2SAProcessor
 
     AutoConfig.register(M2SAConfig.model_type, M2SAConfig, exist_ok=True)

@@ -17,6 +17,18 @@ FUSION_CHOICES = ("concat", "gated", "late", "cross_attention")
 INFERENCE_BACKENDS = ("auto", "fp32", "bf16", "int8")
 """How the pipeline does a forward pass's arithmetic: the fastest that agrees with fp32 on the machine ("auto"), as
 saved ("fp32"), matrix products in bfloat16 ("bf16") or linear layers in int8 ("int8"); see `backends_m2sa`."""
+
+PIPELINE_TASK = "m2sa-sentiment"
+CUSTOM_PIPELINES = {
+    PIPELINE_TASK: {
+        "impl": "pipeline_m2sa.M2SASentimentPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
+"""The `custom_pipelines` of a saved classifier's `config.json`: `pipeline(model=...)` reads it to load the saved
+pipeline code (`impl`: module and class), so a saved classifier needs no task and no M2SA package."""
 TRAINING_ONLY_KEYS = ("freeze_text_model", "freeze_vision_model")
 """Training choices (the paper's code passes them to its model) that are no part of a model: given to the config they
 are dropped with a warning that says where they belong (freezing is `set_tower_freezing`'s job)."""

@@ -12,28 +12,24 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.dynamic_module_utils import HF_MODULES_CACHE, get_cached_module_file, get_relative_import_files
 from transformers.modeling_outputs import ModelOutput
+from transformers.utils import cached_file
 
-from .configuration_m2sa import M2SAConfig
+from .configuration_m2sa import CUSTOM_PIPELINES, PIPELINE_TASK, M2SAConfig
 from .errors_m2sa import M2SAError
-from .pipeline_m2sa import pipeline_config_entry
 from .saved_folder_m2sa import REEXPORT, auto_map_modules, check_code_files, damaged_safetensors_files, saved_folder
 
 # transformers 4.x (Inference Endpoints' pin) copies into its module cache only the files a remote-code module
 # imports directly, then reads every file they import: so each saved file this one needs is imported here by name.
-from .backends_m2sa import BACKENDS  # noqa: F401
-from .explanations_m2sa import DEFAULT_N_STEPS  # noqa: F401
-from .images_m2sa import load_image  # noqa: F401
 from .labels_m2sa import LABEL_NAMES  # noqa: F401
-from .language_m2sa import detect_languages  # noqa: F401
-from .normalization_m2sa import normalize_tweet  # noqa: F401
-from .processing_m2sa import M2SAProcessor  # noqa: F401
 
-ENDPOINT_FILES = {Path(__file__).with_name("handler.py"): "handler.py",
-                  Path(__file__).with_name("endpoint_requirements.txt"): "requirements.txt"}
-"""Inference Endpoints' custom handler and the requirements an endpoint installs at start, copied into every saved
-classifier's folder under these names (this package's copies; a model loaded from saved code has them in its folder
-already)."""
+PIPELINE_FILE = f"{CUSTOM_PIPELINES[PIPELINE_TASK]['impl'].rsplit('.', 1)[0]}.py"
+"""The saved pipeline's code, which nothing here imports: copied into every saved classifier's folder with the files
+it imports, so that `pipeline(model=...)` loads it."""
+ENDPOINT_FILES = {"handler.py": "handler.py", "endpoint_requirements.txt": "requirements.txt"}
+"""Inference Endpoints' custom handler and the requirements an endpoint installs at start: {file of this package:
+name in every saved classifier's folder}."""
 AUTO_MAP = {
     "AutoConfig": "configuration_m2sa.M2SAConfig",
     "AutoModel": "modeling_m2sa.M2SAModel",
@@ -302,18 +298,31 @@ class M2SAPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         # Both Auto classes point at this code, so a saved classifier also loads as the base model with AutoModel.
         self.config.auto_map = dict(AUTO_MAP)
-        # A saved classifier names its pipeline, so `pipeline(model=...)` needs no task and no M2SA package; the
-        # pipeline's file travels with this one (it is imported above, and relative imports are copied along).
-        self.config.custom_pipelines = (
-            pipeline_config_entry() if isinstance(self, M2SAForSequenceClassification) else {}
-        )
+        # A saved classifier names its pipeline, so `pipeline(model=...)` needs no task and no M2SA package.
+        classifier = isinstance(self, M2SAForSequenceClassification)
+        self.config.custom_pipelines = CUSTOM_PIPELINES if classifier else {}
         super().save_pretrained(save_directory, *args, **kwargs)
-        # A saved classifier deploys as an Inference Endpoint: its handler (imported by nothing here) and the
-        # requirements the endpoint installs go along.
-        if isinstance(self, M2SAForSequenceClassification):
-            for source, name in ENDPOINT_FILES.items():
-                if source.is_file():
+        if classifier:
+            for source, name in self._files_saved_with_a_classifier().items():
+                if source.resolve() != (Path(save_directory) / name).resolve():
                     shutil.copyfile(source, Path(save_directory) / name)
+
+    def _files_saved_with_a_classifier(self):
+        """{file: its name in the saved folder} for the pipeline's code (with every file it imports), the endpoint
+        handler and its requirements. They are this package's files; a model loaded with `trust_remote_code` runs from
+        transformers' module cache, which may lack them: they are then read where the model was loaded from."""
+        here = Path(__file__).parent
+        pipeline_file = here / PIPELINE_FILE
+        if not pipeline_file.is_file():
+            pipeline_file = Path(HF_MODULES_CACHE) / get_cached_module_file(self.name_or_path, PIPELINE_FILE)
+        files = {Path(file): Path(file).name for file in [pipeline_file, *get_relative_import_files(pipeline_file)]}
+        for package_name, saved_name in ENDPOINT_FILES.items():
+            source = here / package_name
+            if not source.is_file():  # a model saved before it carried this file has none to pass on
+                source = cached_file(self.name_or_path, saved_name, _raise_exceptions_for_missing_entries=False)
+            if source is not None:
+                files[Path(source)] = saved_name
+        return files
 
 
 class M2SAModel(M2SAPreTrainedModel):

@@ -33,7 +33,6 @@ from .labels_m2sa import LABEL_NAMES  # noqa: F401
 from .normalization_m2sa import normalize_tweet  # noqa: F401
 from .saved_folder_m2sa import saved_folder  # noqa: F401
 
-PIPELINE_TASK = "m2sa-sentiment"
 DEFAULT_BATCH_SIZE = 32
 AUTOCAST_DTYPES = {None: None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, torch.bfloat16: torch.bfloat16}
 SCORE_FUNCTIONS = {
@@ -42,18 +41,6 @@ SCORE_FUNCTIONS = {
     "none": lambda logits: logits,
 }
 TWEET_KEYS = ("text", "image")
-
-
-def pipeline_config_entry():
-    """The `custom_pipelines` entry of a saved classifier's `config.json`, which `pipeline(model=...)` reads."""
-    return {
-        PIPELINE_TASK: {
-            "impl": f"{__name__.rsplit('.', 1)[-1]}.{M2SASentimentPipeline.__name__}",
-            "pt": ["AutoModelForSequenceClassification"],
-            "tf": [],
-            "type": "multimodal",
-        }
-    }
 
 
 def as_tweet(item, index):

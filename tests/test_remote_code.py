@@ -1,6 +1,7 @@
 """Save, then load with the Auto classes and trust_remote_code in a fresh process that cannot import this package."""
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_without_package
+from conftest import REPO_ROOT, run_without_package
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
 
 CHILD = textwrap.dedent(
@@ -118,6 +119,46 @@ def test_each_file_transformers_loads_imports_every_saved_file_it_needs_directly
         file = saved_tiny_model_dir / f"{module}.py"
         needed = {Path(path).stem for path in get_relative_import_files(file)}
         assert set(get_relative_imports(file)) == needed, module
+
+
+def test_a_classifier_loaded_from_saved_code_saves_its_pipeline_and_endpoint_files_again(saved_tiny_model_dir, tmp_path):
+    # The model code imports neither the pipeline nor the handler; saving copies them. Loaded with trust_remote_code,
+    # the model runs from transformers' module cache, which holds only what the model code imports.
+    script = textwrap.dedent(
+        """
+        import json
+        from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
+
+        model_dir, again = sys.argv[1:3]
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True)
+        AutoProcessor.from_pretrained(model_dir, trust_remote_code=True).save_pretrained(again)
+        model.save_pretrained(again)
+        pipe = pipeline(model=again, trust_remote_code=True)
+        print(json.dumps({"pipeline": type(pipe).__name__, "label": pipe("What a day!")[0]["label"]}))
+        """
+    )
+    again = tmp_path / "saved-again"
+    result = run_without_package(script, saved_tiny_model_dir, again, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = sorted(path.name for path in saved_tiny_model_dir.iterdir() if path.suffix in (".py", ".txt"))
+    assert sorted(path.name for path in again.iterdir() if path.suffix in (".py", ".txt")) == first
+    for name in first:
+        assert (again / name).read_bytes() == (saved_tiny_model_dir / name).read_bytes(), name
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["pipeline"] == "M2SASentimentPipeline" and answer["label"] in ("negative", "neutral", "positive")
+
+
+def test_loading_the_model_code_loads_neither_the_pipeline_nor_the_processor():
+    script = (
+        "import modeling_m2sa.modeling_m2sa\n"
+        "print(json.dumps(sorted(name for name in sys.modules if name.startswith('modeling_m2sa.'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", "import json, sys\n" + script], capture_output=True, text=True,
+                            timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "modeling_m2sa.configuration_m2sa", "modeling_m2sa.errors_m2sa", "modeling_m2sa.labels_m2sa",
+        "modeling_m2sa.modeling_m2sa", "modeling_m2sa.saved_folder_m2sa"]
 
 
 def test_a_saved_classifier_carries_requirements_that_keep_the_serving_images_transformers(saved_tiny_model_dir):
