@@ -43,8 +43,8 @@ def small_disk(tmp_path):
                                 capture_output=True, text=True)
         if result.returncode != 0:
             pytest.skip(f"this machine refuses to mount a tmpfs ({result.stderr.strip()}); run the tests as root where "
-                        f"mounting is allowed (a container needs CAP_SYS_ADMIN: docker run --cap-add SYS_ADMIN) to fill "
-                        f"a real disk")
+                        f"mounting is allowed (a container needs CAP_SYS_ADMIN: docker run --cap-add SYS_ADMIN) to "
+                        f"fill a real disk")
         mounted.append(directory)
         return directory
 

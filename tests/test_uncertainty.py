@@ -6,12 +6,13 @@ import pytest
 
 from benchmarks.uncertainty import bootstrap_macro_f1, bootstrap_macro_f1_draws, percentile_interval, wilson_interval
 
-# Three classes, 300 tweets: rows true labels, columns predictions. Macro-F1 0.6784 (F1 per class 0.7805, 0.5405, 0.7143).
+# Three classes, 300 tweets: rows true labels, columns predictions. Macro-F1 0.6784 (F1 per class 0.7805, 0.5405,
+# 0.7143).
 CONFUSION = np.array([[80, 15, 5], [20, 50, 30], [5, 20, 75]])
 
 
 def macro_f1_of_tweets(labels, predictions, classes=3):
-    """Macro-F1 of label and prediction arrays, rows of `labels` one resample each: 2 TP / (2 TP + FP + FN) per class."""
+    """Macro-F1 of label and prediction arrays (each row one resample): 2 TP / (2 TP + FP + FN) per class, averaged."""
     scores = []
     for label in range(classes):
         true_positive = ((labels == label) & (predictions == label)).sum(axis=-1)
