@@ -121,24 +121,27 @@ def kill_training_after_its_first_checkpoint(flags, output_dir, run_name="multim
     return run_dir
 
 
-def macro_f1_with_and_without_images(model_dir, rows, image_column="image", label_column="label"):
-    """(macro-F1 of the classifier saved in `model_dir` on `rows` (a `datasets` split with a `text` column) as they
-    are, and with every image withheld): what reading the images is worth to the model. The demo set's label is
-    sign(text cue + image cue), so a model that learned the image cue loses when it cannot see it, and a model that
-    ignores images scores the same either way."""
+def macro_f1_by_cue(model_dir, rows, image_column="image", label_column="label"):
+    """Macro-F1 of the classifier saved in `model_dir` on `rows` (a `datasets` split with a `text` column): as they are
+    ("both"), with every image withheld ("without_images"), and with the text of every tweet that has an image
+    blanked ("without_texts"; a tweet without one keeps its text, or there would be nothing to classify). The demo
+    set's label is sign(text cue + image cue): a model that learned a cue loses when it cannot see it, and one that
+    ignores a modality scores the same without it."""
     from sklearn.metrics import f1_score
 
     from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
 
     model = M2SAForSequenceClassification.from_pretrained(model_dir).eval()
     processor = M2SAProcessor.from_pretrained(model_dir)
-    texts, labels = list(rows["text"]), list(rows[label_column])
-    scores = []
-    for images in (list(rows[image_column]), None):
-        results = predict(model, processor, texts, images, backend="fp32")
+    texts, images, labels = list(rows["text"]), list(rows[image_column]), list(rows[label_column])
+    inputs = {"both": (texts, images), "without_images": (texts, None),
+              "without_texts": (["" if image is not None else text for text, image in zip(texts, images)], images)}
+    scores = {}
+    for name, (tweet_texts, tweet_images) in inputs.items():
+        results = predict(model, processor, tweet_texts, tweet_images, backend="fp32")
         predictions = [model.config.label2id[result["label"]] for result in results]
-        scores.append(f1_score(labels, predictions, average="macro", labels=sorted(model.config.id2label)))
-    return tuple(scores)
+        scores[name] = f1_score(labels, predictions, average="macro", labels=sorted(model.config.id2label))
+    return scores
 
 
 def tiny_text_tower_texts():
