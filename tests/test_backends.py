@@ -34,8 +34,9 @@ from modeling_m2sa.export import main as export_main
 # mantissa. The tiny untrained model's probabilities sit near 1/3 and move by well under PROBABILITY_TOLERANCE, however
 # the arithmetic goes, so on that model it checks what each tweet's result holds, not the arithmetic. The arithmetic is
 # checked on `spread_model_and_processor`, whose answers are spread as a trained model's: each kernel moves its logits
-# by at most LOGIT_TOLERANCE of their spread over the batch. Measured on 12 random draws of that model: at most 0.0063
-# (bf16), 0.020 (int8, int_mm), 0.033 (int8, fbgemm).
+# by at most LOGIT_TOLERANCE of their spread over the batch. Measured on 24 random draws of that model (its tiny towers
+# are drawn anew in each test session): at most 0.0063 (bf16), 0.029 (int8, int_mm), 0.033 (int8, fbgemm); the
+# logits of a batch spread over 3.3 to 9.0.
 PROBABILITY_TOLERANCE = 0.02
 LOGIT_TOLERANCE = 0.08
 FAST_BACKENDS = ("bf16", "int8")

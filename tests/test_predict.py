@@ -49,9 +49,10 @@ def test_bf16_autocast_runs_and_mostly_agrees(spread_model_and_processor):
         with pytest.warns(UserWarning, match="no native bfloat16 arithmetic"):
             bf16 = predict(model, processor, TEXTS, sample_images(), autocast_dtype="bf16")
     assert bf16 != full  # bf16 arithmetic really ran
-    assert max(max(result["probabilities"].values()) for result in full) > 0.9  # answers far from 1/3
-    # bf16 moves a probability of this model by at most 0.002 (8 bits of mantissa in the products); a wrong answer
-    # (an image left out, logits scaled) moves it by tenths.
+    # answers far from 1/3: the highest probability here was 0.86 to 0.997 over 12 random draws of the model
+    assert max(max(result["probabilities"].values()) for result in full) > 0.7
+    # bf16 moves a probability of this model by at most 0.007 over 12 draws (8 bits of mantissa in the products); a
+    # wrong answer (an image left out, logits scaled) moves it by tenths.
     for a, b in zip(full, bf16):
         for label in a["probabilities"]:
             assert b["probabilities"][label] == pytest.approx(a["probabilities"][label], abs=0.02)
