@@ -121,6 +121,29 @@ def kill_training_after_its_first_checkpoint(flags, output_dir, run_name="multim
     return run_dir
 
 
+def macro_f1_by_cue(model_dir, rows, image_column="image", label_column="label"):
+    """Macro-F1 of the classifier saved in `model_dir` on `rows` (a `datasets` split with a `text` column): as they are
+    ("both"), with every image withheld ("without_images"), and with the text of every tweet that has an image
+    blanked ("without_texts"; a tweet without one keeps its text, or there would be nothing to classify). The demo
+    set's label is sign(text cue + image cue): a model that learned a cue loses when it cannot see it, and one that
+    ignores a modality scores the same without it."""
+    from sklearn.metrics import f1_score
+
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
+
+    model = M2SAForSequenceClassification.from_pretrained(model_dir).eval()
+    processor = M2SAProcessor.from_pretrained(model_dir)
+    texts, images, labels = list(rows["text"]), list(rows[image_column]), list(rows[label_column])
+    inputs = {"both": (texts, images), "without_images": (texts, None),
+              "without_texts": (["" if image is not None else text for text, image in zip(texts, images)], images)}
+    scores = {}
+    for name, (tweet_texts, tweet_images) in inputs.items():
+        results = predict(model, processor, tweet_texts, tweet_images, backend="fp32")
+        predictions = [model.config.label2id[result["label"]] for result in results]
+        scores[name] = f1_score(labels, predictions, average="macro", labels=sorted(model.config.id2label))
+    return scores
+
+
 def tiny_text_tower_texts():
     """Enough text for a small tokenizer: the sentences above, repeated with small variations."""
     return [f"{text} {index}" for index in range(8) for text in TOKENIZER_TEXTS]
@@ -149,6 +172,26 @@ def tiny_model_and_processor(tiny_towers):
     model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"]).eval()
     processor = M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
     return model, processor
+
+
+@pytest.fixture(scope="session")
+def spread_model_and_processor(tiny_towers):
+    """An XLM-R + CLIP classifier whose answers are spread as a trained model's are (eval mode, seeded): the tiny
+    model with every weight moved by N(0, 0.02^2) noise (no bias stays 0) and its classifier's weight scaled by 20, so
+    that its logits for one tweet lie several units apart. An untrained model's probabilities all sit near 1/3, where
+    any arithmetic, however wrong, agrees within a few hundredths."""
+    import torch
+
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    torch.manual_seed(0)
+    model = M2SAForSequenceClassification.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
+        model.head.classifier.weight.mul_(20)
+    return model.eval(), M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], tiny_towers["clip"])
 
 
 @pytest.fixture(scope="session")

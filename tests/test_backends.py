@@ -31,8 +31,14 @@ from modeling_m2sa.backends_m2sa import (
 from modeling_m2sa.export import main as export_main
 
 # int8 rounds weights (per output feature) and activations (per token) to 1/127 of their range, bf16 keeps 8 bits of
-# mantissa: probabilities move by well under this.
+# mantissa. The tiny untrained model's probabilities sit near 1/3 and move by well under PROBABILITY_TOLERANCE, however
+# the arithmetic goes, so on that model it checks what each tweet's result holds, not the arithmetic. The arithmetic is
+# checked on `spread_model_and_processor`, whose answers are spread as a trained model's: each kernel moves its logits
+# by at most LOGIT_TOLERANCE of their spread over the batch. Measured on 24 random draws of that model (its tiny towers
+# are drawn anew in each test session): at most 0.0063 (bf16), 0.029 (int8, int_mm), 0.033 (int8, fbgemm); the
+# logits of a batch spread over 3.3 to 9.0.
 PROBABILITY_TOLERANCE = 0.02
+LOGIT_TOLERANCE = 0.08
 FAST_BACKENDS = ("bf16", "int8")
 
 TEXTS = ["Qué día tan bonito en la playa, me encanta!", "ok", "Das ist schrecklich und langweilig, wirklich",
@@ -77,7 +83,8 @@ KERNELS = {"bf16": "bf16", "int8 (int_mm)": "int_mm", "int8 (fbgemm)": "fbgemm"}
 
 @pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("case", ["text_only", "image_only", "mixed", "invalid_images"])
-def test_fast_backends_agree_with_fp32(tiny_model_and_processor, image_files, case, kernel, monkeypatch):
+def test_fast_backends_agree_with_fp32(tiny_model_and_processor, spread_model_and_processor, image_files, case, kernel,
+                                      monkeypatch):
     """Every kernel a backend can run, whichever this CPU would pick for backend="int8"."""
     model, processor = tiny_model_and_processor
     backend = kernel.split()[0]
@@ -89,6 +96,15 @@ def test_fast_backends_agree_with_fp32(tiny_model_and_processor, image_files, ca
     assert fast != fp32  # the fast backend really ran
     assert isinstance(next(module for name, module in quietly(model_for_backend, model, backend).named_modules()
                            if name.endswith("classifier")), backends_m2sa.LINEAR_KERNELS[KERNELS[kernel]])
+    # The arithmetic, on logits several units apart: a wrong product or scale moves them by tenths of their spread.
+    spread, spread_processor = spread_model_and_processor
+    inputs = spread_processor(text=texts, images=images, on_invalid_image=policy)
+    with torch.inference_mode():
+        exact = spread(**inputs).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "bf16"):
+            fast_logits = quietly(model_for_backend, spread, backend)(**inputs).logits.float()
+    assert exact.max() - exact.min() > 2
+    assert (fast_logits - exact).abs().max() <= LOGIT_TOLERANCE * (exact.max() - exact.min())
 
 
 def test_fbgemm_layer_scales_each_token_on_its_own():

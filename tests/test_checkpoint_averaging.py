@@ -88,13 +88,21 @@ def test_a_run_averages_its_last_epochs_keeps_the_better_model_and_learns(tmp_pa
 
 
 def test_an_average_that_beats_the_best_epoch_becomes_the_model(tmp_path, monkeypatch):
-    """Every new score counts as better here, so the average (scored after the last epoch) is kept: the exported model
-    holds exactly the mean of the last two checkpoints, and the reported validation score is the average's."""
-    from m2sa_training.evaluation.metrics import BestModelMetric
+    """The epochs are ranked here by their validation macro-F1 less 1, so the average (scored as it is, after the last
+    epoch) beats the best of them by the real rule: the exported model holds exactly the mean of the last two
+    checkpoints, and the reported validation score is the average's."""
+    import m2sa_training.training.loop
 
-    monkeypatch.setattr(BestModelMetric, "is_better", lambda self, value, best: True)
+    end_epoch = m2sa_training.training.loop.end_epoch
+
+    def end_epoch_scored_lower(options, run, spec, state, epoch, validation_metric):
+        return end_epoch(options, run, spec, state, epoch, validation_metric - 1)
+
+    monkeypatch.setattr(m2sa_training.training.loop, "end_epoch", end_epoch_scored_lower)
     _, run_dir = train_averaging(tmp_path, num_epochs=3, last=2)
     outcome = json.loads((run_dir / "results.json").read_text())
+    best_epoch_f1 = max(epoch["validation_macro_f1"] for epoch in outcome["history"])
+    assert outcome["checkpoint_average"]["validation_macro_f1"] > best_epoch_f1 - 1  # what the decision compared
     assert outcome["checkpoint_average"]["epochs"] == [2, 3] and outcome["checkpoint_average"]["kept"]
     assert outcome["results"]["validation"]["overall"]["macro_f1"] == pytest.approx(
         outcome["checkpoint_average"]["validation_macro_f1"])

@@ -250,12 +250,14 @@ def test_latest_checkpoint_skips_incomplete_ones(uninterrupted, tmp_path, caplog
 DEMO_SIZE = ["--demo", "--demo-train", "40", "--demo-eval", "10", "--no-progress"]
 
 BUILD_WRITES = {
-    # write: (regular expression of its rename 'source -> target', which such rename is killed, previous build there)
-    "shard, first build": (r"\.parquet\.partial -> ", 3, False),
-    "shard, rebuild": (r"\.parquet\.partial -> ", 3, True),
-    "previous build set aside": (r"/m2sa-build-[a-z-]+ -> ", 1, True),
-    "new build moved in, first build": (r"\.partial-\d+ -> .*/m2sa-build-[a-z-]+$", 1, False),
-    "new build moved in, rebuild": (r"\.partial-\d+ -> .*/m2sa-build-[a-z-]+$", 1, True),
+    # write: (regular expression of its rename 'source -> target', which such rename is killed, previous build there,
+    # what the kill leaves at the build's path: the new build is written aside, so until the two renames of the swap
+    # the previous build stays; killed between them (the previous one set aside, the new one not yet in), nothing)
+    "shard, first build": (r"\.parquet\.partial -> ", 3, False, "nothing"),
+    "shard, rebuild": (r"\.parquet\.partial -> ", 3, True, "the previous build"),
+    "previous build set aside": (r"/m2sa-build-[a-z-]+ -> ", 1, True, "the previous build"),
+    "new build moved in, first build": (r"\.partial-\d+ -> .*/m2sa-build-[a-z-]+$", 1, False, "nothing"),
+    "new build moved in, rebuild": (r"\.partial-\d+ -> .*/m2sa-build-[a-z-]+$", 1, True, "nothing"),
 }
 
 
@@ -271,14 +273,14 @@ def test_a_build_killed_inside_a_write_leaves_the_previous_build_or_nothing(writ
     import datasets
     from dataset_script.demo import build_demo_dataset, ensure_demo_dataset
 
-    pattern, nth, has_previous = BUILD_WRITES[write]
+    pattern, nth, has_previous, left = BUILD_WRITES[write]
     # A name per case: `datasets` caches local datasets by directory name and file dates.
     out = tmp_path / f"m2sa-build-{write.replace(',', '').replace(' ', '-')}"
     previous = files_of(build_demo_dataset(out, 40, 10, seed=0)) if has_previous else None
     run_killed_at_rename(pattern, nth, "dataset_script/build.py", "--out", out, *DEMO_SIZE, "--seed", "1")
 
-    if has_previous and out.exists():
-        assert files_of(out) == previous
+    if left == "the previous build":
+        assert out.is_dir() and files_of(out) == previous
     else:
         assert not out.exists()
     ensure_demo_dataset(out, 40, 10, seed=1)  # the rerun finishes the build

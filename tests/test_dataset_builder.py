@@ -2,6 +2,8 @@
 decoding that still rejects truncated files, spread over threads without changing a byte of the output)."""
 
 import io
+import threading
+import time
 
 import datasets
 import numpy as np
@@ -110,13 +112,37 @@ def _files(directory):
     return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
+def overlapping_image_checks(monkeypatch):
+    """Record the most image checks that ran at once (in a list, updated as the build runs); each check lasts at least
+    10 ms, so checks handed to several threads overlap."""
+    check, lock = writer._checked_image, threading.Lock()
+    running, most = [0], [0]
+
+    def timed_check(image):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.01)
+            return check(image)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(writer, "_checked_image", timed_check)
+    return most
+
+
 def test_threaded_image_checks_write_the_bytes_of_a_serial_build(tmp_path, monkeypatch):
     records = _records_with_images(tmp_path)
+    most_at_once = overlapping_image_checks(monkeypatch)
     monkeypatch.setattr(writer, "IMAGE_CHECK_THREADS", 1)
     serial = build_dataset(tmp_path / "serial", [Source(_TEST_SOURCE_INFO, records)], show_progress=False)
+    assert most_at_once == [1]
     monkeypatch.setattr(writer, "IMAGE_CHECK_THREADS", 4)
     monkeypatch.setattr(writer, "_ROWS_AHEAD_PER_THREAD", 2)
     threaded = build_dataset(tmp_path / "threaded", [Source(_TEST_SOURCE_INFO, records)], show_progress=False)
+    assert 1 < most_at_once[0] <= 4  # the checks ran on the threads, at once
 
     assert _files(tmp_path / "threaded") == _files(tmp_path / "serial")
     unreadable = [record.tweet_id for record in records if int(record.tweet_id) % 6 in (2, 4, 5)]

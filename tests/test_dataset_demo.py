@@ -55,7 +55,13 @@ def test_demo_has_a_config_per_language_and_all(dataset_demo_dir, dataset_demo_a
     train = dataset_demo_all["train"]
     assert train.features["label"].names == ["negative", "neutral", "positive"]
     assert set(train["language"]) == set(DEMO_LANGUAGES)
-    assert Counter(train["label"]) == {0: 145, 1: 135, 2: 170}  # seed 0; each label has probability 3/9
+    # The labels the generator's cues define: label = sign(text cue + image cue) of the first NUM_TRAIN rows it drew
+    # (seed 0: 145 negative, 135 neutral, 170 positive). Each label has probability 3/9, so each count lies within
+    # 4 standard deviations (4 * sqrt(450 * 1/3 * 2/3) = 40) of 150.
+    generated = demo_examples(NUM_TRAIN, NUM_EVAL)[:NUM_TRAIN]
+    expected = Counter(int(np.sign(example.text_cue + example.image_cue)) + 1 for example in generated)
+    assert Counter(train["label"]) == expected
+    assert all(abs(count - NUM_TRAIN / 3) < 40 for count in expected.values()) and len(expected) == 3
 
 
 def test_label_needs_both_modalities(dataset_demo_all):
@@ -76,7 +82,11 @@ def test_label_needs_both_modalities(dataset_demo_all):
     # A cue of one modality leaves two or three labels possible; the other modality decides between them.
     assert labels_by_text_cue == {-1: {0, 1}, 0: {0, 1, 2}, 1: {1, 2}}
     assert labels_by_image_cue == {-1: {0, 1}, 0: {0, 1, 2}, 1: {1, 2}}
-    assert missing == 48  # seed 0; 10 % of 450 rows in expectation
+    # The rows the generator left without an image (seed 0: 48), about 10 % of 450: within 4 standard deviations
+    # (4 * sqrt(450 * 0.1 * 0.9) = 25) of 45.
+    generated = demo_examples(NUM_TRAIN, NUM_EVAL)[:NUM_TRAIN]
+    assert missing == sum(example.record.image is None for example in generated)
+    assert abs(missing - 0.1 * NUM_TRAIN) < 25
 
 
 def test_demo_bytes_are_deterministic(dataset_demo_dir, tmp_path):

@@ -32,7 +32,8 @@ DISK_FULL_MESSAGE = "error: The disk is full: "
 def small_disk(tmp_path):
     """`mount(size, name)`: a new tmpfs of `size` ("64k", "4m") at `tmp_path/name`; unmounted when the test ends."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root on Linux (run the tests as root to fill a real disk)")
+        pytest.skip("mounting a small tmpfs needs root on Linux and the `mount` command (run the tests as root, with "
+                    "util-linux's mount installed: apt-get install -y mount, to fill a real disk)")
     mounted = []
 
     def mount(size, name="disk"):
@@ -41,7 +42,9 @@ def small_disk(tmp_path):
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            pytest.skip(f"this machine refuses to mount a tmpfs ({result.stderr.strip()})")
+            pytest.skip(f"this machine refuses to mount a tmpfs ({result.stderr.strip()}); run the tests as root where "
+                        f"mounting is allowed (a container needs CAP_SYS_ADMIN: docker run --cap-add SYS_ADMIN) to "
+                        f"fill a real disk")
         mounted.append(directory)
         return directory
 

@@ -123,10 +123,15 @@ def test_tables_hold_what_each_run_measured(finished_grid):
 
 def test_the_multilingual_multimodal_model_learns(finished_grid):
     _, grid, _ = finished_grid
-    run = next(run for run in grid_runs(grid) if run.mode == "multilingual" and run.image_tower == "tiny")
-    summary = json.loads((run.folder(grid) / "comparison.json").read_text())["test"]
+    runs = {run.image_tower: run for run in grid_runs(grid) if run.mode == "multilingual"}
+    summary = json.loads((runs["tiny"].folder(grid) / "comparison.json").read_text())["test"]
     learned, majority = summary["multimodal"]["overall"]["macro_f1"]["mean"], summary["majority"]["overall"]["macro_f1"]["mean"]
     assert learned > majority + 0.2, (learned, majority)
+    # The same run without an image tower, what the texts alone teach: the images add to it. This grid's seed 3 gives
+    # test macro-F1 0.478 against 0.260; seeds 1, 2, 4 of the same run 0.509 / 0.332, 0.464 / 0.329, 0.499 / 0.215
+    # (margins 0.14 to 0.28). A multimodal model that ignores images scores as the text-only one does.
+    text_only = json.loads((runs["none"].folder(grid) / "comparison.json").read_text())["test"]["text-only"]
+    assert learned > text_only["overall"]["macro_f1"]["mean"] + 0.1, (learned, text_only["overall"]["macro_f1"])
 
 
 def test_a_second_invocation_runs_nothing_and_rewrites_the_same_tables(finished_grid):

@@ -102,11 +102,17 @@ def test_animated_gif_uses_first_frame():
 
 
 def test_exif_orientation_is_applied():
-    image = Image.new("RGB", (20, 10), "white")
+    image = Image.new("RGB", (40, 20), "blue")  # stored landscape, 40 wide and 20 high
+    image.paste("red", (0, 0, 20, 10))  # red top-left quadrant: where it lands tells the rotation from its mirrors
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
-    upright = load_image(encode(image, "JPEG", exif=exif))
-    assert upright.size == (10, 20)
+    upright = load_image(encode(image, "JPEG", exif=exif, quality=95))
+    assert upright.size == (20, 40)
+    # Turned clockwise, the top-left quadrant becomes the top-right one; a transpose would leave it top-left, a
+    # counter-clockwise turn would put it bottom-left. Each point is the centre of a quadrant, far from JPEG's blur.
+    quadrants = {"top-left": (5, 10), "top-right": (15, 10), "bottom-left": (5, 30), "bottom-right": (15, 30)}
+    colours = {name: "red" if upright.getpixel(point)[0] > 128 else "blue" for name, point in quadrants.items()}
+    assert colours == {"top-left": "blue", "top-right": "red", "bottom-left": "blue", "bottom-right": "blue"}
 
 
 def test_one_pixel_image_is_resized(tiny_model_and_processor):

@@ -3,6 +3,7 @@ label smoothing and a text tower's input prefix; how runs saved before an option
 them that learns."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -164,13 +165,54 @@ def train(tmp_path, *levers):
     return test["text-only"]["overall"]["macro_f1"]["mean"], test["majority"]["overall"]["macro_f1"]["mean"]
 
 
-def test_a_run_with_decay_smoothing_a_cosine_schedule_and_a_prefix_learns(tmp_path):
-    from modeling_m2sa import M2SAProcessor
+def test_a_run_with_decay_smoothing_a_cosine_schedule_and_a_prefix_learns(tmp_path, monkeypatch):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-    macro_f1, majority = train(tmp_path, "--layerwise-lr-decay", "0.8", "--label-smoothing", "0.1", "--warmup-ratio",
-                               "0.1", "--lr-scheduler", "cosine", "--text-prefix", "query: ")
+    from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor
+
+    # What the run's loop does: the learning rate of each parameter group at every optimizer step, and the logits and
+    # labels of every training forward pass.
+    step_rates, training_batches = [], []
+    forward = M2SAForSequenceClassification.forward
+
+    def recording_forward(self, *args, **kwargs):
+        output = forward(self, *args, **kwargs)
+        if self.training:
+            training_batches.append((output.logits.detach().clone(), kwargs["labels"].clone()))
+        return output
+
+    monkeypatch.setattr(M2SAForSequenceClassification, "forward", recording_forward)
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: step_rates.append([group["lr"] for group in optimizer.param_groups]))
+    try:
+        macro_f1, majority = train(tmp_path, "--layerwise-lr-decay", "0.8", "--label-smoothing", "0.1",
+                                   "--warmup-ratio", "0.1", "--lr-scheduler", "cosine", "--text-prefix", "query: ")
+    finally:
+        hook.remove()
     assert macro_f1 > majority + 0.2
     assert M2SAProcessor.from_pretrained(tmp_path / "out").text_prefix == "query: "
+
+    # Decay 0.8 over the tiny tower's 2 layers: its embeddings learn at 0.64 of the rate, layer 0 at 0.8, the rest at
+    # the full rate; the full rate warms up over 10 % of the steps, then follows a cosine down to 0.
+    total = len(step_rates)
+    warmup = int(0.1 * total)
+    assert total == len(training_batches) and warmup > 0
+    for step, rates in enumerate(step_rates):
+        progress = (step - warmup) / (total - warmup)
+        full = 3e-3 * (step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * progress)))
+        assert rates == pytest.approx([full, 0.8 * full, 0.64 * full], rel=1e-6, abs=1e-12), step
+    # The loss it minimised is smoothed: each epoch's reported training loss is the mean over its batches of the
+    # cross-entropy against labels smoothed by 0.1, not the plain one.
+    history = json.loads((tmp_path / "out" / "runs" / "text-seed3" / "results.json").read_text())["history"]
+    steps_per_epoch = total // len(history)
+    for epoch in history:
+        batches = training_batches[(epoch["epoch"] - 1) * steps_per_epoch:epoch["epoch"] * steps_per_epoch]
+        smoothed, plain = (
+            sum(torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing).item()
+                for logits, labels in batches) / len(batches)
+            for smoothing in (0.1, 0.0))
+        assert epoch["train_loss"] == pytest.approx(smoothed, rel=1e-5)
+        assert epoch["train_loss"] != pytest.approx(plain, rel=1e-3)
 
 
 def test_a_run_with_frozen_word_embeddings_learns_and_keeps_them(tmp_path):

@@ -7,6 +7,8 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoProcessor, Trainer, TrainingArguments
 
+from conftest import macro_f1_by_cue
+
 
 @pytest.fixture(scope="module")
 def demo_splits(tmp_path_factory):
@@ -76,3 +78,11 @@ def test_trainer_fine_tunes_a_saved_model_beyond_the_majority_baseline(saved_dem
     print(f"Trainer macro-F1 {learned:.3f} vs majority {baseline:.3f}")
     assert learned > baseline + 0.2, (learned, baseline)
     assert collator.mixed_batches > 0
+    # It learned both cues: withholding the images, or blanking the texts, costs test macro-F1. Six seeds of this run
+    # (towers and Trainer): 0.48 to 0.56 with all the images, 0.28 to 0.32 without (margins 0.18 to 0.27), 0.38 to
+    # 0.43 without texts (margins 0.08 to 0.17).
+    trainer.save_model(tmp_path / "fine-tuned")
+    processor.save_pretrained(tmp_path / "fine-tuned")
+    scores = macro_f1_by_cue(tmp_path / "fine-tuned", test)
+    assert scores["both"] > scores["without_images"] + 0.1, scores
+    assert scores["both"] > scores["without_texts"] + 0.03, scores
