@@ -58,7 +58,7 @@ def check_backend(backend):
         raise M2SAError(
             f"backend must be one of {list(BACKENDS)}, got {backend!r}: 'auto' picks the fastest that agrees with "
             f"fp32 on this machine, 'fp32' runs the model as saved, 'bf16' its matrix products in bfloat16 (CPUs "
-            f"with AMX or AVX512-BF16, GPUs), 'int8' its linear layers in int8 (CPUs).", code="invalid_option"
+            f"with AMX or AVX512-BF16, GPUs), 'int8' its linear layers in int8 (CPUs).", code="bad_option"
         )
     return backend
 
@@ -416,7 +416,7 @@ def model_for_backend(model, backend):
     if backend in CPU_ONLY_BACKENDS and model.device.type != "cpu":
         raise M2SAError(
             f"backend={backend!r} runs on the CPU only, but the model is on {model.device}; use backend='bf16' or "
-            f"'fp32' there.", code="invalid_option"
+            f"'fp32' there.", code="bad_option"
         )
     kernel = kernel_for_backend(backend)
     with _derived_models_lock:

@@ -27,7 +27,7 @@ def check_text_normalization(text_normalization):
     if text_normalization not in TEXT_NORMALIZATIONS:
         raise M2SAError(f"text_normalization must be one of {TEXT_NORMALIZATIONS}, got {text_normalization!r}: "
                          f"'twitter' writes mentions as @user and links as http (XLM-T's convention), 'none' leaves "
-                         f"the text as given.", code="invalid_option")
+                         f"the text as given.", code="bad_option")
     return text_normalization
 
 

@@ -137,7 +137,7 @@ class M2SASentimentPipeline(Pipeline):
                                          "internal_batch_size": internal_batch_size}
         elif n_steps is not None or internal_batch_size is not None:
             raise M2SAError("n_steps and internal_batch_size set how explanations are computed; pass explain=True "
-                            "with them.", code="invalid_option")
+                            "with them.", code="bad_option")
         if on_invalid_image is not None:
             preprocess_params["on_invalid_image"] = check_invalid_image_policy(on_invalid_image)
         if tokenizer_kwargs:
@@ -145,7 +145,7 @@ class M2SASentimentPipeline(Pipeline):
         if autocast_dtype is not None:
             if autocast_dtype not in AUTOCAST_DTYPES:
                 raise M2SAError(f"autocast_dtype must be one of {list(AUTOCAST_DTYPES)}, got {autocast_dtype!r}.",
-                                code="invalid_option")
+                                code="bad_option")
             forward_params["autocast_dtype"] = autocast_dtype
             if AUTOCAST_DTYPES[autocast_dtype] is not None and self.device.type == "cpu" and not cpu_has_native_bf16():
                 warnings.warn(
@@ -168,13 +168,13 @@ class M2SASentimentPipeline(Pipeline):
         if top_k is None or isinstance(top_k, int):
             if top_k is not None and top_k < 1:
                 raise M2SAError(f"top_k must be at least 1 (or None for every label), got {top_k}.",
-                                code="invalid_option")
+                                code="bad_option")
             postprocess_params["top_k"] = top_k
         if function_to_apply is not None:
             name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
             if name not in SCORE_FUNCTIONS:
                 raise M2SAError(f"function_to_apply must be one of {list(SCORE_FUNCTIONS)}, got "
-                                f"{function_to_apply!r}.", code="invalid_option")
+                                f"{function_to_apply!r}.", code="bad_option")
             postprocess_params["function_to_apply"] = name
         return preprocess_params, forward_params, postprocess_params
 
@@ -188,7 +188,7 @@ class M2SASentimentPipeline(Pipeline):
         if batch_size is None:
             batch_size = self._batch_size or DEFAULT_BATCH_SIZE
         if batch_size < 1:
-            raise M2SAError(f"batch_size must be at least 1, got {batch_size}.", code="invalid_option")
+            raise M2SAError(f"batch_size must be at least 1, got {batch_size}.", code="bad_option")
         num_workers = num_workers if num_workers is not None else (self._num_workers or 0)
         call_params = self._sanitize_parameters(**kwargs)
         params = [{**defaults, **given} for defaults, given in zip(
@@ -266,7 +266,7 @@ class M2SASentimentPipeline(Pipeline):
         dtype = AUTOCAST_DTYPES[autocast_dtype]
         if backend not in (None, "fp32") and dtype is not None:
             raise M2SAError(f"backend={backend!r} already sets the arithmetic; leave autocast_dtype unset with it "
-                            f"(or use backend='fp32' with autocast_dtype={autocast_dtype!r}).", code="invalid_option")
+                            f"(or use backend='fp32' with autocast_dtype={autocast_dtype!r}).", code="bad_option")
         backend, _ = self.served_backend(backend, autocast_dtype)
         model = model_for_backend(self.model, backend)
         # bf16: the linear weights are bf16 already; autocast runs attention's products in bf16 and keeps norms,

@@ -36,7 +36,7 @@ def check_invalid_image_policy(on_invalid_image):
     if on_invalid_image not in INVALID_IMAGE_POLICIES:
         raise M2SAError(f"on_invalid_image must be one of {INVALID_IMAGE_POLICIES}, got {on_invalid_image!r}: "
                         f"'raise' stops at an unusable image, 'text_only' classifies its tweet from the text.",
-                        code="invalid_option")
+                        code="bad_option")
     return on_invalid_image
 
 

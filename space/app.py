@@ -448,7 +448,7 @@ def main(argv=None):
     try:
         classify = load_pipeline(source, args.backend)
     except ValueError as error:
-        if getattr(error, "code", None) != "invalid_option":  # the pipeline's own refusal of an option, with a code
+        if getattr(error, "code", None) != "bad_option":  # the pipeline's own refusal of an option, with a code
             raise
         parser.error(str(error))
     serve(build_demo(classify, served_model_notice(source)))

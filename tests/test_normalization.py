@@ -50,7 +50,7 @@ def test_the_normalisation_is_saved_with_the_processor_and_absent_means_none(tin
     assert M2SAProcessor.from_pretrained(tmp_path).text_normalization == "none"
     with pytest.raises(M2SAError, match="text_normalization must be one of") as error:
         M2SAProcessor.from_towers(tiny_towers["xlm-roberta"], text_normalization="xlm-t")
-    assert error.value.code == "invalid_option"
+    assert error.value.code == "bad_option"
 
 
 def raw_forms(texts):
