@@ -21,12 +21,12 @@ from benchmarks.harness import benchmark_parser, model_name, require_data, write
 from benchmarks.models import UMSAB_ENGLISH_MODEL, umsab_english_model_dir
 from benchmarks.tweets import umsab_english_validation
 from benchmarks.uncertainty import bootstrap_macro_f1
+from dataset_script.umsab import UMSAB_LABEL_IDS, read_lines, umsab_split_files
 from m2sa_training.evaluation.metrics import compute_metrics
 
 HANDLES = ["@SenSchumer", "@realDonaldTrump", "@nasa", "@BBCBreaking", "@elonmusk", "@Cristiano", "@taylorswift13",
            "@NYTimes", "@jack", "@AOC", "@BarackObama", "@ManUtd", "@Google", "@cnnbrk", "@some_fan_1987",
            "@j_doe42", "@UEFAcom", "@WHO", "@SpaceX", "@netflix"]
-LABEL_IDS = {"0": 0, "1": 1, "2": 2}  # UMSAB's labels: 0 negative, 1 neutral, 2 positive
 
 
 def as_posted(text, rng):
@@ -70,8 +70,8 @@ def main():
     args = parser.parse_args()
     require_data(args.data_root, "umsab")
     distributed = umsab_english_validation(args.data_root)
-    labels = [LABEL_IDS[line.strip()] for line in
-              (args.data_root / "umsab" / "english" / "val_labels.txt").read_text().splitlines()]
+    _, labels_file = umsab_split_files(args.data_root / "umsab" / "english", "val")
+    labels = [UMSAB_LABEL_IDS[line.strip()] for line in read_lines(labels_file)]
     rng = random.Random(0)
     posted = [as_posted(text, rng) for text in distributed]
     rewritten = [a != b for a, b in zip(distributed, posted)]

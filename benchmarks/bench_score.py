@@ -39,14 +39,16 @@ from pathlib import Path
 from benchmarks.cpu_info import cpu_description
 from benchmarks.harness import REPO_ROOT, benchmark_parser, peak_rss_command, peak_rss_mib, write_results
 from benchmarks.models import DEMO_MODEL
+from dataset_script.umsab import read_lines, umsab_split_files
 
 POOL_SIZE = 64
 CHUNK = 256
 
 
 def tweet_texts(data_root):
-    files = sorted((data_root / "umsab").glob("*/train_text.txt")) if (data_root / "umsab").is_dir() else []
-    texts = [(path.parent.name, line) for path in files for line in path.read_text(encoding="utf-8").splitlines()]
+    folders = sorted(path for path in (data_root / "umsab").glob("*") if path.is_dir())
+    files = [texts_file for texts_file, _ in (umsab_split_files(folder, "train") for folder in folders)]
+    texts = [(path.parent.name, line) for path in files if path.is_file() for line in read_lines(path)]
     if texts:
         return texts
     words = "good bad day rain sun love hate train city news match".split()

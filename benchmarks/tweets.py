@@ -3,6 +3,8 @@ languages and the MVSA sample's texts and photos."""
 
 import random
 
+from dataset_script.umsab import read_lines, umsab_split_files
+
 
 def read_mvsa_text(path):
     """One MVSA tweet's text (UTF-8, or GBK as some of the files are)."""
@@ -21,7 +23,8 @@ def mvsa_tweets(data_root):
 
 def umsab_validation(data_root, language="english"):
     """The UMSAB validation texts of one language (its folder name: english, german, ...)."""
-    return (data_root / "umsab" / language / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    texts_file, _ = umsab_split_files(data_root / "umsab" / language, "val")
+    return read_lines(texts_file)
 
 
 def umsab_english_validation(data_root):

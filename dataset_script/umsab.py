@@ -17,7 +17,11 @@ UMSAB_LANGUAGES = {
     "arabic": "ar", "english": "en", "french": "fr", "german": "de",
     "hindi": "hi", "italian": "it", "portuguese": "pt", "spanish": "es",
 }  # fmt: skip
-_SOURCE_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+UMSAB_FILE_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+"""UMSAB's file prefix of each split (`val_text.txt`, `val_labels.txt`) and the split it becomes."""
+UMSAB_LABEL_IDS = {str(label_id): label_id for label_id in range(len(LABEL_NAMES))}
+"""The labels as UMSAB writes them, one per line of `*_labels.txt`: the ids of LABEL_NAMES (0 negative, 1 neutral,
+2 positive)."""
 _UNICODE_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
 
 UMSAB_SOURCE_INFO = SourceInfo(
@@ -54,17 +58,23 @@ def _language_code(folder: Path) -> str:
     return UMSAB_LANGUAGES[name]
 
 
-def _read_lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
+def umsab_split_files(folder: Path, file_split: str) -> tuple[Path, Path]:
+    """(texts file, labels file) of one split (a key of UMSAB_FILE_SPLITS) of one UMSAB language folder."""
+    return Path(folder) / f"{file_split}_text.txt", Path(folder) / f"{file_split}_labels.txt"
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UMSAB file as written (a tweet's text, or its label)."""
+    return Path(path).read_text(encoding="utf-8").splitlines()
 
 
 def _language_records(folder: Path) -> Iterator[TweetRecord]:
     language = _language_code(folder)
-    for file_split, split in _SOURCE_SPLITS.items():
-        text_path, label_path = folder / f"{file_split}_text.txt", folder / f"{file_split}_labels.txt"
+    for file_split, split in UMSAB_FILE_SPLITS.items():
+        text_path, label_path = umsab_split_files(folder, file_split)
         if not text_path.exists() and not label_path.exists():
             continue
-        texts, labels = _read_lines(text_path), _read_lines(label_path)
+        texts, labels = read_lines(text_path), read_lines(label_path)
         if len(texts) != len(labels):
             raise ValueError(
                 f"{text_path} has {len(texts)} lines but {label_path} has {len(labels)}; "
@@ -75,7 +85,7 @@ def _language_records(folder: Path) -> Iterator[TweetRecord]:
             yield TweetRecord(
                 tweet_id=f"umsab-{language}-{split}-{line_number:06d}",
                 text=decode_unicode_escapes(text.strip()),
-                label=LABEL_NAMES[int(label)] if label in ("0", "1", "2") else label,
+                label=LABEL_NAMES[UMSAB_LABEL_IDS[label]] if label in UMSAB_LABEL_IDS else label,
                 config=f"umsab_{language}",
                 language=language,
                 source="umsab",
@@ -88,7 +98,8 @@ def umsab_records(root: Path) -> Iterator[TweetRecord]:
     root = Path(root)
     folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     if not folders:
-        raise FileNotFoundError(f"No UMSAB language folders in {root}; expected {root}/<language>/train_text.txt.")
+        expected, _ = umsab_split_files(root / "<language>", "train")
+        raise FileNotFoundError(f"No UMSAB language folders in {root}; expected {expected}.")
     for folder in folders:
         _language_code(folder)
     return (record for folder in folders for record in _language_records(folder))

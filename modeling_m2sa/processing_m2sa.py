@@ -29,6 +29,8 @@ from .saved_folder_m2sa import (
 
 INVALID_IMAGE_POLICIES = ("raise", "text_only")
 COMPONENTS = ("image_processor", "tokenizer")
+DEFAULT_MAX_LENGTH = 128
+"""Tokens per tweet a processor keeps when it is not told otherwise (a tweet of 280 characters rarely needs more)."""
 """The processor's components, as `__init__` names them."""
 
 
@@ -198,8 +200,8 @@ class M2SAProcessor(ProcessorMixin):
         image_processor_class = "AutoImageProcessor"
         tokenizer_class = "AutoTokenizer"
 
-    def __init__(self, image_processor=None, tokenizer=None, max_length=128, text_normalization="none", text_prefix="",
-                 **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, max_length=DEFAULT_MAX_LENGTH, text_normalization="none",
+                 text_prefix="", **kwargs):
         self.max_length = max_length
         self.text_normalization = check_text_normalization(text_normalization)
         self.text_prefix = text_prefix
@@ -248,7 +250,7 @@ class M2SAProcessor(ProcessorMixin):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
-    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=128,
+    def from_towers(cls, text_model_name_or_path, vision_model_name_or_path=None, max_length=DEFAULT_MAX_LENGTH,
                     text_normalization="none", text_prefix=""):
         """Build the processor of the towers given to `M2SAForSequenceClassification.from_towers` (Hub ids or paths).
 
