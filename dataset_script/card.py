@@ -53,11 +53,33 @@ def size_category(rows: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "10M<n<100M")
 
 
+def card_metadata(data_files: dict, infos: dict, default_config: str | None = None, **card_fields) -> DatasetCardData:
+    """A dataset card's YAML metadata as `load_dataset` and the Hub read it: `card_fields` (licence, tags, ...), a
+    `configs:` entry per config of `data_files` ({config: {split: path pattern(s)}}; `default_config` marked as the
+    default) and `dataset_info:` per config of `infos` ({config: DatasetInfo}). Every M2SA dataset card is made here."""
+    metadata = DatasetCardData(**card_fields)
+    MetadataConfigs(
+        {
+            config: {
+                "data_files": [{"split": split, "path": paths} for split, paths in splits.items()],
+                **({"default": True} if config == default_config else {}),
+            }
+            for config, splits in data_files.items()
+        }
+    ).to_dataset_card_data(metadata)
+    DatasetInfosDict(infos).to_dataset_card_data(metadata)
+    return metadata
+
+
 def card_data(shards: ShardIndex, languages: Sequence[str], pretty_name: str, rows: int) -> DatasetCardData:
-    """The card's YAML metadata: licence, size and Hub tags, one `configs:` entry per config (`all` the default) and
-    the features of each config under `dataset_info:`, which `load_dataset` reads instead of inferring them from the
-    shards. The task is sentiment classification of a tweet (its text and, when it has one, its image)."""
-    metadata = DatasetCardData(
+    """The built dataset's card metadata: licence, size and Hub tags, one `configs:` entry per config (`all` the
+    default) and the features of each config under `dataset_info:`, which `load_dataset` reads instead of inferring
+    them from the shards. The task is sentiment classification of a tweet (its text and, when it has one, its
+    image)."""
+    return card_metadata(
+        shards,
+        {config: DatasetInfo(features=FEATURES) for config in shards},
+        default_config=ALL_CONFIG,
         pretty_name=pretty_name,
         license="other",
         license_name=LICENSE_NAME,
@@ -68,17 +90,6 @@ def card_data(shards: ShardIndex, languages: Sequence[str], pretty_name: str, ro
         task_ids=["sentiment-classification"],
         tags=["sentiment-analysis", "multimodal", "multilingual", "twitter", "image"],
     )
-    MetadataConfigs(
-        {
-            config: {
-                "data_files": [{"split": split, "path": paths} for split, paths in splits.items()],
-                **({"default": True} if config == ALL_CONFIG else {}),
-            }
-            for config, splits in shards.items()
-        }
-    ).to_dataset_card_data(metadata)
-    DatasetInfosDict({config: DatasetInfo(features=FEATURES) for config in shards}).to_dataset_card_data(metadata)
-    return metadata
 
 
 def _statistics_table(shards: ShardIndex, report: BuildReport) -> str:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datasets import DatasetInfo
 
+from dataset_script.card import card_metadata
 from m2sa_files.atomic import atomic_file, write_text_atomically
 from modeling_m2sa.errors_m2sa import M2SAError
 
@@ -176,19 +178,11 @@ def dataset_card(split, report, shard_bytes):
         languages = (f"\nDetected languages of the labelled rows (`unsure`: the detector was not sure): {detected}. "
                      f"Rows in a language the model was not trained on (its training languages: {trained}): "
                      f"{summary['outside_training_languages']:,}.\n")
+    metadata = card_metadata({"default": {split: f"{DATA_DIR}/{split}-*.parquet"}},
+                             {"default": DatasetInfo(download_size=shard_bytes)},
+                             tags=["m2sa", "sentiment-analysis", "machine-labelled"])
     return f"""---
-configs:
-- config_name: default
-  data_files:
-  - split: {split}
-    path: {DATA_DIR}/{split}-*.parquet
-dataset_info:
-  config_name: default
-  download_size: {shard_bytes}
-tags:
-- m2sa
-- sentiment-analysis
-- machine-labelled
+{metadata.to_yaml()}
 ---
 
 # Sentiment labels for {source['dataset']} ({source['config']}, {split})
