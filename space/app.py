@@ -32,7 +32,6 @@ CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 32
 BATCH_SIZE = 32
 OVERLAY_SIZE = 224  # the explained image is shown at least this wide
-SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"  # model-card tag of models trained on train.py's synthetic demo set
 SYNTHETIC_DEMO_NOTICE = (
     "ℹ️ **This is the offline demo model.** It was trained on M2SA's synthetic demo set (made-up tweets whose labels "
     "follow planted cue words), so its answers are **not real sentiment**: it knows those cues, not how real "
@@ -81,17 +80,23 @@ def load_pipeline(source, backend=None):
     return pipeline(model=source, trust_remote_code=True, **options)
 
 
-def image_rules(classify):
-    """The served model's own image rules: the `images_m2sa` module of its code (saved with it, next to the processor
-    that decodes its images), whose MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES and `image_dimensions` the
-    uploads are checked with before anything is decoded. This folder keeps no copy of them: it imports nothing of the
-    repository, and the caps are the ones the corpus scorer applies too."""
+def served_code(classify, module):
+    """A module of the served model's own code (saved with it; loaded with the pipeline), e.g. `images_m2sa`. This
+    folder keeps no copy of the model's rules: it imports nothing of the repository."""
     package = type(classify.processor).__module__.rpartition(".")[0]
-    return importlib.import_module(f"{package}.images_m2sa")
+    return importlib.import_module(f"{package}.{module}")
 
 
-def served_model_notice(source):
-    """A note for the page when the served model was trained on the synthetic demo set (its card's tags say so)."""
+def image_rules(classify):
+    """The served model's own image rules: the `images_m2sa` module of its code (next to the processor that decodes
+    its images), whose MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES and `image_dimensions` the uploads are
+    checked with before anything is decoded; the corpus scorer applies the same caps."""
+    return served_code(classify, "images_m2sa")
+
+
+def served_model_notice(classify, source):
+    """A note for the page when the served model was trained on the synthetic demo set: its card carries the tag its
+    code names (`labels_m2sa.SYNTHETIC_DEMO_TAG`; code saved before the tag existed names none)."""
     card_path = Path(source) / "README.md" if Path(source).is_dir() else source
     if Path(source).is_dir() and not card_path.is_file():
         return ""
@@ -102,7 +107,8 @@ def served_model_notice(source):
     except (OSError, ValueError, HfHubHTTPError) as error:  # a card that exists but cannot be read says nothing
         return (f"⚠️ The model card of {source} could not be read ({type(error).__name__}), so this page cannot tell "
                 f"whether the model was trained on real tweets or on the synthetic demo set.")
-    return SYNTHETIC_DEMO_NOTICE if SYNTHETIC_DEMO_TAG in tags else ""
+    synthetic_demo_tag = getattr(served_code(classify, "labels_m2sa"), "SYNTHETIC_DEMO_TAG", None)
+    return SYNTHETIC_DEMO_NOTICE if synthetic_demo_tag in tags else ""
 
 
 def served_backend_notice(classify):
@@ -451,7 +457,7 @@ def main(argv=None):
         if getattr(error, "code", None) != "bad_option":  # the pipeline's own refusal of an option, with a code
             raise
         parser.error(str(error))
-    serve(build_demo(classify, served_model_notice(source)))
+    serve(build_demo(classify, served_model_notice(classify, source)))
 
 
 if __name__ == "__main__":

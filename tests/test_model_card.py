@@ -10,9 +10,10 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from conftest import REPO_ROOT, run_without_package
-from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics
 from m2sa_training.evaluation import model_card
-from m2sa_training.evaluation.model_card import MODEL_CARD_TEMPLATE, SYNTHETIC_DEMO_TAG, render_model_card
+from m2sa_training.evaluation.metrics import aggregate_runs, compute_metrics
+from m2sa_training.evaluation.model_card import MODEL_CARD_TEMPLATE, render_model_card
+from modeling_m2sa.labels_m2sa import SYNTHETIC_DEMO_TAG
 
 
 LABELS = [0, 1, 2, 2, 1, 0]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, free_port, run_without_package
-from m2sa_training.evaluation.model_card import SYNTHETIC_DEMO_TAG
+from modeling_m2sa.labels_m2sa import SYNTHETIC_DEMO_TAG
 from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, M2SASentimentPipeline, predict
 
 sys.path.insert(0, str(REPO_ROOT / "space"))
@@ -323,15 +323,17 @@ def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
 
 
 def test_page_says_when_the_model_was_trained_on_the_synthetic_demo_set(saved_tiny_model_dir, tmp_path):
-    assert space_app.SYNTHETIC_DEMO_TAG == SYNTHETIC_DEMO_TAG  # the tag train.py writes into the model card
     demo_model = tmp_path / "demo-model"
     shutil.copytree(saved_tiny_model_dir, demo_model)
+    classify = space_app.load_pipeline(str(demo_model))
+    # the tag train.py writes into the model card, read from the served model's code (the Space imports no package)
+    assert space_app.served_code(classify, "labels_m2sa").SYNTHETIC_DEMO_TAG == SYNTHETIC_DEMO_TAG
     (demo_model / "README.md").write_text(f"---\ntags:\n- m2sa\n- {SYNTHETIC_DEMO_TAG}\n---\n# demo\n")
-    notice = space_app.served_model_notice(str(demo_model))
+    notice = space_app.served_model_notice(classify, str(demo_model))
     assert "not real sentiment" in notice and "--model" in notice and "M2SA_MODEL" in notice
     (demo_model / "README.md").write_text("---\ntags:\n- m2sa\n---\n# a real model\n")
-    assert space_app.served_model_notice(str(demo_model)) == ""
-    assert space_app.served_model_notice(str(saved_tiny_model_dir)) == ""  # no card at all
+    assert space_app.served_model_notice(classify, str(demo_model)) == ""
+    assert space_app.served_model_notice(classify, str(saved_tiny_model_dir)) == ""  # no card at all
     demo = space_app.build_demo(space_app.load_pipeline(str(saved_tiny_model_dir)), notice)
     (shown,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "model-notice"]
     assert shown.visible and shown.value == notice
@@ -454,5 +456,5 @@ def test_a_card_that_cannot_be_read_is_said_not_taken_for_a_real_model(saved_tin
         raise HfHubHTTPError("503 Service Unavailable", response=httpx.Response(503, request=httpx.Request("GET", "https://huggingface.co")))
 
     monkeypatch.setattr(space_app.ModelCard, "load", unreachable)
-    notice = space_app.served_model_notice(str(model))
+    notice = space_app.served_model_notice(space_app.load_pipeline(str(model)), str(model))
     assert "could not be read (HfHubHTTPError)" in notice and "synthetic demo set" in notice

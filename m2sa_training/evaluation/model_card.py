@@ -8,6 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from dataset_script.schema import LABEL_NAMES, M2SA_CITATION
 from modeling_m2sa.backends_m2sa import AGREEMENT_FLOOR
 from modeling_m2sa.configuration_m2sa import CLASSIFICATION, FUSION_CHOICES, REGRESSION
+from modeling_m2sa.labels_m2sa import SYNTHETIC_DEMO_TAG
 from modeling_m2sa.language_m2sa import spoken_language
 
 from .calibration import calibration_markdown
@@ -20,9 +21,6 @@ TASK_NAMES = {True: "Multimodal (text + image) sentiment analysis", False: "Sent
 REGRESSION_TASK_NAMES = {True: "Multimodal (text + image) sentiment regression", False: "Sentiment regression (text)"}
 REGRESSION_METRIC_TYPES = {"mse": "mse", "mae": "mae", "pearson": "pearsonr", "spearman": "spearmanr"}
 """The Hub's metric ids of the regression metrics."""
-SYNTHETIC_DEMO_TAG = "m2sa-synthetic-demo"
-"""Tag of a model trained on the embedded synthetic demo set, whose answers are not real sentiment; the Space reads
-it to say so on its page."""
 MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card_template.md")
 """The card's prose and layout; `render_model_card` fills it with the metadata, tables and model details."""
 
