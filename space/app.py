@@ -17,7 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import gradio as gr
+if importlib.util.find_spec("m2sa_training") is not None:  # run from a checkout, whose dev extras include torchao
+    # the package's own filter of the library noise printed at import (a Space has no torchao, and no such noise)
+    importlib.import_module("m2sa_training.quiet_start").drop_known_library_noise()
+
+import gradio as gr  # noqa: E402
 from huggingface_hub import ModelCard, SpaceCard
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from PIL import Image, ImageDraw

@@ -31,6 +31,13 @@ def test_the_scorer_and_the_grid_import_quietly():
     assert result.stderr == ""
 
 
+def test_the_space_starts_quietly_from_a_checkout():
+    result = run("space/app.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("usage: app.py")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed: no noise to drop")
 def test_torchao_is_imported_and_its_other_warnings_still_show():
     result = run("-c", "import m2sa_training, sys, logging\n"
