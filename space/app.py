@@ -84,10 +84,11 @@ def load_pipeline(source, backend=None):
     return pipeline(model=source, trust_remote_code=True, **options)
 
 
-def served_code(classify, module):
-    """A module of the served model's own code (saved with it; loaded with the pipeline), e.g. `images_m2sa`. This
-    folder keeps no copy of the model's rules: it imports nothing of the repository."""
-    package = type(classify.processor).__module__.rpartition(".")[0]
+def served_code(loaded, module):
+    """A module of the served model's own code (saved with it), e.g. `images_m2sa`, from the code `loaded` (the
+    pipeline, or its processor) came from: transformers keeps each loaded file with the files it imports. This folder
+    keeps no copy of the model's rules: it imports nothing of the repository."""
+    package = type(loaded).__module__.rpartition(".")[0]
     return importlib.import_module(f"{package}.{module}")
 
 
@@ -95,7 +96,7 @@ def image_rules(classify):
     """The served model's own image rules: the `images_m2sa` module of its code (next to the processor that decodes
     its images), whose MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES and `image_dimensions` the uploads are
     checked with before anything is decoded; the corpus scorer applies the same caps."""
-    return served_code(classify, "images_m2sa")
+    return served_code(classify.processor, "images_m2sa")
 
 
 def served_model_notice(classify, source):

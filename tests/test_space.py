@@ -300,6 +300,9 @@ def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
     space_copy = tmp_path / "space"
     shutil.copytree(REPO_ROOT / "space", space_copy)
     Image.new("1", (4097, 4096)).save(tmp_path / "wide.png")
+    demo_model = tmp_path / "demo-model"  # a model whose card says it learned the synthetic demo set
+    shutil.copytree(saved_tiny_model_dir, demo_model)
+    (demo_model / "README.md").write_text(f"---\ntags:\n- m2sa\n- {SYNTHETIC_DEMO_TAG}\n---\n# demo\n")
     child = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[2])\n"
@@ -308,11 +311,13 @@ def test_space_folder_runs_without_the_package(saved_tiny_model_dir, tmp_path):
         "label, breakdown, message, _ = app.classify_tweet(classify, 'What a lovely day', None)\n"
         "print(type(classify).__module__, sorted(label), breakdown.splitlines()[-1].split('|')[1].strip())\n"
         "print(app.image_rules(classify).__name__)\n"
+        "print(app.served_model_notice(classify, sys.argv[1]) == app.SYNTHETIC_DEMO_NOTICE)\n"
         "print(app.classify_tweet(classify, 'What a lovely day', 'wide.png')[2])\n"
     )
-    result = run_without_package(child, saved_tiny_model_dir, space_copy, cwd=tmp_path)
+    result = run_without_package(child, demo_model, space_copy, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    *_, served, rules, refusal = result.stdout.strip().splitlines()
+    *_, served, rules, demo_notice, refusal = result.stdout.strip().splitlines()
+    assert demo_notice == "True"  # the tag read from the served model's code, as the card writer wrote it
     module, answer = served.split(" ", 1)
     assert module.startswith("transformers_modules.") and module.endswith("pipeline_m2sa")
     assert answer == "['negative', 'neutral', 'positive'] text alone"
