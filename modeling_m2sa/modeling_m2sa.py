@@ -4,6 +4,7 @@ Tweets without an image are encoded with a learned "no image" embedding in place
 batch can mix tweets with and without images and every tweet gets a prediction.
 """
 
+import copy
 import re
 import shutil
 from dataclasses import dataclass
@@ -300,7 +301,7 @@ class M2SAPreTrainedModel(PreTrainedModel):
         self.config.auto_map = dict(AUTO_MAP)
         # A saved classifier names its pipeline, so `pipeline(model=...)` needs no task and no M2SA package.
         classifier = isinstance(self, M2SAForSequenceClassification)
-        self.config.custom_pipelines = CUSTOM_PIPELINES if classifier else {}
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES) if classifier else {}
         super().save_pretrained(save_directory, *args, **kwargs)
         if classifier:
             for source, name in self._files_saved_with_a_classifier().items():

@@ -3,8 +3,9 @@
     python space/app.py [--model HUB_ID_OR_DIR] [--backend auto|fp32|bf16|int8]   # or M2SA_MODEL=..., M2SA_BACKEND=...
 
 The app is a thin layer over the model's own pipeline, `pipeline(model=..., trust_remote_code=True)`: the code comes
-with the saved model, so this folder deploys as a Space with nothing but its requirements.txt. Gradio reads
-GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless told otherwise.
+with the saved model, so this folder deploys as a Space with nothing but its requirements.txt. Run from a checkout,
+it also applies the package's filter of library start-up noise; deployed, it imports nothing of the repository.
+Gradio reads GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; the server binds 127.0.0.1 unless told otherwise.
 """
 
 import argparse
