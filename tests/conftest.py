@@ -127,8 +127,7 @@ def macro_f1_by_cue(model_dir, rows, image_column="image", label_column="label")
     blanked ("without_texts"; a tweet without one keeps its text, or there would be nothing to classify). The demo
     set's label is sign(text cue + image cue): a model that learned a cue loses when it cannot see it, and one that
     ignores a modality scores the same without it."""
-    from sklearn.metrics import f1_score
-
+    from m2sa_training.evaluation.metrics import compute_metrics
     from modeling_m2sa import M2SAForSequenceClassification, M2SAProcessor, predict
 
     model = M2SAForSequenceClassification.from_pretrained(model_dir).eval()
@@ -140,7 +139,7 @@ def macro_f1_by_cue(model_dir, rows, image_column="image", label_column="label")
     for name, (tweet_texts, tweet_images) in inputs.items():
         results = predict(model, processor, tweet_texts, tweet_images, backend="fp32")
         predictions = [model.config.label2id[result["label"]] for result in results]
-        scores[name] = f1_score(labels, predictions, average="macro", labels=sorted(model.config.id2label))
+        scores[name] = compute_metrics(labels, predictions, ["und"] * len(labels))["overall"]["macro_f1"]
     return scores
 
 
