@@ -1,5 +1,6 @@
 """Shared fixtures: tiny towers saved to temp dirs and loaded by path, like Hub ids, with the Hub switched off."""
 
+import atexit
 import json
 import os
 import shlex
@@ -22,6 +23,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # Gradio keeps uploads in one shared folder by default (/tmp/gradio, by content hash): under `pytest -n N` two workers'
 # Spaces would write and read the same upload at once. Each test process (and what it starts) gets its own.
 os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="m2sa-gradio-")
+for folder in (os.environ["HF_HOME"], os.environ["GRADIO_TEMP_DIR"]):  # this process's own: gone when it ends
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Under `pytest -n N` the workers share the cores: each one (and every process it starts) gets its share of them,
 # since torch's default of one thread per core in every worker oversubscribes the CPU many times over.
